@@ -1,0 +1,36 @@
+# The two commands a new user needs: `make demo` and `make test`.
+# Everything they need is installed here, into .venv, from python3 alone.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@echo "== cachediag diff: a deploy put a timestamp in the system prompt =="
+	-$(BIN)/cachediag diff sample_data/pairs/dynamic_value/a.json sample_data/pairs/dynamic_value/b.json
+	@echo
+	@echo "== cachediag lint of the same request =="
+	-$(BIN)/cachediag lint sample_data/pairs/dynamic_value/b.json
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_diff.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

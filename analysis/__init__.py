@@ -1,0 +1,1 @@
+"""The pure core: request rendering, tokens, fingerprints, the differ, causes, provider rules."""

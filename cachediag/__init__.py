@@ -1,0 +1,1 @@
+"""The cachediag command line."""

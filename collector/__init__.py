@@ -1,0 +1,1 @@
+"""Getting data in: OTLP ingest, mapping and the DuckDB store (not built yet)."""

@@ -1,0 +1,1 @@
+"""The Streamlit dashboard over the query API (not built yet)."""
