@@ -1,0 +1,197 @@
+"""Fingerprints: token blocks with chained hashes, and a segment map.
+
+The block hashes follow serving engines (vLLM, llm-d): the token ids are cut
+into fixed-size blocks and each block's hash covers its parent's hash and its
+own ids, so two requests share a leading run of block hashes exactly as far
+as a prefix cache could share KV blocks. Only full blocks are hashed.
+
+Segments are tokenized one by one (the rendering keeps their boundaries
+token-exact) and memoized by segment hash in a bounded LRU, so the next turn
+of a conversation tokenizes only its new tail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from array import array
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+
+from analysis.prompt import Prompt
+from analysis.tokens import Tokenizer
+
+DEFAULT_BLOCK_SIZE = 64
+DEFAULT_MEMO_TOKENS = 4_000_000  # token ids kept by the default memo (4 bytes each)
+
+
+def digest(data: bytes) -> bytes:
+    """The 64-bit hash used everywhere in fingerprints."""
+    return hashlib.blake2b(data, digest_size=8).digest()
+
+
+def text_hash(text: str) -> str:
+    """Hex hash of a text, as used for segment, prefix and tools hashes."""
+    return digest(text.encode("utf-8", "surrogatepass")).hex()
+
+
+@dataclass(frozen=True)
+class SegmentSpan:
+    """Where one segment lies in the token stream."""
+
+    path: str
+    kind: str
+    token_start: int
+    token_end: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What leaves the service about a request: hashes and counts, no content."""
+
+    encoding: str
+    block_size: int
+    total_tokens: int
+    block_hashes: tuple[int, ...]  # signed 64-bit, chained
+    segments: tuple[SegmentSpan, ...]
+    prefix_hash: str  # tools + system part
+    tools_hash: str
+    tools_count: int
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["block_hashes"] = list(self.block_hashes)
+        out["segments"] = [asdict(s) for s in self.segments]
+        return out
+
+
+class TokenMemo:
+    """Bounded LRUs of tokenization work: segment text ─► (hash, token ids), and
+    segment-hash prefix ─► its block-hash chain, so a conversation's next turn
+    tokenizes and hashes only its new tail. Bounded by the token ids kept."""
+
+    MAX_CHAINS = 256
+
+    def __init__(self, max_tokens: int = DEFAULT_MEMO_TOKENS) -> None:
+        self.max_tokens = max_tokens
+        self._segments: OrderedDict[tuple[str, str], tuple[str, array]] = OrderedDict()
+        self._chains: OrderedDict[tuple, tuple[tuple[str, ...], int, tuple[int, ...]]] = (
+            OrderedDict()
+        )
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def segment(self, tokenizer: Tokenizer, text: str) -> tuple[str, array]:
+        """(hash, token ids) of a segment text, tokenizing only on a miss."""
+        key = (tokenizer.name, text)
+        with self._lock:
+            found = self._segments.get(key)
+            if found is not None:
+                self._segments.move_to_end(key)
+                self.hits += 1
+                return found
+        entry = (text_hash(text), array("I", tokenizer.encode(text)))
+        with self._lock:
+            self.misses += 1
+            if key not in self._segments and len(entry[1]) <= self.max_tokens:
+                self._segments[key] = entry
+                self._size += len(entry[1])
+                while self._size > self.max_tokens:
+                    _, (_, old) = self._segments.popitem(last=False)
+                    self._size -= len(old)
+        return entry
+
+    def chain(
+        self, ids: array, spans: list[SegmentSpan], block_size: int, seed: str
+    ) -> tuple[int, ...]:
+        """Block hashes of ``ids``, continuing the longest chain already known."""
+        hashes = tuple(s.hash for s in spans)
+        keys, running = [], 0
+        for h in hashes:
+            running = hash((running, h))
+            keys.append((seed, block_size, running))
+        known: tuple[int, ...] = ()
+        with self._lock:
+            for i in range(len(keys) - 1, -1, -1):
+                entry = self._chains.get(keys[i])
+                if entry is not None and entry[0] == hashes[: i + 1]:
+                    known = entry[2]
+                    break
+        out = known + block_hashes(ids, block_size, seed, len(known), known[-1:])
+        if keys:
+            with self._lock:
+                self._chains[keys[-1]] = (hashes, len(ids), out)
+                self._chains.move_to_end(keys[-1])
+                while len(self._chains) > self.MAX_CHAINS:
+                    self._chains.popitem(last=False)
+        return out
+
+    def clear(self) -> None:
+        with self._lock:
+            self._segments.clear()
+            self._chains.clear()
+            self._size = 0
+
+
+DEFAULT_MEMO = TokenMemo()
+
+
+def token_ids(
+    prompt: Prompt, tokenizer: Tokenizer, memo: TokenMemo | None = None
+) -> tuple[array, list[SegmentSpan]]:
+    """All token ids of the rendering plus the segment map, segment by segment."""
+    memo = memo or DEFAULT_MEMO
+    ids = array("I")
+    spans = []
+    for seg in prompt.segments:
+        seg_hash, seg_ids = memo.segment(tokenizer, seg.text)
+        start = len(ids)
+        ids.extend(seg_ids)
+        spans.append(SegmentSpan(seg.path, seg.kind, start, len(ids), seg_hash))
+    return ids, spans
+
+
+def block_hashes(
+    ids: array, block_size: int, seed: str, first_block: int = 0, parent: tuple[int, ...] = ()
+) -> tuple[int, ...]:
+    """Chained hashes of every full block of ``block_size`` token ids.
+
+    With ``first_block`` and the hash of the block before it (``parent``), the
+    chain continues from there.
+    """
+    if block_size < 1:
+        raise ValueError("block size must be at least 1")
+    prev = parent[0].to_bytes(8, "big", signed=True) if parent else digest(seed.encode())
+    raw = memoryview(ids.tobytes())
+    step = block_size * ids.itemsize
+    out = []
+    for start in range(first_block * step, len(raw) - step + 1, step):
+        prev = hashlib.blake2b(prev + raw[start : start + step], digest_size=8).digest()
+        out.append(int.from_bytes(prev, "big", signed=True))
+    return tuple(out)
+
+
+def fingerprint(
+    prompt: Prompt,
+    tokenizer: Tokenizer,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    memo: TokenMemo | None = None,
+) -> Fingerprint:
+    """Fingerprint a parsed request."""
+    memo = memo or DEFAULT_MEMO
+    ids, spans = token_ids(prompt, tokenizer, memo)
+    stable = [s.hash for s in spans if s.kind in ("tool", "system")]
+    tools = [s.hash for s in spans if s.kind == "tool"]
+    return Fingerprint(
+        encoding=tokenizer.name,
+        block_size=block_size,
+        total_tokens=len(ids),
+        block_hashes=memo.chain(ids, spans, block_size, tokenizer.name),
+        segments=tuple(spans),
+        prefix_hash=text_hash("".join(stable)),
+        tools_hash=text_hash("".join(tools)),
+        tools_count=len(tools),
+    )

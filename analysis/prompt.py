@@ -1,0 +1,298 @@
+"""Request bodies ─► ordered segments ─► the exact text a prefix cache sees.
+
+Three formats are understood (detected automatically): OpenAI Chat
+Completions, OpenAI Responses and Anthropic Messages. Segments come in the
+order providers cache them: tools, then the system part, then the
+conversation. Each segment renders as a marker line plus its body:
+
+    <|tool|>
+    {"type":"function","function":{"name":"get_weather",...}}
+
+Prompt content (text, tool schemas with their key order, tool-call
+arguments, reasoning) is kept exactly as sent; the envelope (top-level and
+message key order, JSON formatting, ``cache_control``, sampling fields) comes
+from the fixed template here, so changing only the envelope renders the same
+text. Every segment ends in a newline and the next one starts with ``<|``, a
+split that no tiktoken pre-tokenizer merges across, so segments can be
+tokenized one by one and still match the whole text token for token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from analysis import jsonpath
+
+FORMATS = ("openai_chat", "openai_responses", "anthropic")
+
+# Keys that lead a tool or block, in this order; any others follow sorted.
+_LEADING_KEYS = (
+    "type",
+    "id",
+    "call_id",
+    "tool_use_id",
+    "name",
+    "description",
+    "parameters",
+    "input_schema",
+    "input",
+    "arguments",
+    "content",
+    "output",
+)
+_ANTHROPIC_ONLY_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking", "document"}
+_SYSTEM_ROLES = {"system", "developer"}
+
+
+class PromptError(ValueError):
+    """A body that is not a request of a known format."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One cacheable part of a request: where it lives, what it is, its text."""
+
+    path: str
+    kind: str  # tool | system | message | reasoning | tool_call | tool_result
+    text: str
+    body_start: int  # offset of the body inside ``text`` (after the marker line)
+    value: Any = None  # the JSON value behind a JSON body; None for raw text
+    cache_control: bool = False
+    value_path: str | None = None  # path of ``value`` when it is not ``path`` itself
+
+    @property
+    def body(self) -> str:
+        return self.text[self.body_start : -1]
+
+    def locate(self, offset: int) -> str:
+        """Deepest JSON path at character ``offset`` of this segment's text."""
+        inner = offset - self.body_start
+        if self.value is None or inner < 0:
+            return self.path
+        return jsonpath.locate(self.value, inner, self.value_path or self.path)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A parsed request: format, model and its segments in cache order."""
+
+    format: str
+    model: str | None
+    segments: tuple[Segment, ...]
+    cache_control_auto: bool = False  # Anthropic top-level automatic caching
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments)
+
+    def starts(self) -> list[int]:
+        """Character offset of each segment in ``text``."""
+        out, pos = [], 0
+        for seg in self.segments:
+            out.append(pos)
+            pos += len(seg.text)
+        return out
+
+    @property
+    def tools(self) -> list[Segment]:
+        return [s for s in self.segments if s.kind == "tool"]
+
+
+def parse(data: Any, fmt: str | None = None) -> Prompt:
+    """Parse a request body (or a logged record holding one) into a Prompt."""
+    body = unwrap(data)
+    fmt = fmt or detect(body)
+    if fmt not in FORMATS:
+        raise PromptError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    builder = {"openai_chat": _chat, "openai_responses": _responses, "anthropic": _anthropic}
+    try:
+        segments = tuple(builder[fmt](body))
+    except (AttributeError, TypeError, KeyError) as exc:
+        raise PromptError(f"not a valid {fmt} request body ({exc})") from exc
+    model = body.get("model")
+    auto = isinstance(body.get("cache_control"), dict)
+    return Prompt(fmt, model if isinstance(model, str) else None, segments, auto)
+
+
+def unwrap(data: Any) -> dict:
+    """The request body, also out of a logged record under ``request`` or ``body``."""
+    if not isinstance(data, dict):
+        raise PromptError("expected a JSON object holding a request body")
+    for _ in range(3):
+        if "messages" in data or "input" in data or "instructions" in data:
+            return data
+        inner = data.get("request", data.get("body"))
+        if not isinstance(inner, dict):
+            break
+        data = inner
+    raise PromptError(
+        "no request body found: expected 'messages' (Chat Completions, "
+        "Anthropic Messages) or 'input' (Responses), or a record with 'request'"
+    )
+
+
+def detect(body: dict) -> str:
+    """Guess the format of a request body."""
+    if "messages" not in body:
+        return "openai_responses"
+    if "system" in body or str(body.get("model", "")).startswith("claude"):
+        return "anthropic"
+    if any(isinstance(t, dict) and "input_schema" in t for t in body.get("tools") or []):
+        return "anthropic"
+    for msg in body.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, list) and any(
+            isinstance(b, dict) and b.get("type") in _ANTHROPIC_ONLY_BLOCKS for b in content
+        ):
+            return "anthropic"
+    return "openai_chat"
+
+
+# --- rendering helpers -------------------------------------------------------------------------
+
+
+def _envelope(obj: dict) -> dict:
+    """An envelope object with its keys in template order and cache_control removed."""
+    keys = [k for k in _LEADING_KEYS if k in obj]
+    keys += sorted(k for k in obj if k not in _LEADING_KEYS and k != "cache_control")
+    return {k: obj[k] for k in keys}
+
+
+def _has_cache_control(obj: Any) -> bool:
+    return isinstance(obj, dict) and isinstance(obj.get("cache_control"), dict)
+
+
+def _text_segment(path: str, kind: str, label: str, text: str, cc: bool = False) -> Segment:
+    if not isinstance(text, str):
+        raise TypeError(f"{path} must be a string")
+    marker = f"<|{label}|>\n"
+    return Segment(path, kind, f"{marker}{text}\n", len(marker), None, cc)
+
+
+def _json_segment(
+    path: str, kind: str, label: str, value: Any, cc: bool = False, value_path: str | None = None
+) -> Segment:
+    marker = f"<|{label}|>\n"
+    text = f"{marker}{jsonpath.dump(value)}\n"
+    return Segment(path, kind, text, len(marker), value, cc, value_path)
+
+
+def _tool(path: str, tool: dict) -> Segment:
+    value = _envelope(tool)
+    if isinstance(value.get("function"), dict):
+        value["function"] = _envelope(value["function"])
+    return _json_segment(path, "tool", "tool", value, _has_cache_control(tool))
+
+
+def _tools(body: dict) -> Iterator[Segment]:
+    for i, tool in enumerate(body.get("tools") or []):
+        yield _tool(f"tools[{i}]", tool)
+
+
+def _block(path: str, role: str, kind: str, block: Any) -> Segment:
+    """One content block: text raw, reasoning raw, anything else as JSON."""
+    if not isinstance(block, dict):
+        return _text_segment(path, kind, role, block)
+    btype = block.get("type", "text")
+    cc = _has_cache_control(block)
+    if btype in ("text", "input_text", "output_text") and isinstance(block.get("text"), str):
+        return _text_segment(path, kind, role, block["text"], cc)
+    if btype == "thinking":
+        return _text_segment(path, "reasoning", f"{role}:thinking", block.get("thinking", ""), cc)
+    if btype == "redacted_thinking":
+        return _text_segment(path, "reasoning", f"{role}:thinking", block.get("data", ""), cc)
+    block_kind = {"tool_use": "tool_call", "tool_result": "tool_result"}.get(btype, kind)
+    return _json_segment(path, block_kind, f"{role}:{btype}", _envelope(block), cc)
+
+
+def _content(path: str, role: str, kind: str, content: Any) -> Iterator[Segment]:
+    if isinstance(content, list):
+        for j, block in enumerate(content):
+            yield _block(f"{path}[{j}]", role, kind, block)
+    elif content is not None:
+        yield _text_segment(path, kind, role, content)
+
+
+# --- formats -----------------------------------------------------------------------------------
+
+
+def _chat(body: dict) -> Iterator[Segment]:
+    yield from _tools(body)
+    leading = True
+    for i, msg in enumerate(body["messages"]):
+        role = msg["role"]
+        leading = leading and role in _SYSTEM_ROLES
+        yield from _chat_message(f"messages[{i}]", msg, "system" if leading else "message")
+
+
+def _chat_message(path: str, msg: dict, kind: str) -> Iterator[Segment]:
+    role = msg["role"]
+    emitted = False
+    for field in ("reasoning_content", "reasoning"):
+        if isinstance(msg.get(field), str):
+            emitted = True
+            yield _text_segment(f"{path}.{field}", "reasoning", f"{role}:reasoning", msg[field])
+    label = f"tool_result {msg['tool_call_id']}" if msg.get("tool_call_id") else role
+    kind = "tool_result" if role == "tool" else kind
+    for seg in _content(f"{path}.content", label, kind, msg.get("content")):
+        emitted = True
+        yield seg
+    calls = msg.get("tool_calls")
+    if calls:
+        emitted = True
+        value = [_envelope({**c, "function": _envelope(c.get("function") or {})}) for c in calls]
+        yield _json_segment(f"{path}.tool_calls", "tool_call", f"{role}:tool_calls", value)
+    if not emitted:
+        yield _text_segment(path, kind, role, "")
+
+
+def _anthropic(body: dict) -> Iterator[Segment]:
+    yield from _tools(body)
+    system = body.get("system")
+    if isinstance(system, list):
+        for j, block in enumerate(system):
+            yield _block(f"system[{j}]", "system", "system", block)
+    elif system is not None:
+        yield _text_segment("system", "system", "system", system)
+    for i, msg in enumerate(body["messages"]):
+        role = msg["role"]
+        segs = list(_content(f"messages[{i}].content", role, "message", msg.get("content")))
+        yield from segs or [_text_segment(f"messages[{i}]", "message", role, "")]
+
+
+def _responses(body: dict) -> Iterator[Segment]:
+    yield from _tools(body)
+    if body.get("instructions") is not None:
+        yield _text_segment("instructions", "system", "system", body["instructions"])
+    items = body.get("input")
+    if isinstance(items, str) or items is None:
+        yield from _content("input", "user", "message", items)
+        return
+    leading = body.get("instructions") is None
+    for i, item in enumerate(items):
+        role = item.get("role") if isinstance(item, dict) else None
+        leading = leading and role in _SYSTEM_ROLES
+        yield _responses_item(f"input[{i}]", item, "system" if leading else "message")
+
+
+def _responses_item(path: str, item: dict, kind: str) -> Segment:
+    itype = item.get("type", "message")
+    if itype == "message" and isinstance(item.get("content"), str):
+        return _text_segment(path, kind, item["role"], item["content"])
+    if itype == "message":
+        return _json_segment(
+            path, kind, item["role"], item["content"], value_path=f"{path}.content"
+        )
+    if itype == "reasoning":
+        value = {k: item[k] for k in ("summary", "content", "encrypted_content") if k in item}
+        return _json_segment(path, "reasoning", "assistant:reasoning", value)
+    item_kind = {
+        "function_call": "tool_call",
+        "function_call_output": "tool_result",
+        "custom_tool_call": "tool_call",
+        "custom_tool_call_output": "tool_result",
+    }
+    value = _envelope({k: v for k, v in item.items() if k not in ("id", "status")})
+    return _json_segment(path, item_kind.get(itype, kind), itype, value)
