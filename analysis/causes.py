@@ -1,0 +1,244 @@
+"""Why the prefix broke: one cause code for the first divergence of two requests.
+
+A is the earlier request, B the later. The cause is the first difference in
+cache order; B may append new turns after it. When several causes fit, the
+first in this order wins: model_changed / identical, reasoning_dropped,
+whitespace / key_order, dynamic_value, context_reordered, tools_reordered /
+tools_changed, system_changed, history_rewritten.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from analysis import volatile
+from analysis.prompt import Prompt, Segment
+
+MAX_REORDERED = 64  # segments looked at for a reordered run of documents
+SHAPE_CAUSES = (
+    "identical",
+    "appended",
+    "dynamic_value",
+    "tools_reordered",
+    "tools_changed",
+    "key_order",
+    "whitespace",
+    "system_changed",
+    "history_rewritten",
+    "reasoning_dropped",
+    "context_reordered",
+    "model_changed",
+)
+
+_EXPLAIN = {
+    "identical": "The two prompts render to the same text; the prefix itself did not break.",
+    "appended": "B keeps all of A unchanged and only adds to the end: the cache can serve A.",
+    "model_changed": "The model changed ({a} → {b}); caches are per model, so nothing is reused.",
+    "reasoning_dropped": "The reasoning of an earlier turn ({seg}) is missing or emptied in B, "
+    "so everything after it is re-read from scratch.",
+    "whitespace": "{seg} has the same text but different whitespace; to the tokenizer that is "
+    "a different prefix.",
+    "key_order": "{seg} holds the same JSON with its keys in another order; serialized text "
+    "differs, so the prefix breaks there.",
+    "dynamic_value": "A value that changes per request ({detail}) sits in {seg}, inside the "
+    "prefix; every request gets a new prefix from there on.",
+    "context_reordered": "{seg} holds the same retrieved context in another order.",
+    "tools_reordered": "The same tools arrive in another order (first moved: {seg}).",
+    "tools_changed": "The tool list changed at {seg} (added, removed, renamed or its "
+    "description/schema edited); everything after the tools is re-read.",
+    "system_changed": "The system part changed at {seg}.",
+    "history_rewritten": "Earlier conversation was edited, truncated or summarised at {seg} "
+    "instead of appended to.",
+}
+_FIX = {
+    "identical": "Nothing to fix in the request; look at routing, TTL or the minimum length.",
+    "appended": "Nothing to fix: append-only history is what the cache wants.",
+    "model_changed": "Pin one model (and version) per conversation; warm the new one before "
+    "switching traffic.",
+    "reasoning_dropped": "Send historical reasoning_content / thinking blocks back unchanged "
+    "on every turn.",
+    "whitespace": "Build the prompt through one code path and normalize whitespace and line "
+    "endings once, before the first request.",
+    "key_order": "Serialize JSON with a fixed key order (json.dumps(..., sort_keys=True)).",
+    "dynamic_value": "Move the value after the cacheable prefix (the last user message) or into "
+    "request metadata; round timestamps to the day if they must stay.",
+    "context_reordered": "Sort retrieved chunks by a stable key (document id) before building "
+    "the prompt.",
+    "tools_reordered": "Declare tools in one fixed order (sort by name) on every request.",
+    "tools_changed": "Declare one stable tool list and mask per step (allowed tools) instead "
+    "of adding or removing tools.",
+    "system_changed": "Keep the system prompt fixed; put per-request data after the prefix.",
+    "history_rewritten": "Grow history append-only; summarise rarely and at a fixed cadence, "
+    "and send a stable prompt_cache_key.",
+}
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A cause code, the segment whose content changed, and what to do."""
+
+    code: str
+    segment: str | None
+    side: str | None  # "a" or "b": the request in which ``segment`` lies
+    explanation: str
+    fix: str
+
+
+def _cause(code: str, seg: Segment | None = None, side: str | None = None, **fmt: str) -> Cause:
+    path = seg.path if seg else None
+    text = _EXPLAIN[code].format(seg=path, **fmt)
+    return Cause(code, path, side if seg else None, text, _FIX[code])
+
+
+def _at(prompt: Prompt, char: int) -> Segment | None:
+    starts = prompt.starts()
+    if char >= len(prompt.text):
+        return None
+    return prompt.segments[bisect.bisect_right(starts, char) - 1]
+
+
+def classify(a: Prompt, b: Prompt, char: int) -> Cause:
+    """The cause of the first divergence at character ``char`` of the renderings."""
+    if a.model and b.model and a.model != b.model:
+        return _cause("model_changed", a=a.model, b=b.model)
+    text_a, text_b = a.text, b.text
+    if text_a == text_b:
+        return _cause("identical")
+    sa, sb = _at(a, char), _at(b, char)
+    if sa is None:
+        return _cause("appended", sb, "b")
+    if (
+        sa.kind == "reasoning"
+        and sa.body.strip()
+        and (sb is None or sb.kind != "reasoning" or not sb.body.strip())
+    ):
+        return _cause("reasoning_dropped", sa, "a")
+    seg, side = _changed(a, b, sa, sb)
+    if sb is not None and sa.kind == sb.kind:
+        found = _same_kind(sa, sb, seg, side)
+        if found:
+            return found
+    reordered = _reordered_segments(a, b, sa, sb)
+    if reordered:
+        return _cause("context_reordered", reordered, "a")
+    if "tool" in (sa.kind, getattr(sb, "kind", None)):
+        same_set = Counter(s.text for s in a.tools) == Counter(s.text for s in b.tools)
+        if same_set:
+            return _cause("tools_reordered", sa, "a")
+        return _cause("tools_changed", *_changed_tool(a, sa, sb))
+    if "system" in (sa.kind, getattr(sb, "kind", None)):
+        return _cause("system_changed", seg, side)
+    return _cause("history_rewritten", seg, side)
+
+
+def _changed(a: Prompt, b: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, str]:
+    """The segment whose content changed: A's, unless A's part survives intact in B."""
+    if sb is not None and sa.text in {s.text for s in b.segments}:
+        return sb, "b"
+    return sa, "a"
+
+
+def _changed_tool(a: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, str]:
+    """B's tool when it is new or edited, else A's tool that B removed."""
+    if sb is not None and sb.kind == "tool" and sb.text not in {s.text for s in a.tools}:
+        return sb, "b"
+    if sa.kind == "tool" or sb is None:
+        return sa, "a"
+    return sb, "b"
+
+
+def _same_kind(sa: Segment, sb: Segment, seg: Segment, side: str) -> Cause | None:
+    """Causes visible inside one pair of corresponding segments."""
+    if _squash(sa.text) == _squash(sb.text):
+        return _cause("whitespace", seg, side)
+    canon_a, canon_b = _canonical(sa.text), _canonical(sb.text)
+    if canon_a == canon_b:
+        return _cause("key_order", seg, side)
+    masked_a = volatile.mask(sa.text)
+    if masked_a == volatile.mask(sb.text) and masked_a != sa.text:
+        return _cause("dynamic_value", seg, side, detail=_volatile_detail(sa.text, sb.text))
+    if _chunks_reordered(sa.body, sb.body) or _canonical(sa.text, True) == _canonical(
+        sb.text, True
+    ):
+        return _cause("context_reordered", seg, side)
+    return None
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def _volatile_detail(text_a: str, text_b: str) -> str:
+    pairs = enumerate(zip(text_a, text_b, strict=False))
+    start = next((i for i, (x, y) in pairs if x != y), min(len(text_a), len(text_b)))
+    va, vb = volatile.covering(text_a, start), volatile.covering(text_b, start)
+    if va and vb:
+        return f"{va.kind} {va.text!r} → {vb.text!r}"
+    return "a volatile value"
+
+
+def _sorted_json(value: Any, sort_lists: bool) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_json(value[k], sort_lists) for k in sorted(value)}
+    if isinstance(value, list):
+        items = [_sorted_json(v, sort_lists) for v in value]
+        return sorted(items, key=json.dumps) if sort_lists else items
+    if isinstance(value, str) and value[:1] in "{[" and value[-1:] in "}]":
+        try:  # JSON inside a string: tool-call arguments, tool results
+            return ["<json>", _sorted_json(json.loads(value), sort_lists)]
+        except ValueError:
+            return value
+    return value
+
+
+def _canonical(text: str, sort_lists: bool = False) -> str:
+    """``text`` with every embedded JSON object or array in canonical form."""
+    decoder, out, pos = json.JSONDecoder(), [], 0
+    for match in re.finditer(r"[{\[]", text):
+        if match.start() < pos:
+            continue
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except ValueError:
+            continue
+        out.append(text[pos : match.start()])
+        out.append(json.dumps(_sorted_json(value, sort_lists), sort_keys=True))
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _split_chunks(text: str) -> list[str]:
+    """Retrieved context as chunks: tagged documents, else paragraphs, else lines."""
+    for pattern in (r"(?s)<(document|doc|chunk|result|source)\b.*?</\1>", None, None):
+        if pattern:
+            found = [m.group() for m in re.finditer(pattern, text)]
+        else:
+            sep = "\n\n" if "\n\n" in text else "\n"
+            found = [c for c in text.split(sep) if c.strip()]
+        if len(found) >= 2:
+            return found
+    return []
+
+
+def _chunks_reordered(body_a: str, body_b: str) -> bool:
+    chunks_a, chunks_b = _split_chunks(body_a), _split_chunks(body_b)
+    return len(chunks_a) >= 2 and chunks_a != chunks_b and Counter(chunks_a) == Counter(chunks_b)
+
+
+def _reordered_segments(a: Prompt, b: Prompt, sa: Segment, sb: Segment | None) -> Segment | None:
+    """Non-tool segments that are the same multiset in another order (documents, hits)."""
+    if sb is None or "tool" in (sa.kind, sb.kind):
+        return None
+    ia, ib = a.segments.index(sa), b.segments.index(sb)
+    tail_a = [s.text for s in a.segments[ia:]]
+    tail_b = [s.text for s in b.segments[ib:]]
+    for k in range(2, min(len(tail_a), len(tail_b), MAX_REORDERED) + 1):
+        if Counter(tail_a[:k]) == Counter(tail_b[:k]):
+            return sa
+    return None

@@ -1,0 +1,137 @@
+"""Compare two requests: where the prefix diverged, why, and what it costs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from analysis import causes, differ, fingerprint, providers
+from analysis.prompt import Prompt, Segment, parse
+from analysis.tokens import Tokenizer, resolve
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything ``cachediag diff`` reports, as plain data."""
+
+    identical: bool
+    first_diff_token: int
+    first_diff_byte: int
+    shared_tokens: int
+    tokens_a: int
+    tokens_b: int
+    encoding: str
+    encoding_requested: str
+    encoding_exact: bool  # False when a fallback encoding approximates the requested one
+    format_a: str
+    format_b: str
+    model_a: str | None
+    model_b: str | None
+    segment: str | None  # the part whose content changed (cause contract)
+    path: str | None  # the deepest JSON path resolved inside it
+    side: str | None  # "a" or "b": the request ``segment`` and ``path`` point into
+    cause: str
+    explanation: str
+    fix: str
+    provider: str
+    minimum_tokens: int
+    cacheable_tokens: int
+    missed_tokens: int
+    missed_cost_usd: float
+    excerpt: dict[str, list[str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _decode(tokens: tuple[bytes, ...]) -> list[str]:
+    return [t.decode("utf-8", "replace") for t in tokens]
+
+
+def _breakpoints(prompt: Prompt, spans: list[fingerprint.SegmentSpan]) -> list[int]:
+    """Token positions where a cache_control breakpoint ends a cacheable prefix."""
+    points = [
+        span.token_end
+        for seg, span in zip(prompt.segments, spans, strict=True)
+        if seg.cache_control
+    ]
+    if prompt.cache_control_auto and spans:
+        points.append(spans[-1].token_end)
+    return points
+
+
+def _deep_path(prompt: Prompt, seg: Segment | None, char: int) -> str | None:
+    if seg is None:
+        return None
+    start = prompt.starts()[prompt.segments.index(seg)]
+    return seg.locate(char - start)
+
+
+def compare_prompts(
+    a: Prompt,
+    b: Prompt,
+    tokenizer: Tokenizer,
+    provider: str | None = None,
+    block_size: int = fingerprint.DEFAULT_BLOCK_SIZE,
+    table: dict | None = None,
+) -> Comparison:
+    """Compare two parsed requests (A earlier, B later)."""
+    table = table or providers.load_table()
+    div = differ.first_difference(a.text, b.text, tokenizer)
+    ids_a, spans_a = fingerprint.token_ids(a, tokenizer)
+    ids_b, spans_b = fingerprint.token_ids(b, tokenizer)
+    cause = causes.classify(a, b, div.first_diff_char)
+    side_prompt = b if cause.side == "b" else a
+    seg = next((s for s in side_prompt.segments if s.path == cause.segment), None)
+    provider = provider or providers.provider_for(b.format, b.model)
+    points = _breakpoints(a, spans_a) if _breakpoints(b, spans_b) else []
+    shared = len(ids_a) if div.identical else div.first_diff_token
+    if cause.code == "model_changed":
+        shared = 0
+    impl = providers.implications(table, provider, b.model, shared, len(ids_b), points, block_size)
+    return Comparison(
+        identical=div.identical,
+        first_diff_token=div.first_diff_token,
+        first_diff_byte=div.first_diff_byte,
+        shared_tokens=shared,
+        tokens_a=len(ids_a),
+        tokens_b=len(ids_b),
+        encoding=tokenizer.name,
+        encoding_requested=tokenizer.requested,
+        encoding_exact=tokenizer.exact,
+        format_a=a.format,
+        format_b=b.format,
+        model_a=a.model,
+        model_b=b.model,
+        segment=cause.segment,
+        path=_deep_path(side_prompt, seg, div.first_diff_char),
+        side=cause.side,
+        cause=cause.code,
+        explanation=cause.explanation,
+        fix=cause.fix,
+        provider=impl.provider,
+        minimum_tokens=impl.minimum,
+        cacheable_tokens=impl.cacheable_tokens,
+        missed_tokens=impl.missed_tokens,
+        missed_cost_usd=impl.missed_cost_usd,
+        excerpt={
+            "context": _decode(div.context),
+            "a": _decode(div.tokens_a),
+            "b": _decode(div.tokens_b),
+        },
+    )
+
+
+def compare(
+    body_a: Any,
+    body_b: Any,
+    fmt: str | None = None,
+    encoding: str | None = None,
+    provider: str | None = None,
+    block_size: int = fingerprint.DEFAULT_BLOCK_SIZE,
+    table: dict | None = None,
+) -> Comparison:
+    """Parse two request bodies and compare them; the tokenizer follows B's model."""
+    a, b = parse(body_a, fmt), parse(body_b, fmt)
+    tokenizer = resolve(b.model or a.model, encoding)
+    return compare_prompts(a, b, tokenizer, provider, block_size, table)

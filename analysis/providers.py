@@ -1,0 +1,118 @@
+"""Provider cache rules and prices: shared tokens ─► cacheable, missed, dollars.
+
+The rules and prices live in ``providers.toml`` beside this module; a file of
+the same shape overrides any part of them (``--prices`` or CACHEDIAG_PRICES).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+PRICES_ENV = "CACHEDIAG_PRICES"  # path of a TOML file overriding providers.toml
+PROVIDERS = ("openai", "anthropic", "deepseek", "gemini", "generic")
+
+
+@dataclass(frozen=True)
+class Implication:
+    """What the divergence means for the cache and the bill of request B."""
+
+    provider: str
+    minimum: int
+    cacheable_tokens: int
+    missed_tokens: int
+    missed_cost_usd: float
+    input_usd_per_mtok: float
+    cached_usd_per_mtok: float
+
+
+def load_table(override: str | None = None) -> dict[str, Any]:
+    """The built-in table, merged with an override file when given."""
+    text = resources.files("analysis").joinpath("providers.toml").read_text()
+    table = tomllib.loads(text)
+    if override:
+        with open(override, "rb") as handle:
+            _merge(table, tomllib.load(handle))
+    return table
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def provider_for(fmt: str, model: str | None) -> str:
+    """The provider whose cache rules apply to a request."""
+    name = (model or "").lower()
+    if fmt == "anthropic" or name.startswith("claude"):
+        return "anthropic"
+    for provider in ("deepseek", "gemini"):
+        if provider in name:
+            return provider
+    if fmt.startswith("openai") and (
+        not name or name.startswith(("gpt", "o1", "o3", "o4", "chatgpt"))
+    ):
+        return "openai"
+    return "generic"
+
+
+def _by_prefix(mapping: dict[str, Any], model: str | None, default: Any) -> Any:
+    name = (model or "").lower().rsplit("/", 1)[-1]
+    keys = [k for k in mapping if name.startswith(k.lower())]
+    return mapping[max(keys, key=len)] if keys else default
+
+
+def minimum_tokens(table: dict, provider: str, model: str | None) -> int:
+    rules = table["profiles"][provider]
+    return int(_by_prefix(rules.get("minimum_by_model", {}), model, rules.get("minimum", 0)))
+
+
+def cacheable_tokens(
+    table: dict,
+    provider: str,
+    model: str | None,
+    shared: int,
+    breakpoints: list[int],
+    block_size: int,
+) -> int:
+    """How many of ``shared`` leading tokens the provider can serve from its cache."""
+    rules = table["profiles"][provider]
+    minimum = minimum_tokens(table, provider, model)
+    if rules.get("breakpoints"):
+        fits = [bp for bp in breakpoints if minimum <= bp <= shared]
+        return max(fits, default=0)
+    if shared < max(minimum, 1):
+        return 0
+    step = int(rules.get("increment", 0)) or (block_size if provider == "generic" else 1)
+    base = minimum if minimum % step else 0
+    return base + (shared - base) // step * step
+
+
+def implications(
+    table: dict,
+    provider: str,
+    model: str | None,
+    shared: int,
+    total_b: int,
+    breakpoints: list[int],
+    block_size: int,
+) -> Implication:
+    """Cacheable tokens of B, the tokens it pays full price for, and their extra cost."""
+    cacheable = cacheable_tokens(table, provider, model, shared, breakpoints, block_size)
+    price = _by_prefix(table["prices"], model, table["prices"]["default"])
+    missed = max(total_b - cacheable, 0)
+    extra = (float(price["input"]) - float(price["cached"])) * missed / 1e6
+    return Implication(
+        provider,
+        minimum_tokens(table, provider, model),
+        cacheable,
+        missed,
+        round(extra, 6),
+        float(price["input"]),
+        float(price["cached"]),
+    )
