@@ -1,0 +1,5 @@
+"""``python -m cachediag`` runs the CLI."""
+
+from cachediag.cli import main
+
+main()

