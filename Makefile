@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	@echo "== cachediag diff: a deploy put a timestamp in the system prompt =="
-	-$(BIN)/cachediag diff sample_data/pairs/dynamic_value/a.json sample_data/pairs/dynamic_value/b.json
+	@# diff exits 1 when the requests differ (as here) and 2 on bad input.
+	$(BIN)/cachediag diff sample_data/pairs/dynamic_value/a.json \
+		sample_data/pairs/dynamic_value/b.json || [ $$? -eq 1 ]
 	@echo
 	@echo "== cachediag lint of the same request =="
-	-$(BIN)/cachediag lint sample_data/pairs/dynamic_value/b.json
+	$(BIN)/cachediag lint sample_data/pairs/dynamic_value/b.json || [ $$? -eq 1 ]
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
