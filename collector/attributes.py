@@ -1,0 +1,86 @@
+"""The attribute contract: every span attribute cachediag writes or reads, named once.
+
+OpenTelemetry GenAI semantic-convention names where they exist; cachediag's
+own under ``cachediag.``. The instrumentation writes these names and the
+collector's mapping reads them (plus the aliases other instrumentations emit,
+listed in ``collector.mapping``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """One span attribute: its name, OTel value type and meaning."""
+
+    name: str
+    type: str  # string | int | double | bool | int[]
+    meaning: str
+
+
+def _a(name: str, type_: str, meaning: str) -> Attribute:
+    return Attribute(name, type_, meaning)
+
+
+# --- OpenTelemetry GenAI semantic conventions -----------------------------------------------
+PROVIDER = _a("gen_ai.provider.name", "string", "provider: openai, anthropic, deepseek, ...")
+SYSTEM = _a("gen_ai.system", "string", "deprecated spelling of gen_ai.provider.name (read only)")
+OPERATION = _a("gen_ai.operation.name", "string", "chat, text_completion, embeddings, ...")
+REQUEST_MODEL = _a("gen_ai.request.model", "string", "model asked for")
+RESPONSE_MODEL = _a("gen_ai.response.model", "string", "model that answered")
+CONVERSATION_ID = _a("gen_ai.conversation.id", "string", "conversation/session id")
+INPUT_TOKENS = _a("gen_ai.usage.input_tokens", "int", "all prompt tokens, cached included")
+OUTPUT_TOKENS = _a("gen_ai.usage.output_tokens", "int", "completion tokens")
+CACHE_READ = _a("gen_ai.usage.cache_read.input_tokens", "int", "prompt tokens read from cache")
+CACHE_CREATION = _a(
+    "gen_ai.usage.cache_creation.input_tokens", "int", "prompt tokens written to the cache"
+)
+TIME_TO_FIRST_CHUNK = _a(
+    "gen_ai.response.time_to_first_chunk",
+    "double",
+    "seconds from request to the first streamed chunk",
+)
+
+# --- cachediag's own -------------------------------------------------------------------------
+ROUTE = _a("cachediag.route", "string", "logical route / endpoint of the service")
+REPLICA = _a("cachediag.replica", "string", "serving replica or deployment the call hit")
+SESSION_KEY = _a("cachediag.session_key", "string", "prompt_cache_key or sticky-routing key")
+PREFIX_HASH = _a("cachediag.prefix_hash", "string", "hash of the tools + system part")
+TOOLS_HASH = _a("cachediag.tools_hash", "string", "hash of the tool declarations")
+TOOLS_COUNT = _a("cachediag.tools_count", "int", "number of tools declared")
+SCHEMA_VERSION = _a("cachediag.schema_version", "string", "version of the tool/output schemas")
+PROMPT_VERSION = _a("cachediag.prompt_version", "string", "version of the prompt template")
+TTFT_MS = _a("cachediag.ttft_ms", "double", "time to first token, milliseconds")
+ENCODING = _a("cachediag.encoding", "string", "tiktoken encoding of the fingerprint")
+BLOCK_SIZE = _a("cachediag.block_size", "int", "tokens per fingerprint block")
+BLOCK_HASHES = _a("cachediag.block_hashes", "int[]", "chained 64-bit block hashes")
+SEGMENTS = _a(
+    "cachediag.segments", "string", "segment map as JSON: [[path, kind, start, end, hash], ...]"
+)
+TOTAL_TOKENS = _a("cachediag.total_tokens", "int", "tokens of the rendered prompt")
+CONTENT = _a("cachediag.content", "string", "rendered request (only when capture is on)")
+USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
+PROVIDER_VERDICT = _a(
+    "cachediag.provider_verdict", "string", "the provider's own cache-miss diagnostics as JSON"
+)
+
+ALL: tuple[Attribute, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Attribute))
+
+
+def fingerprint_attributes(fp: Any) -> dict[str, Any]:
+    """The cachediag.* attributes of an ``analysis.fingerprint.Fingerprint``."""
+    segments = [[s.path, s.kind, s.token_start, s.token_end, s.hash] for s in fp.segments]
+    return {
+        PREFIX_HASH.name: fp.prefix_hash,
+        TOOLS_HASH.name: fp.tools_hash,
+        TOOLS_COUNT.name: fp.tools_count,
+        ENCODING.name: fp.encoding,
+        BLOCK_SIZE.name: fp.block_size,
+        BLOCK_HASHES.name: list(fp.block_hashes),
+        SEGMENTS.name: json.dumps(segments, separators=(",", ":")),
+        TOTAL_TOKENS.name: fp.total_tokens,
+    }

@@ -1,0 +1,93 @@
+"""Build OTLP exports for tests: protobuf messages and their OTLP/JSON form."""
+
+from __future__ import annotations
+
+import base64
+import random
+from typing import Any
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+
+def _set(value, item: Any) -> None:
+    if isinstance(item, bool):
+        value.bool_value = item
+    elif isinstance(item, int):
+        value.int_value = item
+    elif isinstance(item, float):
+        value.double_value = item
+    elif isinstance(item, str):
+        value.string_value = item
+    elif isinstance(item, list):
+        value.array_value.SetInParent()
+        for x in item:
+            _set(value.array_value.values.add(), x)
+    elif isinstance(item, dict):
+        value.kvlist_value.SetInParent()
+        for k, x in item.items():
+            kv = value.kvlist_value.values.add()
+            kv.key = k
+            _set(kv.value, x)
+
+
+def traces(spans: list[dict], service: str = "svc", seed: int = 0) -> ExportTraceServiceRequest:
+    """spans: dicts with attributes, and optional name, events, status, ids, start/end."""
+    rng = random.Random(seed)
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", service
+    out = rs.scope_spans.add().spans
+    for spec in spans:
+        sp = out.add()
+        sp.trace_id = spec.get("trace_id", rng.randbytes(16))
+        sp.span_id = spec.get("span_id", rng.randbytes(8))
+        sp.name = spec.get("name", "chat gpt-4o")
+        sp.kind = 3
+        sp.start_time_unix_nano = spec.get("start", 1_763_800_000_000_000_000)
+        sp.end_time_unix_nano = spec.get("end", sp.start_time_unix_nano + 10**9)
+        sp.status.code = spec.get("status", 0)
+        for name, t in spec.get("events", []):
+            event = sp.events.add()
+            event.name, event.time_unix_nano = name, t
+        for key, item in spec.get("attributes", {}).items():
+            kv = sp.attributes.add()
+            kv.key = key
+            _set(kv.value, item)
+    return request
+
+
+def logs(records: list[dict]) -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    out = request.resource_logs.add().scope_logs.add().log_records
+    for spec in records:
+        lr = out.add()
+        lr.time_unix_nano = spec.get("time", 1_763_800_000_000_000_000)
+        for key, item in spec.get("attributes", {}).items():
+            kv = lr.attributes.add()
+            kv.key = key
+            _set(kv.value, item)
+        if "body" in spec:
+            _set(lr.body, spec["body"])
+    return request
+
+
+def to_json(message) -> dict:
+    """OTLP/JSON as the spec writes it: hex ids (protobuf's JSON mapping uses base64)."""
+    doc = json_format.MessageToDict(message)
+
+    def fix(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("traceId", "spanId", "parentSpanId"):
+                if key in node:
+                    node[key] = base64.b64decode(node[key]).hex()
+            for value in node.values():
+                fix(value)
+        elif isinstance(node, list):
+            for value in node:
+                fix(value)
+
+    fix(doc)
+    return doc
