@@ -1,0 +1,87 @@
+"""Schema migrations: functions that are only ever appended, each run in one transaction.
+
+A database records in ``schema_migrations`` which ones it has; opening a
+store applies the rest in order. Never edit or reorder a migration that has
+shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+
+def _001_initial(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("""
+        CREATE TABLE requests (
+            id VARCHAR PRIMARY KEY,          -- trace_id + span_id (hex)
+            trace_id VARCHAR, span_id VARCHAR, parent_span_id VARCHAR,
+            signal VARCHAR,                  -- span | log | record
+            service VARCHAR, name VARCHAR,
+            ts TIMESTAMP NOT NULL,           -- request start, UTC
+            duration_ms DOUBLE,
+            provider VARCHAR, operation VARCHAR, request_model VARCHAR, response_model VARCHAR,
+            conversation_id VARCHAR, session_key VARCHAR, route VARCHAR, replica VARCHAR,
+            prompt_version VARCHAR, schema_version VARCHAR,
+            prefix_hash VARCHAR, tools_hash VARCHAR, tools_count INTEGER,
+            encoding VARCHAR, block_size INTEGER, block_hashes BIGINT[],
+            segments VARCHAR,                -- JSON segment map
+            total_tokens BIGINT,             -- tokens of our rendering
+            prompt_tokens BIGINT,            -- all input tokens, cached included
+            cached_tokens BIGINT, cache_write_tokens BIGINT, output_tokens BIGINT,
+            ttft_ms DOUBLE, is_error BOOLEAN, error_type VARCHAR,
+            provider_verdict VARCHAR,        -- provider's own miss diagnostics, JSON
+            attributes VARCHAR,              -- unclaimed attributes, JSON
+            ingested_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    con.execute("CREATE TABLE request_content (id VARCHAR PRIMARY KEY, content VARCHAR)")
+    con.execute("""
+        CREATE TABLE explanations (
+            id VARCHAR PRIMARY KEY, cause VARCHAR, segment VARCHAR, path VARCHAR,
+            first_diff_token BIGINT, first_diff_block INTEGER,
+            expected_cached BIGINT, reported_cached BIGINT,
+            missed_tokens BIGINT, missed_cost_usd DOUBLE,
+            predecessor_id VARCHAR, provider_verdict VARCHAR, detail VARCHAR,
+            explained_at TIMESTAMP DEFAULT current_timestamp
+        )""")
+    con.execute("""
+        CREATE TABLE alerts (
+            id VARCHAR PRIMARY KEY, rule VARCHAR, group_key VARCHAR, state VARCHAR,
+            started_at TIMESTAMP, resolved_at TIMESTAMP, value DOUBLE, baseline DOUBLE,
+            attribution VARCHAR, top_causes VARCHAR, cost_per_hour DOUBLE,
+            updated_at TIMESTAMP
+        )""")
+    con.execute("CREATE INDEX requests_ts ON requests (ts)")
+
+
+MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (_001_initial,)
+
+
+def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply every migration the database lacks; return the names applied."""
+    con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+        version INTEGER PRIMARY KEY, name VARCHAR,
+        applied_at TIMESTAMP DEFAULT current_timestamp)""")
+    done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            migration(con)
+            con.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                [version, migration.__name__.lstrip("_")],
+            )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        log.info("applied migration %s", migration.__name__)
+        applied.append(migration.__name__.lstrip("_"))
+    return applied

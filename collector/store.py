@@ -1,0 +1,232 @@
+"""The DuckDB store: migrated on open, batched inserts, a group-committing writer.
+
+Rows go in as one polars frame per transaction, never row by row; a re-sent
+span (same id) is stored once. ``Writer`` gathers whatever arrived while the
+previous commit ran (up to a row budget) into one transaction and only then
+tells each submitter its rows are durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from collector import migrations
+
+log = logging.getLogger(__name__)
+
+REQUEST_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.String,
+    "trace_id": pl.String,
+    "span_id": pl.String,
+    "parent_span_id": pl.String,
+    "signal": pl.String,
+    "service": pl.String,
+    "name": pl.String,
+    "start_ns": pl.Int64,
+    "duration_ms": pl.Float64,
+    "provider": pl.String,
+    "operation": pl.String,
+    "request_model": pl.String,
+    "response_model": pl.String,
+    "conversation_id": pl.String,
+    "session_key": pl.String,
+    "route": pl.String,
+    "replica": pl.String,
+    "prompt_version": pl.String,
+    "schema_version": pl.String,
+    "prefix_hash": pl.String,
+    "tools_hash": pl.String,
+    "tools_count": pl.Int32,
+    "encoding": pl.String,
+    "block_size": pl.Int32,
+    "block_hashes": pl.List(pl.Int64),
+    "segments": pl.String,
+    "total_tokens": pl.Int64,
+    "prompt_tokens": pl.Int64,
+    "cached_tokens": pl.Int64,
+    "cache_write_tokens": pl.Int64,
+    "output_tokens": pl.Int64,
+    "ttft_ms": pl.Float64,
+    "is_error": pl.Boolean,
+    "error_type": pl.String,
+    "provider_verdict": pl.String,
+    "attributes": pl.String,
+}
+_COLUMNS = [c for c in REQUEST_SCHEMA if c != "start_ns"]
+CHECKPOINT_MIB = 256
+
+
+class StoreLocked(RuntimeError):
+    """Another process holds the database file."""
+
+
+class Store:
+    """One read-write DuckDB connection, plus cursors for readers in this process."""
+
+    def __init__(self, path: str, read_only: bool = False) -> None:
+        try:
+            self.con = duckdb.connect(path, read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLocked(
+                    f"{path} is open in another process (a running cachediag "
+                    "serve?); query that server instead"
+                ) from None
+            raise
+        self.path = path
+        self._lock = threading.Lock()
+        if not read_only:
+            # Fewer, larger checkpoints: block-hash lists make the WAL grow fast, and
+            # checkpointing every 16 MiB (the default) halves the insert rate.
+            self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_MIB}MiB'")
+            migrations.apply(self.con)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for reading from another thread."""
+        return self.con.cursor()
+
+    @staticmethod
+    def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+        """Mapped rows as one frame of the requests schema."""
+        return pl.DataFrame(rows, schema=REQUEST_SCHEMA)
+
+    def insert(self, frame: pl.DataFrame, contents: list[tuple[str, str]]) -> int:
+        """Insert a frame (and captured contents) in one transaction; returns rows new here."""
+        if not len(frame):
+            return 0
+        frame = frame.unique(subset="id", keep="first", maintain_order=True).with_columns(
+            ts=pl.from_epoch("start_ns", time_unit="ns").cast(pl.Datetime("us"))
+        )
+        content = pl.DataFrame(
+            contents, schema={"id": pl.String, "content": pl.String}, orient="row"
+        ).unique(subset="id", keep="first")
+        columns = ", ".join(["ts", *_COLUMNS])
+        with self._lock:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                self.con.register("incoming", frame)
+                (inserted,) = self.con.execute(
+                    f"INSERT INTO requests ({columns}) SELECT {columns} "
+                    "FROM incoming ON CONFLICT DO NOTHING"
+                ).fetchone()
+                if len(content):
+                    self.con.register("incoming_content", content)
+                    self.con.execute(
+                        "INSERT INTO request_content SELECT id, content "
+                        "FROM incoming_content ON CONFLICT DO NOTHING"
+                    )
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+            finally:
+                self.con.unregister("incoming")
+                self.con.unregister("incoming_content")
+            return inserted
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
+
+
+@dataclass
+class _Batch:
+    frame: pl.DataFrame
+    contents: list[tuple[str, str]]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class Writer:
+    """Group commit: everything that queued during one commit goes in the next, so no
+    row waits longer than one commit; acknowledgements only after COMMIT."""
+
+    def __init__(
+        self, store: Store, max_rows: int = 20_000, max_pending_rows: int = 200_000
+    ) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self.max_pending_rows = max_pending_rows
+        self._queue: queue.Queue[_Batch | None] = queue.Queue()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self.committed_rows = 0
+        self.transactions = 0
+        self._thread = threading.Thread(target=self._run, name="cachediag-writer", daemon=True)
+        self._thread.start()
+
+    def try_submit(self, frame: pl.DataFrame, contents: list[tuple[str, str]]) -> _Batch | None:
+        """Queue rows for the next commit; None when the queue is full (back-pressure)."""
+        with self._pending_lock:
+            if self._pending and self._pending + len(frame) > self.max_pending_rows:
+                return None
+            self._pending += len(frame)
+        batch = _Batch(frame, contents)
+        self._queue.put(batch)
+        return batch
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending
+
+    def write(
+        self, frame: pl.DataFrame, contents: list[tuple[str, str]], timeout: float | None = None
+    ) -> None:
+        """Submit and wait until committed, waiting for room when the queue is full."""
+        batch = self.try_submit(frame, contents)
+        while batch is None:
+            time.sleep(0.05)
+            batch = self.try_submit(frame, contents)
+        if not batch.done.wait(timeout):
+            raise TimeoutError("rows not committed in time")
+        if batch.error:
+            raise batch.error
+
+    def _gather(self, first: _Batch) -> tuple[list[_Batch], bool]:
+        """``first`` plus whatever queued while the last commit ran (no added wait)."""
+        batches, rows = [first], len(first.frame)
+        while rows < self.max_rows:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                return batches, True
+            batches.append(item)
+            rows += len(item.frame)
+        return batches, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batches, stop = self._gather(first)
+            frame = pl.concat([b.frame for b in batches], how="vertical")
+            contents = [c for b in batches for c in b.contents]
+            error = None
+            try:
+                self.committed_rows += self.store.insert(frame, contents)
+                self.transactions += 1
+            except Exception as exc:  # reported to every submitter, never swallowed
+                log.exception("commit of %d rows failed", len(frame))
+                error = exc
+            with self._pending_lock:
+                self._pending -= len(frame)
+            for batch in batches:
+                batch.error = error
+                batch.done.set()
+
+    def close(self) -> None:
+        """Commit everything queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()

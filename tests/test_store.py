@@ -1,0 +1,146 @@
+"""The store: migrations, idempotent batched inserts, group commit with back-pressure."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from collector import migrations
+from collector.store import Store, StoreLocked, Writer
+
+EXPECTED_REQUESTS = {
+    "id": "VARCHAR",
+    "trace_id": "VARCHAR",
+    "span_id": "VARCHAR",
+    "parent_span_id": "VARCHAR",
+    "signal": "VARCHAR",
+    "service": "VARCHAR",
+    "name": "VARCHAR",
+    "ts": "TIMESTAMP",
+    "duration_ms": "DOUBLE",
+    "provider": "VARCHAR",
+    "operation": "VARCHAR",
+    "request_model": "VARCHAR",
+    "response_model": "VARCHAR",
+    "conversation_id": "VARCHAR",
+    "session_key": "VARCHAR",
+    "route": "VARCHAR",
+    "replica": "VARCHAR",
+    "prompt_version": "VARCHAR",
+    "schema_version": "VARCHAR",
+    "prefix_hash": "VARCHAR",
+    "tools_hash": "VARCHAR",
+    "tools_count": "INTEGER",
+    "encoding": "VARCHAR",
+    "block_size": "INTEGER",
+    "block_hashes": "BIGINT[]",
+    "segments": "VARCHAR",
+    "total_tokens": "BIGINT",
+    "prompt_tokens": "BIGINT",
+    "cached_tokens": "BIGINT",
+    "cache_write_tokens": "BIGINT",
+    "output_tokens": "BIGINT",
+    "ttft_ms": "DOUBLE",
+    "is_error": "BOOLEAN",
+    "error_type": "VARCHAR",
+    "provider_verdict": "VARCHAR",
+    "attributes": "VARCHAR",
+    "ingested_at": "TIMESTAMP",
+}
+
+
+def _columns(con, table):
+    return {
+        name: kind
+        for name, kind in con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+            "ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+    }
+
+
+def test_blank_database_migrates_to_the_expected_schema(tmp_path):
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    assert migrations.apply(con) == ["001_initial"]
+    assert _columns(con, "requests") == EXPECTED_REQUESTS
+    assert set(_columns(con, "explanations")) >= {
+        "id",
+        "cause",
+        "segment",
+        "missed_tokens",
+        "predecessor_id",
+        "provider_verdict",
+    }
+    assert set(_columns(con, "alerts")) >= {"rule", "group_key", "state", "attribution"}
+    assert _columns(con, "request_content") == {"id": "VARCHAR", "content": "VARCHAR"}
+    assert migrations.apply(con) == []  # applied once
+
+
+def _rows(n, start=0):
+    return [
+        {
+            "id": f"id{i}",
+            "start_ns": 1_763_800_000_000_000_000 + i,
+            "signal": "span",
+            "prompt_tokens": 100,
+            "cached_tokens": 50,
+            "block_hashes": [i, -i],
+        }
+        for i in range(start, start + n)
+    ]
+
+
+def test_insert_is_idempotent_within_and_across_batches(tmp_path):
+    store = Store(str(tmp_path / "db.duckdb"))
+    frame = Store.frame(_rows(3) + _rows(1))  # one duplicate inside the batch
+    assert store.insert(frame, [("id0", "rendered")]) == 3
+    assert store.insert(Store.frame(_rows(4)), [("id0", "again")]) == 1
+    rows = store.con.execute("SELECT id, block_hashes FROM requests ORDER BY id").fetchall()
+    assert rows == [("id0", [0, 0]), ("id1", [1, -1]), ("id2", [2, -2]), ("id3", [3, -3])]
+    assert store.con.execute("SELECT content FROM request_content").fetchall() == [("rendered",)]
+    store.close()
+
+
+def test_a_second_process_gets_a_clear_lock_error(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "db.duckdb"
+    store = Store(str(path))
+    code = (
+        "from collector.store import Store, StoreLocked\n"
+        f"try:\n    Store({str(path)!r})\nexcept StoreLocked as e:\n    print(e)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "open in another process" in out
+    store.close()
+    assert StoreLocked.__doc__
+
+
+def test_writer_commits_before_acknowledging_and_applies_back_pressure(tmp_path):
+    store = Store(str(tmp_path / "db.duckdb"))
+    writer = Writer(store, max_pending_rows=10)
+    writer.write(Store.frame(_rows(5)), [])
+    assert store.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 5
+    with store._lock:  # hold the commit, so submissions pile up
+        batches = [writer.try_submit(Store.frame(_rows(4, 10 * k)), []) for k in range(1, 6)]
+    accepted = [b for b in batches if b is not None]
+    assert len(accepted) == 2  # refused once more than 10 rows would be pending
+    for batch in accepted:
+        batch.done.wait(30)
+    writer.close()
+    assert writer.committed_rows == 5 + 4 * len(accepted)
+    assert writer.transactions <= 1 + len(accepted)
+
+
+def test_read_only_open_needs_no_writer(tmp_path):
+    path = str(tmp_path / "db.duckdb")
+    Store(path).close()
+    reader = Store(path, read_only=True)
+    assert reader.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 0
+    with pytest.raises(duckdb.Error):
+        reader.con.execute("DELETE FROM requests")
+    reader.close()
