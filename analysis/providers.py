@@ -93,6 +93,12 @@ def cacheable_tokens(
     return base + (shared - base) // step * step
 
 
+def price(table: dict, model: str | None) -> dict[str, float]:
+    """USD per million input tokens, ``input`` and ``cached``, for a model."""
+    found = _by_prefix(table["prices"], model, table["prices"]["default"])
+    return {"input": float(found["input"]), "cached": float(found["cached"])}
+
+
 def implications(
     table: dict,
     provider: str,

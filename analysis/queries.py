@@ -1,0 +1,192 @@
+"""SQL over the store schema: what the query API, the dashboard and the CLI read.
+
+Each function takes a DuckDB cursor and validated arguments and returns a
+polars frame. Group-by columns come from a fixed list, never from the caller's
+text, so no caller string reaches SQL except as a bound parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import polars as pl
+
+from analysis import providers
+
+GROUPS = {
+    "route": "route",
+    "model": "request_model",
+    "replica": "replica",
+    "prompt_version": "prompt_version",
+    "schema_version": "schema_version",
+    "service": "service",
+    "provider": "provider",
+    "prefix_hash": "prefix_hash",
+}
+REQUEST_FIELDS = (
+    "id",
+    "ts",
+    "service",
+    "route",
+    "replica",
+    "provider",
+    "request_model",
+    "session_key",
+    "conversation_id",
+    "prompt_version",
+    "schema_version",
+    "prefix_hash",
+    "tools_count",
+    "prompt_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "ttft_ms",
+    "is_error",
+)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Row filters every list and series query accepts."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    route: str | None = None
+    model: str | None = None
+    replica: str | None = None
+    service: str | None = None
+
+    def where(self, alias: str = "") -> tuple[str, list]:
+        p = f"{alias}." if alias else ""
+        clauses, params = ["TRUE"], []
+        for column, op, value in (
+            (f"{p}ts", ">=", self.since),
+            (f"{p}ts", "<", self.until),
+            (f"{p}route", "=", self.route),
+            (f"{p}request_model", "=", self.model),
+            (f"{p}replica", "=", self.replica),
+            (f"{p}service", "=", self.service),
+        ):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                params.append(value)
+        return " AND ".join(clauses), params
+
+
+def requests(
+    cur: duckdb.DuckDBPyConnection, filters: Filters, limit: int = 100, offset: int = 0
+) -> pl.DataFrame:
+    """Requests, newest first, one page."""
+    where, params = filters.where()
+    sql = (
+        f"SELECT {', '.join(REQUEST_FIELDS)} FROM requests WHERE {where} "
+        "ORDER BY ts DESC, id LIMIT ? OFFSET ?"
+    )
+    return cur.sql(sql, params=[*params, limit, offset]).pl()
+
+
+def request_detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> dict | None:
+    """One request with its captured content and explanation, or None."""
+    found = cur.sql(
+        "SELECT r.*, c.content, to_json(e) AS explanation FROM requests r "
+        "LEFT JOIN request_content c USING (id) LEFT JOIN explanations e USING (id) "
+        "WHERE r.id = ?",
+        params=[request_id],
+    ).pl()
+    return found.to_dicts()[0] if len(found) else None
+
+
+def timeseries(
+    cur: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    window_s: int,
+    group: str | None = None,
+    table: dict | None = None,
+) -> pl.DataFrame:
+    """Per window (and group): requests, token-weighted hit ratio, TTFT percentiles, misses."""
+    key = GROUPS[group] if group else "NULL"
+    where, params = filters.where()
+    bucket = "time_bucket(to_seconds(?::BIGINT), ts)"
+    series = cur.sql(
+        f"""
+        SELECT {bucket} AS window, {key}::VARCHAR AS "group", count(*) AS requests,
+               sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt_tokens,
+               sum(coalesce(cached_tokens, 0))::BIGINT AS cached_tokens,
+               quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) AS ttft
+        FROM requests WHERE {where} GROUP BY ALL""",
+        params=[window_s, *params],
+    ).pl()
+    misses = cur.sql(
+        f"""
+        SELECT {bucket} AS window, {key}::VARCHAR AS "group", request_model AS model,
+               sum(coalesce(prompt_tokens, 0) - coalesce(cached_tokens, 0))::BIGINT AS missed
+        FROM requests WHERE {where} GROUP BY ALL""",
+        params=[window_s, *params],
+    ).pl()
+    return _finish_series(series, misses, table or providers.load_table())
+
+
+def _finish_series(series: pl.DataFrame, misses: pl.DataFrame, table: dict) -> pl.DataFrame:
+    """Price the missed tokens per model and join them to their window and group."""
+    extra = {m: providers.price(table, m) for m in misses["model"].unique().to_list()}
+    per_token = pl.col("model").replace_strict(
+        {m: (p["input"] - p["cached"]) / 1e6 for m, p in extra.items()},
+        default=None,
+        return_dtype=pl.Float64,
+    )
+    cost = misses.group_by("window", "group").agg(
+        pl.col("missed").sum().alias("missed_tokens"),
+        (pl.col("missed") * per_token).sum().alias("missed_cost_usd"),
+    )
+    hit = pl.when(pl.col("prompt_tokens") > 0).then(
+        pl.col("cached_tokens") / pl.col("prompt_tokens")
+    )
+    return (
+        series.join(cost, on=["window", "group"], how="left", nulls_equal=True)
+        .select(
+            "window",
+            "group",
+            "requests",
+            "prompt_tokens",
+            "cached_tokens",
+            hit.alias("hit_ratio"),
+            "missed_tokens",
+            "missed_cost_usd",
+            pl.col("ttft").list.get(0, null_on_oob=True).alias("ttft_p50_ms"),
+            pl.col("ttft").list.get(1, null_on_oob=True).alias("ttft_p95_ms"),
+            pl.col("ttft").list.get(2, null_on_oob=True).alias("ttft_p99_ms"),
+        )
+        .sort("window", "group", nulls_last=True)
+    )
+
+
+def explanations(
+    cur: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    cause: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> pl.DataFrame:
+    """Explained requests (misses first), newest first."""
+    where, params = filters.where("r")
+    if cause:
+        where += " AND e.cause = ?"
+        params.append(cause)
+    return cur.sql(
+        f"SELECT e.*, r.ts, r.route, r.replica, r.request_model FROM explanations e "
+        f"JOIN requests r USING (id) WHERE {where} ORDER BY r.ts DESC LIMIT ? OFFSET ?",
+        params=[*params, limit, offset],
+    ).pl()
+
+
+def alerts(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataFrame:
+    """Alerts, firing first, newest first."""
+    sql = "SELECT * FROM alerts"
+    params: list = []
+    if state:
+        sql += " WHERE state = ?"
+        params.append(state)
+    return cur.sql(sql + " ORDER BY state = 'firing' DESC, started_at DESC", params=params).pl()

@@ -1,0 +1,227 @@
+"""The read-only query API under /api/v1: typed endpoints, JSON or Arrow IPC.
+
+Every endpoint reads through ``analysis.queries`` on a cursor of the
+server's own connection; nothing here writes. ``?format=arrow`` (or
+``Accept: application/vnd.apache.arrow.stream``) returns an Arrow IPC stream.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import polars as pl
+
+from analysis import queries
+
+JSON_TYPE = "application/json"
+ARROW_TYPE = "application/vnd.apache.arrow.stream"
+MAX_LIMIT = 10_000
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class BadRequest(ValueError):
+    """A query parameter the API cannot use."""
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if re.fullmatch(r"\d+(\.\d+)?", value):
+            return datetime.fromtimestamp(float(value), UTC).replace(tzinfo=None)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+    except ValueError:
+        raise BadRequest(f"{name}={value!r}: expected ISO 8601 or epoch seconds") from None
+
+
+def _int(value: str | None, name: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadRequest(f"{name}={value!r}: expected a whole number from {low} to {high}")
+    return int(value)
+
+
+def _window(value: str | None) -> int:
+    match = _DURATION.match(value or "300")
+    if not match or int(match.group(1)) == 0:
+        raise BadRequest(f"window={value!r}: expected a duration like 60, 5m, 1h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _filters(q: dict[str, str]) -> queries.Filters:
+    return queries.Filters(
+        since=_time(q.get("since"), "since"),
+        until=_time(q.get("until"), "until"),
+        route=q.get("route"),
+        model=q.get("model"),
+        replica=q.get("replica"),
+        service=q.get("service"),
+    )
+
+
+def _page(q: dict[str, str]) -> tuple[int, int]:
+    return (
+        _int(q.get("limit"), "limit", 100, 1, MAX_LIMIT),
+        _int(q.get("offset"), "offset", 0, 0, 10**12),
+    )
+
+
+def _encode(frame: pl.DataFrame, arrow: bool, **meta: Any) -> tuple[bytes, str]:
+    if arrow:
+        buf = io.BytesIO()
+        frame.write_ipc_stream(buf)
+        return buf.getvalue(), ARROW_TYPE
+    iso = frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    body = {"data": iso.to_dicts(), "count": len(frame), **meta}
+    return json.dumps(body, default=str).encode(), JSON_TYPE
+
+
+def _stats(collector: Any, q: dict[str, str]) -> dict:
+    return dict(
+        collector.stats.as_dict(),
+        committed_rows=collector.writer.committed_rows,
+        pending_rows=collector.writer.pending_rows,
+    )
+
+
+def _group(q: dict[str, str]) -> str | None:
+    group = q.get("group")
+    if group is not None and group not in queries.GROUPS:
+        raise BadRequest(f"group={group!r}: expected one of {', '.join(queries.GROUPS)}")
+    return group
+
+
+def _frame_endpoint(name: str, cur: Any, q: dict[str, str]) -> tuple[pl.DataFrame, dict]:
+    filters = _filters(q)
+    if name == "requests":
+        limit, offset = _page(q)
+        return queries.requests(cur, filters, limit, offset), {"limit": limit, "offset": offset}
+    if name == "timeseries":
+        window = _window(q.get("window"))
+        return queries.timeseries(cur, filters, window, _group(q)), {"window_s": window}
+    if name == "explanations":
+        limit, offset = _page(q)
+        return queries.explanations(cur, filters, q.get("cause"), limit, offset), {
+            "limit": limit,
+            "offset": offset,
+        }
+    return queries.alerts(cur, q.get("state")), {}
+
+
+def handle(collector: Any, target: str, accept: str = "") -> tuple[int, bytes, str]:
+    """Answer one GET: (status, body, content type)."""
+    parts = urlsplit(target)
+    q = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    arrow = q.get("format") == "arrow" or ARROW_TYPE in accept
+    path = parts.path.rstrip("/")
+    try:
+        if path == "/api/v1/openapi.json":
+            return HTTPStatus.OK, json.dumps(OPENAPI).encode(), JSON_TYPE
+        if path == "/api/v1/stats":
+            return HTTPStatus.OK, json.dumps(_stats(collector, q)).encode(), JSON_TYPE
+        name = path.removeprefix("/api/v1/")
+        cur = collector.store.cursor()
+        try:
+            if name.startswith("requests/"):
+                found = queries.request_detail(cur, name.split("/", 1)[1])
+                if found is None:
+                    return HTTPStatus.NOT_FOUND, _error("no request with that id"), JSON_TYPE
+                return HTTPStatus.OK, json.dumps(found, default=str).encode(), JSON_TYPE
+            if name not in ("requests", "timeseries", "explanations", "alerts"):
+                return (
+                    HTTPStatus.NOT_FOUND,
+                    _error(f"no endpoint {path}; see /api/v1/openapi.json"),
+                    JSON_TYPE,
+                )
+            frame, meta = _frame_endpoint(name, cur, q)
+        finally:
+            cur.close()
+        body, ctype = _encode(frame, arrow, **meta)
+        return HTTPStatus.OK, body, ctype
+    except BadRequest as exc:
+        return HTTPStatus.BAD_REQUEST, _error(str(exc)), JSON_TYPE
+
+
+def _error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+def _param(name: str, kind: str, doc: str) -> dict:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": kind},
+        "description": doc,
+    }
+
+
+_FILTERS = [
+    _param("since", "string", "start, ISO 8601 or epoch seconds (inclusive)"),
+    _param("until", "string", "end, ISO 8601 or epoch seconds (exclusive)"),
+    _param("route", "string", "only this route"),
+    _param("model", "string", "only this request model"),
+    _param("replica", "string", "only this replica"),
+    _param("service", "string", "only this service"),
+    _param("format", "string", "json (default) or arrow (Arrow IPC stream)"),
+]
+_PAGE = [
+    _param("limit", "integer", f"rows per page, 1 to {MAX_LIMIT} (default 100)"),
+    _param("offset", "integer", "rows to skip"),
+]
+
+
+def _op(summary: str, params: list[dict]) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {JSON_TYPE: {}, ARROW_TYPE: {}}},
+                "400": {"description": "a parameter cannot be used"},
+            },
+        }
+    }
+
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "cachediag query API", "version": "1"},
+    "paths": {
+        "/api/v1/requests": _op("Requests, newest first", _FILTERS + _PAGE),
+        "/api/v1/requests/{id}": {
+            "get": {
+                "summary": "One request with its content and explanation",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "OK"}, "404": {"description": "unknown id"}},
+            }
+        },
+        "/api/v1/timeseries": _op(
+            "Per window and group: requests, token-weighted hit ratio, cached tokens, "
+            "p50/p95/p99 TTFT, missed tokens and cost",
+            [
+                *_FILTERS,
+                _param("window", "string", "60, 5m, 1h, 1d (default 300 s)"),
+                _param("group", "string", "one of " + ", ".join(queries.GROUPS)),
+            ],
+        ),
+        "/api/v1/explanations": _op(
+            "Explained misses", [*_FILTERS, *_PAGE, _param("cause", "string", "one cause")]
+        ),
+        "/api/v1/alerts": _op(
+            "Alerts, firing first", [_param("state", "string", "firing or resolved")]
+        ),
+        "/api/v1/stats": _op("Ingest counters", []),
+    },
+}
