@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -214,3 +215,150 @@ def lint(
     else:
         report.lint_report(findings, tokens, file, tokenizer.name, report.console())
     sys.exit(1 if findings else 0)
+
+
+@main.command()
+@click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4318,
+    show_default=True,
+    help="OTLP/HTTP and query API port (0 picks a free one).",
+)
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    default=4317,
+    show_default=True,
+    help="OTLP/gRPC port, served when grpcio is installed (pip install 'cachediag[grpc]').",
+)
+@click.option("--no-grpc", is_flag=True, help="Do not serve OTLP/gRPC.")
+@click.option(
+    "--token",
+    envvar="CACHEDIAG_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' (also CACHEDIAG_TOKEN).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Processes that decode OTLP in parallel [default: one per core, 0 = none].",
+)
+@click.option(
+    "--max-body-mib",
+    type=click.IntRange(1, 1024),
+    default=20,
+    show_default=True,
+    help="Largest export accepted, before and after decompression.",
+)
+@click.option(
+    "--max-pending-rows",
+    type=click.IntRange(1),
+    default=50_000,
+    show_default=True,
+    help="Rows waiting for commit before exports get 429 (bounds memory).",
+)
+@click.option(
+    "--inflight-mib",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Export bodies being read or decoded at once before 429 (bounds memory).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+def serve(
+    db: str,
+    host: str,
+    port: int,
+    grpc_port: int,
+    no_grpc: bool,
+    token: str | None,
+    workers: int | None,
+    max_body_mib: int,
+    max_pending_rows: int,
+    inflight_mib: int,
+    verbose: bool,
+) -> None:
+    """Receive OTLP traces and logs into DuckDB and answer the query API.
+
+    Point any OpenTelemetry SDK or Collector (otlphttp exporter) at
+    http://HOST:PORT; exports are acknowledged after their rows are committed.
+    The query API is under /api/v1 (spec at /api/v1/openapi.json). SIGTERM or
+    Ctrl-C commits everything acknowledged and exits.
+    """
+    import logging
+    import os
+
+    from collector.server import Config
+    from collector.server import serve as run
+    from collector.store import StoreLocked
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    config = Config(
+        db=db,
+        host=host,
+        port=port,
+        grpc_port=None if no_grpc else grpc_port,
+        token=token,
+        workers=(os.cpu_count() or 1) if workers is None else workers,
+        max_body=max_body_mib * 1024 * 1024,
+        max_pending_rows=max_pending_rows,
+        inflight_bytes=inflight_mib * 1024 * 1024,
+    )
+    try:
+        run(config)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
+@click.option(
+    "--content/--no-content",
+    default=True,
+    show_default=True,
+    help="Keep the rendered prompt of request records (for token-level diffs).",
+)
+def ingest(files: tuple[str, ...], db: str, content: bool) -> None:
+    """Load FILES into a database without a server.
+
+    Each line of a file is either an OTLP-JSON export (as the OpenTelemetry
+    Collector's file exporter writes them) or a JSON request record
+    ({"time", "request", "response", "route", "replica", ...}). Rows go through
+    the same mapping as the server's; a span already stored is skipped.
+    """
+    from rich.progress import Progress
+
+    from collector.records import RecordError, ingest_file
+    from collector.store import Store, StoreLocked
+
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise InputError(f"{missing[0]}: no such file; pass OTLP-JSON or JSONL record files")
+    try:
+        store = Store(db)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    total = sum(os.path.getsize(f) for f in files)
+    stored = skipped = 0
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("ingesting", total=total)
+            for path in files:
+                try:
+                    got = ingest_file(store, path, content, lambda n: progress.advance(task, n))
+                except RecordError as exc:
+                    raise InputError(f"{path}: {exc}; rows before it are stored") from None
+                stored, skipped = stored + got[0], skipped + got[1]
+    finally:
+        store.close()
+    click.echo(f"{stored:,} requests stored in {db}; {skipped:,} records were not LLM calls")
