@@ -33,6 +33,7 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_diff.py
+	$(BIN)/python benchmarks/bench_instrument.py
 	$(BIN)/python benchmarks/bench_ingest.py
 
 clean:

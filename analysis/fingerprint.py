@@ -17,6 +17,7 @@ import threading
 from array import array
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 from analysis.prompt import Prompt
 from analysis.tokens import Tokenizer
@@ -35,9 +36,9 @@ def text_hash(text: str) -> str:
     return digest(text.encode("utf-8", "surrogatepass")).hex()
 
 
-@dataclass(frozen=True)
-class SegmentSpan:
-    """Where one segment lies in the token stream."""
+class SegmentSpan(NamedTuple):
+    """Where one segment lies in the token stream (a named tuple: made per segment on
+    the instrumentation's hot path)."""
 
     path: str
     kind: str
@@ -62,7 +63,7 @@ class Fingerprint:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["block_hashes"] = list(self.block_hashes)
-        out["segments"] = [asdict(s) for s in self.segments]
+        out["segments"] = [s._asdict() for s in self.segments]
         return out
 
 

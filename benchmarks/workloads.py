@@ -45,10 +45,10 @@ def agent_tools(count: int = 30, seed: int = 7) -> list[dict]:
     return tools
 
 
-def agent_conversation(turns: int, seed: int = 7) -> dict:
+def agent_conversation(turns: int, seed: int = 7, system_words: int = 2200) -> dict:
     """A coding agent's Chat Completions body after ``turns`` tool-calling turns."""
     rng = random.Random(seed)
-    messages = [{"role": "system", "content": _text(rng, 2200)}]
+    messages = [{"role": "system", "content": _text(rng, system_words)}]
     for t in range(turns):
         messages.append({"role": "user", "content": _text(rng, 40)})
         call = {
