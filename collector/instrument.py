@@ -218,6 +218,9 @@ class Instrumentation:
             target=self._fingerprint_jobs, daemon=True, name="cachediag-fingerprint"
         )
         self._worker.start()
+        # Finish pending fingerprints at exit, before the provider's own exit flush
+        # (atexit runs the last registered first).
+        atexit.register(self._jobs.join)
 
     def _fingerprint_jobs(self) -> None:
         while True:

@@ -271,3 +271,40 @@ def test_end_to_end_into_a_running_server(tmp_path, fake):
     finally:
         inst.shutdown()
         server.stop()
+
+
+def test_readme_snippet_works_when_pasted(tmp_path):
+    """The README's "instrument an OpenAI service" lines, run as a user would."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    snippet = re.search(
+        r"### Instrument an OpenAI service.*?```python\n(.*?)```", readme, re.S
+    ).group(1)
+    server = Server(tmp_path / "db.duckdb", "--workers", "0").start()
+    try:
+        with FakeLLM() as fake:
+            env = dict(
+                os.environ,
+                OPENAI_BASE_URL=fake.url + "/v1",
+                OPENAI_API_KEY="k",
+                OTEL_EXPORTER_OTLP_ENDPOINT=server.url,
+            )
+            proc = subprocess.run(
+                [sys.executable, "-c", snippet],
+                env=env,
+                timeout=120,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        assert proc.returncode == 0, proc.stderr
+        (row,) = server.api("requests?service=support-bot")["data"]
+        assert (row["route"], row["prompt_tokens"], row["cached_tokens"]) == ("/chat", 2000, 1536)
+        assert row["prefix_hash"]
+    finally:
+        server.stop()
