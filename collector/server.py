@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CACHEDIAG_TOKEN"  # bearer token the server requires, when set
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
+DRAIN_LIMIT = 64 * 1024 * 1024  # refused bodies up to this size are read and dropped
 _SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs"}
 
 
@@ -178,6 +179,19 @@ class Handler(BaseHTTPRequestHandler):
             reply.status, otlp.status_body(ctype, int(reply.status), reply.message), ctype, headers
         )
 
+    def _discard_body(self) -> None:
+        """Read and drop a refused body, so the client sees our answer rather than a
+        broken pipe; past DRAIN_LIMIT the connection is closed instead."""
+        length = int(self.headers.get("Content-Length") or -1)
+        if not 0 <= length <= DRAIN_LIMIT:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                break
+            length -= len(chunk)
+
     def _authorized(self) -> bool:
         token = self.server.collector.config.token
         return not token or self.headers.get("Authorization", "") == f"Bearer {token}"
@@ -201,7 +215,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise Reply(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
             collector.admit(length)
         except Reply as reply:
-            self.close_connection = True  # the body was not read
+            self._discard_body()
             self._error(reply, content_type)
             return
         try:
