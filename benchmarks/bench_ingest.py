@@ -19,7 +19,6 @@ import gzip
 import http.client
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest,
 )
+
+from tests.servers import Server  # noqa: E402
 
 SPANS_PER_BATCH = 512
 
@@ -91,25 +92,6 @@ def export(seed: int) -> bytes:
     return request.SerializeToString()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/api/v1/stats")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("server did not start")
-
-
 def client(port: int, bodies: list[bytes], latencies: list[float], errors: list[int]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
@@ -131,8 +113,6 @@ def client(port: int, bodies: list[bytes], latencies: list[float], errors: list[
 
 def run_client(port: int, batches: int, connections: int) -> None:
     """The client side, in its own process: send, time, print one result line."""
-    distinct = [gzip.compress(export(seed), 1) for seed in range(min(batches, 40))]
-    bodies = [distinct[i % len(distinct)] for i in range(batches)]
     # Distinct ids per batch: re-sent spans would be deduplicated, not stored.
     bodies = [gzip.compress(export(1000 + i), 1) for i in range(batches)]
     latencies: list[float] = []
@@ -183,29 +163,16 @@ def main() -> None:
     if args.client:
         run_client(*args.client)
         return
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "serve",
-            "--db",
-            f"{tmp}/bench.duckdb",
-            "--port",
-            str(port),
-        ]
-        if args.workers is not None:
-            cmd += ["--workers", str(args.workers)]
-        server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+        workers = [] if args.workers is None else ["--workers", str(args.workers)]
+        server = Server(Path(tmp) / "bench.duckdb", *workers).start()
         try:
-            wait_ready(port)
             out = subprocess.run(
                 [
                     sys.executable,
                     __file__,
                     "--client",
-                    str(port),
+                    str(server.port),
                     str(args.batches),
                     str(args.connections),
                 ],
@@ -215,8 +182,7 @@ def main() -> None:
                 cwd=ROOT,
             ).stdout
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            server.stop()
     rate, p50, p99, retries, size = out.split()
     raw = raw_insert_rate(min(args.batches, 60))
     print(
