@@ -29,14 +29,16 @@ _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", 
 _lock = threading.Lock()
 _resolved: dict[str, tiktoken.Encoding] = {}
 _pool: ThreadPoolExecutor | None = None
-WORKERS = os.cpu_count() or 2  # tokenizing threads (tiktoken releases the GIL)
+WORKERS = os.cpu_count() or 2  # threads tokenizing at once, the caller's included
 
 
 def _workers() -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="cachediag-tok")
+            _pool = ThreadPoolExecutor(
+                max_workers=max(WORKERS - 1, 1), thread_name_prefix="cachediag-tok"
+            )
         return _pool
 
 
@@ -64,10 +66,12 @@ class Tokenizer:
         return self.encoding.encode_ordinary(text)
 
     def encode_chunks(self, chunks: list[str]) -> list[list[int]]:
-        """Encode independent chunks on the shared worker threads."""
+        """Encode independent chunks in parallel: the first on this thread, the rest on
+        the shared worker threads (tiktoken releases the GIL while it encodes)."""
         if len(chunks) < 2:
             return [self.encode(c) for c in chunks]
-        return list(_workers().map(self.encode, chunks))
+        rest = [_workers().submit(self.encode, c) for c in chunks[1:]]
+        return [self.encode(chunks[0]), *(f.result() for f in rest)]
 
     def token_bytes(self, token: int) -> bytes:
         return self.encoding.decode_single_token_bytes(token)
