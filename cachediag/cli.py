@@ -362,3 +362,95 @@ def ingest(files: tuple[str, ...], db: str, content: bool) -> None:
     finally:
         store.close()
     click.echo(f"{stored:,} requests stored in {db}; {skipped:,} records were not LLM calls")
+
+
+@main.command()
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
+@click.option(
+    "--hours",
+    type=click.FloatRange(0.1, 24 * 14),
+    default=24.0,
+    show_default=True,
+    help="Length of the traffic; incidents sit at fixed fractions of it.",
+)
+@click.option(
+    "--sessions-per-hour",
+    type=click.FloatRange(1, 100_000),
+    default=60.0,
+    show_default=True,
+    help="Conversations started per hour at peak load.",
+)
+@click.option("--out", required=True, help="JSONL file to write (.gz compresses).")
+def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> None:
+    """Generate realistic LLM traffic with labelled cache incidents.
+
+    A support bot, a coding agent and a RAG assistant, served by simulated
+    providers (cached tokens and TTFT come from real fingerprints of real
+    bodies). Writes one request record per line, loadable with `cachediag
+    ingest` or `cachediag replay`, and the ground truth (incidents with cause,
+    route and time span) to OUT.labels.json.
+    """
+    import gzip
+
+    from rich.progress import Progress
+
+    from analysis.traffic import TrafficGenerator, labels
+
+    generator = TrafficGenerator(seed, hours, sessions_per_hour=sessions_per_hour)
+    opener = gzip.open if out.endswith(".gz") else open
+    labels_path = out.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json"
+    count = 0
+    try:
+        with opener(out, "wt", encoding="utf-8") as handle, Progress(transient=True) as bar:
+            task = bar.add_task("generating", total=hours * 3600)
+            for record in generator.records():
+                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+                count += 1
+                seconds = generator.elapsed(record)
+                bar.update(task, completed=seconds)
+        with open(labels_path, "w", encoding="utf-8") as handle:
+            json.dump(labels(generator), handle, indent=2)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write it ({exc.strerror or exc})") from None
+    click.echo(f"{count:,} requests over {hours:g} h written to {out}; labels in {labels_path}")
+
+
+@main.command()
+@click.option("--db", required=True, help="DuckDB file to read (opened read-only).")
+@click.option("--window", default="1h", show_default=True, help="Window: 60, 5m, 1h, 1d.")
+@click.option(
+    "--group",
+    default="route",
+    show_default=True,
+    help="route, model, replica, prompt_version, schema_version, service, ...",
+)
+@output_format
+def series(db: str, window: str, group: str, output: str) -> None:
+    """Print token-weighted hit ratio, p95 TTFT and missed cost per window and group.
+
+    Reads a database no server holds (stop `cachediag serve` first, or ask its
+    /api/v1/timeseries instead).
+    """
+    import duckdb
+
+    from analysis import queries
+    from cachediag import report
+    from collector.api import BadRequest, _window
+
+    if group not in queries.GROUPS:
+        raise InputError(f"--group {group!r}: expected one of {', '.join(queries.GROUPS)}")
+    try:
+        seconds = _window(window)
+    except BadRequest as exc:
+        raise InputError(str(exc).replace("window=", "--window ")) from None
+    if not os.path.isfile(db):
+        raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    try:
+        con = duckdb.connect(db, read_only=True)
+    except duckdb.Error as exc:
+        raise InputError(f"{db}: cannot open it read-only ({exc})") from None
+    frame = queries.timeseries(con, queries.Filters(), seconds, group)
+    if output == "json":
+        click.echo(frame.write_json())
+    else:
+        report.series_table(frame, group, report.console())

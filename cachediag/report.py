@@ -81,3 +81,24 @@ def lint_report(
         where = f" at {escape(f.path)}" if f.path else ""
         out.print(f"  [red bold]{f.code}[/]{where}: {escape(f.message)}")
         out.print(f"      fix: {escape(f.fix)}")
+
+
+def series_table(frame, group: str, out: Console) -> None:
+    """A timeseries frame as a table: one row per window and group."""
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for name in ("window", group, "requests", "hit ratio", "p95 TTFT ms", "missed $"):
+        table.add_column(name, justify="left" if name in ("window", group) else "right")
+    for row in frame.iter_rows(named=True):
+        ratio = row["hit_ratio"]
+        p95 = row["ttft_p95_ms"]
+        table.add_row(
+            row["window"].strftime("%Y-%m-%d %H:%M"),
+            escape(str(row["group"])),
+            f"{row['requests']:,}",
+            "-" if ratio is None else f"{ratio:.1%}",
+            "-" if p95 is None else f"{p95:,.0f}",
+            f"{row['missed_cost_usd'] or 0:.4f}",
+        )
+    out.print(table)

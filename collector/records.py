@@ -14,6 +14,7 @@ would, and go through the same mapping as spans.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -146,7 +147,8 @@ def ingest_file(
         pending.clear()
 
     def lines() -> Iterator[str]:
-        with open(path, encoding="utf-8") as handle:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
             for line in handle:
                 advance(len(line.encode()))
                 yield line
