@@ -3,8 +3,10 @@
 Each replica keeps the KV blocks it has seen, named by their chained hashes
 (the same chains ``analysis.fingerprint`` computes), in an LRU with a TTL and
 a capacity. A request is served by the replica the router picks; it reuses
-the longest run of leading blocks that replica still holds, trimmed to the
-provider's rules (minimum cacheable length, granularity). Time to first
+the longest run of leading blocks that replica still holds and has finished
+computing (a parallel fan-out that lands before the first prefill is done
+misses), trimmed to the provider's rules (minimum cacheable length,
+granularity). Time to first
 token grows with the uncached prompt tokens. Cached tokens always come from
 this cache, never from a random draw, so what-if replays are meaningful.
 """
@@ -60,21 +62,24 @@ class Served:
 class _Replica:
     capacity: int
     ttl_s: float
-    blocks: OrderedDict[int, float] = field(default_factory=OrderedDict)  # hash ─► last use
+    # block hash ─► (last use, ready at): a block is reusable once its prefill finished
+    blocks: OrderedDict[int, tuple[float, float]] = field(default_factory=OrderedDict)
 
     def reusable(self, hashes: Sequence[int], now: float) -> int:
-        """How many leading blocks are still held and alive."""
+        """How many leading blocks are held, alive and already computed."""
         count = 0
         for h in hashes:
             seen = self.blocks.get(h)
-            if seen is None or now - seen > self.ttl_s:
+            if seen is None or now - seen[0] > self.ttl_s or seen[1] > now:
                 break
             count += 1
         return count
 
-    def store(self, hashes: Sequence[int], now: float) -> None:
+    def store(self, hashes: Sequence[int], now: float, ready: float) -> None:
         for h in hashes:
-            self.blocks[h] = now
+            old = self.blocks.get(h)
+            alive = old is not None and now - old[0] <= self.ttl_s
+            self.blocks[h] = (now, min(old[1], ready) if alive else ready)
             self.blocks.move_to_end(h)
         while len(self.blocks) > self.capacity:
             self.blocks.popitem(last=False)
@@ -127,7 +132,6 @@ class Simulator:
         index = self.route(hashes, session_key) if replica is None else replica
         target = self.replicas[index % self.model.replicas]
         cached = self.cacheable(target.reusable(hashes, now), total_tokens)
-        target.store(hashes, now)
         m = self.model
         noise = self._rng.expovariate(1 / m.noise_ms) if m.noise_ms > 0 else 0.0
         ttft = (
@@ -136,4 +140,5 @@ class Simulator:
             + cached * m.cached_ms_per_token
             + noise
         )
+        target.store(hashes, now, now + ttft / 1000)
         return Served(index % self.model.replicas, cached, round(ttft, 3))
