@@ -454,3 +454,68 @@ def series(db: str, window: str, group: str, output: str) -> None:
         click.echo(frame.write_json())
     else:
         report.series_table(frame, group, report.console())
+
+
+@main.command()
+@click.argument("file")
+@click.option(
+    "--endpoint",
+    default="http://127.0.0.1:4318",
+    show_default=True,
+    help="OTLP/HTTP endpoint (a cachediag serve, or any OpenTelemetry Collector).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="1 replays as recorded, 60 a minute per second; 0 as fast as possible.",
+)
+@click.option("--now", is_flag=True, help="Shift every time so that the traffic ends now.")
+@click.option(
+    "--token",
+    envvar="CACHEDIAG_TOKEN",
+    default=None,
+    help="Bearer token the endpoint requires (also CACHEDIAG_TOKEN).",
+)
+def replay(file: str, endpoint: str, speed: float, now: bool, token: str | None) -> None:
+    """Send recorded request records (from `cachediag generate`, or your own) as OTLP spans.
+
+    Each record goes through the same instrumentation a service would run, so the
+    endpoint receives exactly what instrumented services send: fingerprints, usage,
+    TTFT, route, replica and versions, one service.name per record's service.
+    """
+    from rich.progress import Progress
+
+    from collector import instrument
+    from collector.replay import read_records
+    from collector.replay import replay as run
+
+    if not os.path.isfile(file):
+        raise InputError(f"{file}: no such file; pass a JSONL file of request records")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    instruments: dict[str, instrument.Instrumentation] = {}
+
+    def for_service(name: str) -> instrument.Instrumentation:
+        if name not in instruments:
+            instruments[name] = instrument.setup(
+                name, endpoint, headers=headers, max_queue_size=65_536
+            )
+        return instruments[name]
+
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("replaying", total=None)
+            sent = run(for_service, read_records(file), speed, now, lambda n: bar.advance(task, n))
+    except (ValueError, KeyError, OSError) as exc:
+        raise InputError(f"{file}: {exc}") from None
+    ok = all(inst.flush() for inst in instruments.values())
+    dropped = sum(inst.dropped_spans() for inst in instruments.values())
+    for inst in instruments.values():
+        inst.shutdown()
+    click.echo(
+        f"{sent:,} requests replayed to {endpoint}"
+        + ("" if ok and not dropped else f"; {dropped:,} spans dropped or not acknowledged")
+    )
+    if not ok or dropped:
+        sys.exit(1)

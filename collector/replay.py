@@ -1,0 +1,110 @@
+"""Replay recorded request records as real OTLP spans, through the instrumentation.
+
+Each record becomes the span the in-service instrumentation would have made
+for it (same fingerprint, attributes and usage), with the record's own start
+time and TTFT, or with every time shifted so that the traffic ends now.
+``speed`` paces the replay (1 = as recorded, 60 = a minute per second); 0
+sends as fast as the exporter takes them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from collector import attributes as A
+from collector.instrument import Call, Instrumentation
+
+_ROUTE_FIELDS = {
+    "route": A.ROUTE,
+    "replica": A.REPLICA,
+    "session_key": A.SESSION_KEY,
+    "prompt_version": A.PROMPT_VERSION,
+    "schema_version": A.SCHEMA_VERSION,
+}
+_PROVIDERS = {"/support": "openai", "/agent": "deepseek", "/rag": "anthropic"}
+RESPONSE_S = 0.2  # span length after the first token, for records that do not say
+
+
+def read_records(path: str) -> Iterator[dict]:
+    """Request records from a JSONL file (.gz too)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise ValueError(f"line {number}: invalid JSON ({exc})") from None
+
+
+def _epoch(record: dict) -> float:
+    value = record.get("time")
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+
+
+def _provider(record: dict) -> str:
+    body = record.get("request") or {}
+    model = str(body.get("model", ""))
+    if model.startswith("claude"):
+        return "anthropic"
+    return record.get("provider") or _PROVIDERS.get(record.get("route"), "openai")
+
+
+def emit(inst: Instrumentation, record: dict, shift: float = 0.0) -> None:
+    """One record ─► one finished span, at the record's time plus ``shift`` seconds."""
+    body = record["request"]
+    start = _epoch(record) + shift
+    ttft = float(record.get("ttft_ms") or 0.0)
+    model = body.get("model")
+    attrs: dict[str, Any] = {
+        A.PROVIDER.name: _provider(record),
+        A.OPERATION.name: "chat",
+        A.REQUEST_MODEL.name: str(model),
+        A.TTFT_MS.name: ttft,
+        A.TIME_TO_FIRST_CHUNK.name: ttft / 1000,
+    }
+    for key, attr in _ROUTE_FIELDS.items():
+        if record.get(key) is not None:
+            attrs[attr.name] = str(record[key])
+    attrs.update(inst.attributes(body, model))
+    span = inst.tracer.start_span(
+        f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=int(start * 1e9)
+    )
+    Call(span).set_response(record.get("response") or {"usage": record.get("usage")})
+    span.end(end_time=int((start + ttft / 1000 + RESPONSE_S) * 1e9))
+
+
+def replay(
+    instruments: Callable[[str], Instrumentation],
+    records: Iterator[dict],
+    speed: float = 0.0,
+    now: bool = False,
+    progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Send every record through the instrumentation of its service; returns the count."""
+    if now:
+        records = list(records)
+    shift = time.time() - _epoch(records[-1]) if now and records else 0.0
+    first_record = first_wall = None
+    sent = 0
+    for record in records:
+        if speed > 0:
+            at = _epoch(record)
+            first_record = at if first_record is None else first_record
+            first_wall = time.monotonic() if first_wall is None else first_wall
+            delay = (at - first_record) / speed - (time.monotonic() - first_wall)
+            if delay > 0:
+                time.sleep(delay)  # pacing the replay as recorded
+        emit(instruments(record.get("service") or "replay"), record, shift)
+        sent += 1
+        progress(1)
+    return sent
