@@ -23,6 +23,11 @@ demo: $(STAMP)
 	@echo
 	@echo "== cachediag lint of the same request =="
 	$(BIN)/cachediag lint sample_data/pairs/dynamic_value/b.json || [ $$? -eq 1 ]
+	@echo
+	@echo "== a day of traffic with injected incidents, per route per hour =="
+	rm -f .demo.duckdb
+	$(BIN)/cachediag ingest sample_data/traffic.jsonl.gz --db .demo.duckdb
+	$(BIN)/cachediag series --db .demo.duckdb --window 1h --group route
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
