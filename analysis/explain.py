@@ -111,10 +111,11 @@ class Explainer:
 
     # --- state ----------------------------------------------------------------------------
 
-    def _predecessor(self, row: dict, hashes: list[int], now: float) -> _Seen | None:
+    def _predecessor(self, row: dict, hashes: list[int], now: float) -> tuple[_Seen | None, bool]:
+        """The predecessor, and whether it is the same session's (else: only a shared prefix)."""
         key = row.get("session_key") or row.get("conversation_id")
         if key and key in self._sessions:
-            return self._sessions[key]
+            return self._sessions[key], True
         lo, hi, found = 0, len(hashes), None  # deepest block some earlier request holds
         while lo < hi:
             mid = (lo + hi) // 2
@@ -127,7 +128,7 @@ class Explainer:
                 found, lo = seen, mid + 1
             else:
                 hi = mid
-        return found
+        return found, False
 
     def _remember(self, row: dict, seen: _Seen) -> None:
         key = row.get("session_key") or row.get("conversation_id")
@@ -167,13 +168,15 @@ class Explainer:
             row.get("content"),
             row.get("encoding"),
         )
-        pred = self._predecessor(row, hashes, now)
+        pred, same_session = self._predecessor(row, hashes, now)
         try:
-            return self._explain(row, seen, pred, now)
+            return self._explain(row, seen, pred, now, same_session)
         finally:
             self._remember(row, seen)
 
-    def _explain(self, row: dict, seen: _Seen, pred: _Seen | None, now: float) -> Explanation:
+    def _explain(
+        self, row: dict, seen: _Seen, pred: _Seen | None, now: float, same_session: bool
+    ) -> Explanation:
         rules = _provider_rules(row.get("provider"))
         model = row.get("request_model")
         block = int(row.get("block_size") or 64)
@@ -194,12 +197,12 @@ class Explainer:
                 "no earlier request shares this prefix",
             )
         common = _common(pred.hashes, seen.hashes)
-        potential = self._cacheable(
-            rules, model, min(len(pred.hashes), len(seen.hashes)) * block, total
-        )
         expected = self._cacheable(rules, model, common * block, total)
-        missed = max(potential - reported, 0)
-        if _broken(pred, seen, common) or model != pred.model:
+        # A session's earlier request could have been reused whole; another conversation
+        # only as far as the prefix they share (its own turns are not ours to break).
+        reusable = min(len(pred.hashes), len(seen.hashes)) if same_session else common
+        missed = max(self._cacheable(rules, model, reusable * block, total) - reported, 0)
+        if same_session and (_broken(pred, seen, common) or model != pred.model):
             cause, segment, path, token = self._shape(pred, seen)
             return self._row(
                 row,

@@ -519,3 +519,73 @@ def replay(file: str, endpoint: str, speed: float, now: bool, token: str | None)
     )
     if not ok or dropped:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--db", required=True, help="DuckDB file (no server may hold it).")
+@click.option(
+    "--request",
+    "request_id",
+    default=None,
+    help="Show the explanation of one request (and its token diff, when captured).",
+)
+@output_format
+def explain(db: str, request_id: str | None, output: str) -> None:
+    """Explain every stored request: predecessor, cacheable tokens, cause and cost.
+
+    Without --request, (re)explains the whole database in time order and prints
+    the miss causes with their missed tokens and dollars. With --request ID,
+    prints that request's explanation.
+    """
+    from rich.progress import Progress
+
+    from analysis.explain import Explainer
+    from cachediag import report
+    from collector.explanations import explain_new
+    from collector.store import Store, StoreLocked
+
+    if not os.path.isfile(db):
+        raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    try:
+        store = Store(db)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    try:
+        if request_id:
+            found = store.con.execute(
+                "SELECT e.*, r.route, r.replica, r.request_model FROM explanations e "
+                "JOIN requests r USING (id) WHERE id = ?",
+                [request_id],
+            ).fetchall()
+            if not found:
+                raise InputError(f"{request_id}: no explanation; run cachediag explain --db {db}")
+            names = [d[0] for d in store.con.description]
+            click.echo(json.dumps(dict(zip(names, found[0], strict=True)), default=str, indent=2))
+            return
+        total = store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+        with Progress(transient=True) as bar:
+            task = bar.add_task("explaining", total=total)
+            _, counts = explain_new(store, Explainer(), -1, lambda n: bar.advance(task, n))
+        summary = store.con.execute(
+            "SELECT cause, count(*), sum(missed_tokens), sum(missed_cost_usd) FROM explanations "
+            "GROUP BY cause ORDER BY sum(missed_tokens) DESC, cause"
+        ).fetchall()
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(
+            json.dumps(
+                [
+                    dict(
+                        zip(
+                            ("cause", "requests", "missed_tokens", "missed_cost_usd"),
+                            r,
+                            strict=True,
+                        )
+                    )
+                    for r in summary
+                ]
+            )
+        )
+    else:
+        report.cause_table(summary, report.console())

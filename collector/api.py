@@ -86,10 +86,16 @@ def _encode(frame: pl.DataFrame, arrow: bool, **meta: Any) -> tuple[bytes, str]:
 
 
 def _stats(collector: Any, q: dict[str, str]) -> dict:
+    """Ingest counters; ``?wait=1`` first waits (up to a minute) until every committed
+    row is explained, so a script can read explanations without polling."""
+    explain = collector.explain
+    if explain and q.get("wait") == "1":
+        explain.flush(60)
     return dict(
         collector.stats.as_dict(),
         committed_rows=collector.writer.committed_rows,
         pending_rows=collector.writer.pending_rows,
+        explained_rows=explain.explained if explain else 0,
     )
 
 
@@ -222,6 +228,9 @@ OPENAPI = {
         "/api/v1/alerts": _op(
             "Alerts, firing first", [_param("state", "string", "firing or resolved")]
         ),
-        "/api/v1/stats": _op("Ingest counters", []),
+        "/api/v1/stats": _op(
+            "Ingest and explain counters",
+            [_param("wait", "integer", "1: wait until committed rows are explained")],
+        ),
     },
 }

@@ -19,7 +19,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from collector import api, otlp
+from collector import api, explanations, otlp
 from collector.ingest import Prepared, prepare
 from collector.store import Store, Writer
 
@@ -45,6 +45,7 @@ class Config:
     workers: int = 0  # decoding processes; 0 decodes in the request thread
     max_pending_rows: int = 50_000
     retry_after: int = 1  # seconds, sent with 429/503
+    explain: bool = True  # explain new rows as they commit
 
 
 @dataclass
@@ -92,6 +93,7 @@ class Collector:
             if config.workers > 0
             else None
         )
+        self.explain = explanations.Background(self.store) if config.explain else None
 
     def admit(self, length: int) -> None:
         """Reserve room for a body of ``length`` bytes, or refuse with 413/429."""
@@ -138,10 +140,14 @@ class Collector:
             batch.done.wait()
             if batch.error is not None:
                 raise Reply(HTTPStatus.SERVICE_UNAVAILABLE, "commit failed; retry later", True)
+            if self.explain:
+                self.explain.poke()
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
 
     def close(self) -> None:
         """Commit everything acknowledged or in flight, then close the database."""
+        if self.explain:
+            self.explain.close()
         self.writer.close()
         if self.pool:
             self.pool.shutdown()

@@ -118,7 +118,7 @@ class Store:
                 (inserted,) = self.con.execute(
                     f"INSERT INTO requests ({columns}) SELECT {columns} "
                     "FROM incoming ON CONFLICT DO NOTHING"
-                ).fetchone()
+                ).fetchall()[0]
                 if len(content):
                     self.con.register("incoming_content", content)
                     self.con.execute(
@@ -133,6 +133,21 @@ class Store:
                 self.con.unregister("incoming")
                 self.con.unregister("incoming_content")
             return inserted
+
+    def save_explanations(self, frame: pl.DataFrame) -> None:
+        """Write explanations (one per request id; a new one replaces the old)."""
+        if not len(frame):
+            return
+        columns = ", ".join(frame.columns)
+        with self._lock:
+            self.con.register("incoming_explanations", frame)
+            try:
+                self.con.execute(
+                    f"INSERT OR REPLACE INTO explanations ({columns}) "
+                    f"SELECT {columns} FROM incoming_explanations"
+                )
+            finally:
+                self.con.unregister("incoming_explanations")
 
     def close(self) -> None:
         with self._lock:

@@ -69,7 +69,7 @@ def test_ingest_otlp_json_and_records_idempotently(tmp_path):
     row = con.execute("""SELECT route, replica, session_key, prompt_version, ttft_ms,
                                 prompt_tokens, cached_tokens, request_model, tools_count,
                                 encoding, len(block_hashes), prefix_hash IS NOT NULL
-                         FROM requests WHERE signal = 'record' LIMIT 1""").fetchone()
+                         FROM requests WHERE signal = 'record' LIMIT 1""").fetchall()[0]
     assert row == (
         "/chat",
         "r1",
@@ -84,7 +84,7 @@ def test_ingest_otlp_json_and_records_idempotently(tmp_path):
         0,
         True,
     )  # under one 64-token block
-    (content,) = con.execute("SELECT content FROM request_content LIMIT 1").fetchone()
+    (content,) = con.execute("SELECT content FROM request_content LIMIT 1").fetchall()[0]
     assert content.startswith("<|system|>\nYou are the support bot.")
 
 

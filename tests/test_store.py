@@ -124,7 +124,7 @@ def test_writer_commits_before_acknowledging_and_applies_back_pressure(tmp_path)
     store = Store(str(tmp_path / "db.duckdb"))
     writer = Writer(store, max_pending_rows=10)
     writer.write(Store.frame(_rows(5)), [])
-    assert store.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 5
+    assert store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0] == 5
     with store._lock:  # hold the commit, so submissions pile up
         batches = [writer.try_submit(Store.frame(_rows(4, 10 * k)), []) for k in range(1, 6)]
     accepted = [b for b in batches if b is not None]
@@ -140,7 +140,7 @@ def test_read_only_open_needs_no_writer(tmp_path):
     path = str(tmp_path / "db.duckdb")
     Store(path).close()
     reader = Store(path, read_only=True)
-    assert reader.con.execute("SELECT count(*) FROM requests").fetchone()[0] == 0
+    assert reader.con.execute("SELECT count(*) FROM requests").fetchall()[0][0] == 0
     with pytest.raises(duckdb.Error):
         reader.con.execute("DELETE FROM requests")
     reader.close()

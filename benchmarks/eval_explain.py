@@ -1,0 +1,71 @@
+"""Per-cause precision and recall of the explanations against a traffic file's labels.
+
+Loads generated traffic (default: the committed sample) into a scratch
+database, explains it, and compares each request's cause with the cause of
+the incident that was active on it (the generator records one per request).
+A request counts for recall when it was labelled and missed the cache.
+
+    python benchmarks/eval_explain.py [FILE]
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from analysis.explain import Explainer  # noqa: E402
+from collector.explanations import explain_new  # noqa: E402
+from collector.records import ingest_file  # noqa: E402
+from collector.store import Store  # noqa: E402
+
+NOT_MISSES = {"no_miss", "cold_start"}
+
+
+def truth(path: str) -> dict[str, str | None]:
+    """Record id ─► the cause its active incident should be explained by."""
+    labels = json.loads(
+        Path(path.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json").read_text()
+    )
+    causes = {i["name"]: i["cause"] for i in labels["incidents"]}
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        records = (json.loads(line) for line in handle if line.strip())
+        return {r["id"]: causes.get(r.get("incident")) for r in records}
+
+
+def main() -> None:
+    path = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "sample_data/traffic.jsonl.gz")
+    expected = truth(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(f"{tmp}/eval.duckdb")
+        ingest_file(store, path, capture=True)
+        explain_new(store, Explainer())
+        got = dict(store.con.execute("SELECT id, cause FROM explanations").fetchall())
+        store.close()
+    predicted, correct, labelled = Counter(), Counter(), Counter()
+    for rid, cause in got.items():
+        want = expected.get(rid)
+        predicted[cause] += 1
+        if want and cause not in NOT_MISSES:
+            labelled[want] += 1
+            correct[want] += cause == want
+    print(f"{len(got):,} requests explained; {sum(labelled.values()):,} labelled misses")
+    print(f"{'cause':20} {'predicted':>9} {'labelled':>9} {'precision':>9} {'recall':>7}")
+    for cause in sorted(set(labelled) | (set(predicted) - NOT_MISSES)):
+        hits = correct[cause]
+        precision = hits / predicted[cause] if predicted[cause] else float("nan")
+        recall = hits / labelled[cause] if labelled[cause] else float("nan")
+        print(
+            f"{cause:20} {predicted[cause]:9,} {labelled[cause]:9,} {precision:9.1%} {recall:7.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()

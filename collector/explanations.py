@@ -1,0 +1,131 @@
+"""Explaining stored requests: read them in time order, write one explanation each.
+
+The same pass serves `cachediag explain --db FILE` (everything, offline) and
+the server (new rows as they commit, on a background thread, with the
+explainer's state kept between passes). Rows are read on their own cursor
+in chunks and explanations written as frames, never row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import polars as pl
+
+from analysis.explain import Explainer
+from collector.store import Store
+
+log = logging.getLogger(__name__)
+
+CHUNK = 10_000
+_COLUMNS = (
+    "id",
+    "ts",
+    "session_key",
+    "conversation_id",
+    "request_model",
+    "provider",
+    "route",
+    "replica",
+    "block_hashes",
+    "block_size",
+    "total_tokens",
+    "prompt_tokens",
+    "cached_tokens",
+    "segments",
+    "encoding",
+    "provider_verdict",
+)
+SCHEMA = {
+    "id": pl.String,
+    "cause": pl.String,
+    "segment": pl.String,
+    "path": pl.String,
+    "first_diff_token": pl.Int64,
+    "first_diff_block": pl.Int32,
+    "expected_cached": pl.Int64,
+    "reported_cached": pl.Int64,
+    "missed_tokens": pl.Int64,
+    "missed_cost_usd": pl.Float64,
+    "predecessor_id": pl.String,
+    "provider_verdict": pl.String,
+    "detail": pl.String,
+}
+
+
+def explain_new(
+    store: Store,
+    explainer: Explainer,
+    after_rowid: int = -1,
+    progress: Callable[[int], None] = lambda n: None,
+) -> tuple[int, Counter]:
+    """Explain requests stored after ``after_rowid``; returns the last rowid and the causes."""
+    columns = ", ".join(f"r.{c}" for c in _COLUMNS)
+    cur = store.cursor()
+    result = cur.execute(
+        f"SELECT r.rowid, {columns}, c.content FROM requests r "
+        "LEFT JOIN request_content c USING (id) WHERE r.rowid > ? ORDER BY r.ts, r.id",
+        [after_rowid],
+    )
+    names = ["rowid", *_COLUMNS, "content"]
+    last, counts = after_rowid, Counter()
+    while True:
+        chunk = result.fetchmany(CHUNK)
+        if not chunk:
+            break
+        out = []
+        for values in chunk:
+            row = dict(zip(names, values, strict=True))
+            last = max(last, row["rowid"])
+            explanation = explainer.explain(row)
+            counts[explanation.cause] += 1
+            out.append(explanation.to_dict())
+        store.save_explanations(pl.DataFrame(out, schema=SCHEMA, orient="row"))
+        progress(len(chunk))
+    cur.close()
+    return last, counts
+
+
+class Background:
+    """Explains new rows as they commit, on its own thread, without holding up ingest."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.explainer = Explainer()
+        self.last_rowid = -1
+        self.explained = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cachediag-explain", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        """New rows were committed."""
+        self._idle.clear()
+        self._wake.set()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every committed row is explained."""
+        self.poke()
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.last_rowid, counts = explain_new(self.store, self.explainer, self.last_rowid)
+                self.explained += sum(counts.values())
+            except Exception:  # logged; the next commit tries again
+                log.exception("explaining new requests failed")
+            if not self._wake.is_set():
+                self._idle.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
