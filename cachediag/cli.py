@@ -589,3 +589,90 @@ def explain(db: str, request_id: str | None, output: str) -> None:
         )
     else:
         report.cause_table(summary, report.console())
+
+
+@main.command()
+@click.option("--db", default=None, help="DuckDB file to evaluate (no server may hold it).")
+@click.option("--server", default=None, help="Or: a cachediag server URL to ask.")
+@click.option("--rules", default=None, help="TOML file with an [alerts] table of thresholds.")
+@click.option(
+    "--webhook",
+    default=None,
+    help="POST each firing alert here (JSON with a Slack-compatible 'text').",
+)
+@output_format
+def alerts(
+    db: str | None, server: str | None, rules: str | None, webhook: str | None, output: str
+) -> None:
+    """Cached-token drops and p95 TTFT rises, per route and model, with their causes.
+
+    With --db, evaluates the rules over the stored requests (and stores the alerts);
+    with --server, lists the server's alerts. Exit status 1 while any alert fires,
+    for cron and CI.
+    """
+    import tomllib
+
+    from analysis import alerts as rules_mod
+
+    if bool(db) == bool(server):
+        raise InputError("give exactly one of --db FILE or --server URL")
+    try:
+        found = _server_alerts(server) if server else _db_alerts(db, rules_mod.Rules.load(rules))
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(str(exc)) from None
+    firing = [a for a in found if a["state"] == "firing"]
+    if webhook:
+        from collector.notify import post
+
+        for alert in firing:
+            if not post(webhook, alert["text"], alert):
+                click.echo(f"webhook {webhook} did not take the alert", err=True)
+    if output == "json":
+        click.echo(json.dumps(found, default=str, indent=2))
+    else:
+        for alert in found:
+            click.echo(alert["text"])
+        if not found:
+            click.echo("no alerts")
+    sys.exit(1 if firing else 0)
+
+
+def _db_alerts(db: str, rules) -> list[dict]:
+    from analysis import alerts as rules_mod
+    from collector.store import Store, StoreLocked, save_alerts
+
+    if not os.path.isfile(db):
+        raise ValueError(f"{db}: no such database")
+    try:
+        store = Store(db)
+    except StoreLocked as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        found = rules_mod.evaluate(store.cursor(), rules)
+        save_alerts(store, [a.row() for a in found])
+    finally:
+        store.close()
+    return [dict(a.to_dict(), text=rules_mod.slack_text(a)) for a in found]
+
+
+def _server_alerts(url: str) -> list[dict]:
+    import urllib.request
+
+    with urllib.request.urlopen(url.rstrip("/") + "/api/v1/alerts", timeout=30) as response:
+        rows = json.load(response)["data"]
+    out = []
+    for row in rows:
+        group = json.loads(row["group_key"] or "{}")
+        text = f"[{row['state']}] {row['rule']} on " + ", ".join(
+            f"{k}={v}" for k, v in group.items()
+        )
+        out.append(
+            dict(
+                row,
+                group=group,
+                attribution=json.loads(row["attribution"] or "{}"),
+                top_causes=json.loads(row["top_causes"] or "[]"),
+                text=text,
+            )
+        )
+    return out

@@ -247,3 +247,36 @@ class Writer:
         """Commit everything queued, then stop."""
         self._queue.put(None)
         self._thread.join()
+
+
+def save_alerts(store: Store, rows: list[dict]) -> None:
+    """Replace the alerts table with a fresh evaluation."""
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "id": pl.String,
+            "rule": pl.String,
+            "group_key": pl.String,
+            "state": pl.String,
+            "started_at": pl.Datetime("us"),
+            "resolved_at": pl.Datetime("us"),
+            "value": pl.Float64,
+            "baseline": pl.Float64,
+            "attribution": pl.String,
+            "top_causes": pl.String,
+            "cost_per_hour": pl.Float64,
+            "updated_at": pl.Datetime("us"),
+        },
+    )
+    with store._lock:
+        store.con.execute("BEGIN TRANSACTION")
+        try:
+            store.con.execute("DELETE FROM alerts")
+            if len(frame):
+                store.con.register("incoming_alerts", frame)
+                store.con.execute("INSERT INTO alerts SELECT * FROM incoming_alerts")
+                store.con.unregister("incoming_alerts")
+            store.con.execute("COMMIT")
+        except Exception:
+            store.con.execute("ROLLBACK")
+            raise

@@ -1,0 +1,238 @@
+"""Alert rules: cached-token drops and p95 TTFT rises, per group, with attribution.
+
+Requests are aggregated per window and group in SQL; each window is compared
+with a baseline of the windows before it. A rule fires when the change passes
+both its absolute and its relative threshold with enough requests behind it,
+and resolves when a later window is back within them; there is at most one
+open alert per rule and group. Every alert says where the change concentrates
+(replica, prefix_hash, prompt_version, schema_version, tools_count), which
+miss causes dominate its window, and what it costs per hour.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from analysis import providers
+
+ATTRIBUTION = ("replica", "prefix_hash", "prompt_version", "schema_version", "tools_count")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds; every field can be set from a TOML file's [alerts] table."""
+
+    window_s: int = 900
+    baseline_windows: int = 4
+    group_by: tuple[str, ...] = ("route", "request_model")
+    drop_abs: float = 0.15  # hit ratio points the window must lose against the baseline
+    drop_rel: float = 0.20  # and this share of the baseline's hit ratio
+    min_requests: int = 10
+    min_prompt_tokens: int = 10_000
+    ttft_ratio: float = 1.5  # p95 TTFT must grow this many times
+    ttft_abs_ms: float = 200.0  # and by this many milliseconds
+    min_ttft_samples: int = 10
+
+    @classmethod
+    def load(cls, path: str | None) -> Rules:
+        if not path:
+            return cls()
+        with open(path, "rb") as handle:
+            found = tomllib.load(handle).get("alerts", {})
+        unknown = set(found) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown alert settings: {', '.join(sorted(unknown))}")
+        if "group_by" in found:
+            found["group_by"] = tuple(found["group_by"])
+        return replace(cls(), **found)
+
+
+@dataclass
+class Alert:
+    """One alert and its lifecycle."""
+
+    rule: str  # cached_drop | ttft_p95_rise
+    group: dict[str, Any]
+    started_at: datetime
+    value: float
+    baseline: float
+    state: str = "firing"
+    resolved_at: datetime | None = None
+    attribution: dict[str, Any] = field(default_factory=dict)
+    top_causes: list[list] = field(default_factory=list)
+    cost_per_hour: float = 0.0
+
+    @property
+    def id(self) -> str:
+        return (
+            f"{self.rule}|{json.dumps(self.group, sort_keys=True)}|{self.started_at:%Y%m%dT%H%M%S}"
+        )
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "group_key": json.dumps(self.group),
+            "state": self.state,
+            "started_at": self.started_at,
+            "resolved_at": self.resolved_at,
+            "value": self.value,
+            "baseline": self.baseline,
+            "attribution": json.dumps(self.attribution, default=str),
+            "top_causes": json.dumps(self.top_causes),
+            "cost_per_hour": self.cost_per_hour,
+            "updated_at": self.resolved_at or self.started_at,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(asdict(self), id=self.id)
+
+
+def windows(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
+    """Per window and group: requests, tokens, hit ratio, p95 TTFT."""
+    keys = ", ".join(rules.group_by)
+    return con.sql(
+        f"""
+        SELECT time_bucket(to_seconds(?::BIGINT), ts) AS window, {keys},
+               count(*) AS requests, sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt,
+               sum(coalesce(cached_tokens, 0))::BIGINT AS cached,
+               quantile_cont(ttft_ms, 0.95) AS p95, count(ttft_ms) AS samples
+        FROM requests GROUP BY ALL ORDER BY 1""",
+        params=[rules.window_s],
+    ).pl()
+
+
+def _baselined(frame: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    """Each window beside the sums of the ``baseline_windows`` windows before it."""
+    k, keys = rules.baseline_windows, list(rules.group_by)
+    frame = frame.sort([*keys, "window"], nulls_last=True)
+    shifted = {
+        c: pl.col(c).shift(1).rolling_sum(k, min_samples=1).over(keys)
+        for c in ("requests", "prompt", "cached")
+    }
+    return frame.with_columns(
+        base_requests=shifted["requests"],
+        base_prompt=shifted["prompt"],
+        base_cached=shifted["cached"],
+        base_p95=pl.col("p95").shift(1).rolling_median(k, min_samples=1).over(keys),
+        ratio=pl.col("cached") / pl.col("prompt"),
+    ).with_columns(base_ratio=pl.col("base_cached") / pl.col("base_prompt"))
+
+
+def _breaches(frame: pl.DataFrame, rules: Rules) -> pl.DataFrame:
+    drop = pl.col("base_ratio") - pl.col("ratio")
+    cached_drop = (
+        (drop >= rules.drop_abs)
+        & (drop >= rules.drop_rel * pl.col("base_ratio"))
+        & (pl.col("requests") >= rules.min_requests)
+        & (pl.col("prompt") >= rules.min_prompt_tokens)
+        & (pl.col("base_requests") >= rules.min_requests)
+    )
+    ttft_rise = (
+        (pl.col("p95") >= rules.ttft_ratio * pl.col("base_p95"))
+        & (pl.col("p95") - pl.col("base_p95") >= rules.ttft_abs_ms)
+        & (pl.col("samples") >= rules.min_ttft_samples)
+    )
+    return frame.with_columns(
+        cached_drop=cached_drop.fill_null(False), ttft_p95_rise=ttft_rise.fill_null(False)
+    )
+
+
+def evaluate(
+    con: duckdb.DuckDBPyConnection, rules: Rules | None = None, table: dict | None = None
+) -> list[Alert]:
+    """Every alert over the stored requests, oldest first, with its lifecycle."""
+    rules = rules or Rules()
+    frame = _breaches(_baselined(windows(con, rules), rules), rules)
+    open_: dict[tuple, Alert] = {}
+    done: list[Alert] = []
+    for row in frame.sort("window").iter_rows(named=True):
+        group = {k: row[k] for k in rules.group_by}
+        for rule, value, base in (
+            ("cached_drop", row["ratio"], row["base_ratio"]),
+            ("ttft_p95_rise", row["p95"], row["base_p95"]),
+        ):
+            key = (rule, json.dumps(group, sort_keys=True, default=str))
+            if row[rule] and key not in open_:
+                open_[key] = Alert(rule, group, row["window"], value, base)
+            elif not row[rule] and key in open_ and row["requests"] >= rules.min_requests:
+                alert = open_.pop(key)
+                alert.state = "resolved"
+                alert.resolved_at = row["window"]
+                done.append(alert)
+    alerts = sorted(done + list(open_.values()), key=lambda a: a.started_at)
+    for alert in alerts:
+        _attribute(con, alert, rules, table or providers.load_table())
+    return alerts
+
+
+def _where(alert: Alert, rules: Rules) -> tuple[str, list]:
+    clauses, params = [], []
+    for key, value in alert.group.items():
+        if value is None:
+            clauses.append(f"r.{key} IS NULL")
+        else:
+            clauses.append(f"r.{key} = ?")
+            params.append(value)
+    return " AND ".join(clauses) or "TRUE", params
+
+
+def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table: dict) -> None:
+    """Dimension values that concentrate the misses, top causes, cost per hour."""
+    where, params = _where(alert, rules)
+    start = alert.started_at
+    end = start + timedelta(seconds=rules.window_s)
+    since = start - timedelta(seconds=rules.window_s * rules.baseline_windows)
+    missed_sql = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
+    for dim in ATTRIBUTION:
+        values = con.execute(
+            f"SELECT r.{dim}, sum(CASE WHEN r.ts >= ? THEN {missed_sql} ELSE 0 END) AS missed "
+            f"FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ? "
+            "GROUP BY ALL ORDER BY missed DESC NULLS LAST",
+            [start, *params, since, end],
+        ).fetchall()
+        # One value before and during the window explains nothing; one value that
+        # carries twice the misses of any other does.
+        if len(values) > 1 and values[0][1] and values[0][1] >= 2 * (values[1][1] or 0):
+            alert.attribution[dim] = values[0][0]
+    window = [*params, start, end]
+    alert.top_causes = [
+        list(c)
+        for c in con.execute(
+            f"SELECT e.cause, count(*), sum(e.missed_tokens) FROM explanations e "
+            f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? AND r.ts < ? "
+            "AND e.cause NOT IN ('no_miss', 'cold_start') GROUP BY ALL "
+            "ORDER BY 3 DESC NULLS LAST LIMIT 3",
+            window,
+        ).fetchall()
+    ]
+    (missed,) = con.execute(
+        f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?", window
+    ).fetchall()[0]
+    price = providers.price(table, alert.group.get("request_model"))
+    per_hour = 3600 / rules.window_s
+    alert.cost_per_hour = round(
+        (missed or 0) * (price["input"] - price["cached"]) / 1e6 * per_hour, 4
+    )
+
+
+def slack_text(alert: Alert) -> str:
+    """One line a chat channel can show."""
+    group = ", ".join(f"{k}={v}" for k, v in alert.group.items())
+    what = (
+        f"hit ratio {alert.baseline:.0%} → {alert.value:.0%}"
+        if alert.rule == "cached_drop"
+        else f"p95 TTFT {alert.baseline:.0f} → {alert.value:.0f} ms"
+    )
+    cause = alert.top_causes[0][0] if alert.top_causes else "unexplained"
+    return (
+        f"[{alert.state}] {alert.rule} on {group}: {what} since {alert.started_at:%H:%M} "
+        f"UTC; top cause {cause}; ~${alert.cost_per_hour:.2f}/h"
+    )

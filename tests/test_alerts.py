@@ -1,0 +1,154 @@
+"""Alert rules over a store: drops and TTFT rises fire, resolve, and say where and why."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from analysis import alerts
+from collector.store import Store
+
+T0 = 1_763_800_000  # seconds
+WINDOW = 900
+
+
+def _rows(window, n, hit, ttft=200.0, replica="r1", version="v1", route="/chat"):
+    out = []
+    for i in range(n):
+        rid = f"{route}-{window}-{i}-{replica}"
+        bad = replica == "r2"
+        out.append(
+            {
+                "id": rid,
+                "start_ns": (T0 + window * WINDOW + i) * 10**9,
+                "signal": "span",
+                "route": route,
+                "request_model": "gpt-4o",
+                "replica": replica,
+                "prompt_version": version,
+                "prompt_tokens": 4000,
+                "cached_tokens": 0 if bad else int(4000 * hit),
+                "ttft_ms": ttft,
+            }
+        )
+    return out
+
+
+@pytest.fixture()
+def store(tmp_path):
+    s = Store(str(tmp_path / "db.duckdb"))
+    yield s
+    s.close()
+
+
+def _load(store, rows):
+    store.insert(Store.frame(rows), [])
+
+
+def test_drop_fires_with_attribution_and_resolves(store):
+    rows = []
+    for w in range(5):
+        rows += _rows(w, 20, 0.9)
+    rows += _rows(5, 10, 0.9) + _rows(5, 15, 0.9, replica="r2", version="v2")  # a bad replica
+    rows += _rows(6, 20, 0.9)  # recovered
+    _load(store, rows)
+    found = alerts.evaluate(store.cursor())
+    (alert,) = [a for a in found if a.rule == "cached_drop"]
+    assert alert.group == {"route": "/chat", "request_model": "gpt-4o"}
+    assert alert.baseline == pytest.approx(0.9) and alert.value < 0.5
+    assert alert.attribution["replica"] == "r2" and alert.attribution["prompt_version"] == "v2"
+    assert alert.state == "resolved" and alert.resolved_at is not None
+    assert alert.cost_per_hour > 0
+    assert "hit ratio 90%" in alerts.slack_text(alert)
+
+
+def test_ttft_rise_fires_and_stays_open(store):
+    rows = []
+    for w in range(5):
+        rows += _rows(w, 20, 0.9, ttft=200)
+    rows += _rows(5, 20, 0.9, ttft=900)
+    _load(store, rows)
+    (alert,) = alerts.evaluate(store.cursor())
+    assert (alert.rule, alert.state) == ("ttft_p95_rise", "firing")
+    assert alert.value == pytest.approx(900) and alert.baseline == pytest.approx(200)
+
+
+def test_quiet_windows_do_not_fire(store):
+    rows = []
+    for w in range(5):
+        rows += _rows(w, 20, 0.9)
+    rows += _rows(5, 3, 0.0)  # a quiet window: too few requests to judge
+    _load(store, rows)
+    assert alerts.evaluate(store.cursor()) == []
+
+
+def test_rules_from_toml(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text('[alerts]\nwindow_s = 300\ndrop_abs = 0.3\ngroup_by = ["route"]\n')
+    rules = alerts.Rules.load(str(path))
+    assert (rules.window_s, rules.drop_abs, rules.group_by) == (300, 0.3, ("route",))
+    path.write_text("[alerts]\nwindow = 5\n")
+    with pytest.raises(ValueError, match="unknown alert settings: window"):
+        alerts.Rules.load(str(path))
+
+
+class _Hook(BaseHTTPRequestHandler):
+    calls: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _Hook.calls.append(body)
+        self.send_response(503 if len(_Hook.calls) == 1 else 200)  # fails once, then takes it
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_cli_exit_code_and_webhook_with_retry(tmp_path):
+    db = tmp_path / "db.duckdb"
+    store = Store(str(db))
+    rows = []
+    for w in range(5):
+        rows += _rows(w, 20, 0.9)
+    rows += _rows(5, 20, 0.1)
+    _load(store, rows)
+    store.close()
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cachediag",
+                "alerts",
+                "--db",
+                str(db),
+                "--webhook",
+                f"http://127.0.0.1:{hook.server_address[1]}/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        hook.shutdown()
+    assert proc.returncode == 1, proc.stderr  # an alert is firing
+    assert "[firing] cached_drop on route=/chat" in proc.stdout
+    assert len(_Hook.calls) == 2 and "cached_drop" in _Hook.calls[-1]["text"]
+    both = subprocess.run(
+        [sys.executable, "-m", "cachediag", "alerts"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert both.returncode == 2 and "exactly one of --db" in both.stderr
