@@ -114,3 +114,32 @@ def cause_table(rows: list[tuple], out: Console) -> None:
     for cause, count, missed, cost in rows:
         table.add_row(cause, f"{count:,}", f"{missed or 0:,}", f"{cost or 0:.4f}")
     out.print(table)
+
+
+def whatif_table(result: dict, model, warmup: bool, days: float, out: Console) -> None:
+    """Observed beside simulated, per route, and the saving per day."""
+    from rich.table import Table
+
+    setting = f"{model.router}, {model.replicas} replicas, TTL {model.ttl_s:g} s" + (
+        ", warmup" if warmup else ""
+    )
+    table = Table(title=f"what if: {setting}", box=None, header_style="bold")
+    for name in ("route", "requests", "hit ratio", "→", "p95 TTFT ms", "→", "missed $", "→"):
+        table.add_column(name, justify="left" if name == "route" else "right")
+    saved = 0.0
+    for route, (seen, sim) in sorted(result.items()):
+        saved += seen.missed_cost_usd - sim.missed_cost_usd
+        p95 = (seen.p95_ttft_ms, sim.p95_ttft_ms)
+        table.add_row(
+            escape(route),
+            f"{seen.requests:,}",
+            f"{seen.hit_ratio:.1%}",
+            f"{sim.hit_ratio:.1%}",
+            "-" if p95[0] is None else f"{p95[0]:,.0f}",
+            "-" if p95[1] is None else f"{p95[1]:,.0f}",
+            f"{seen.missed_cost_usd:.4f}",
+            f"{sim.missed_cost_usd:.4f}",
+        )
+    out.print(table)
+    verb = "would have saved" if saved >= 0 else "would have cost"
+    out.print(f"{setting} {verb} ${abs(saved) / days:.2f}/day")

@@ -1,0 +1,127 @@
+"""What-if replays: the same stored traffic under another router, TTL or warmup."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from analysis.simulate import ProviderModel
+from analysis.whatif import compare
+
+
+def _traffic(sessions=25, turns=6):
+    rows = []
+    for turn in range(turns):
+        for s in range(sessions):
+            hashes = [hash(("shared", i)) for i in range(20)] + [
+                hash((s, i)) for i in range(20, 30 + 5 * turn)
+            ]
+            rows.append(
+                {
+                    "ts": turn * 60.0 + s,
+                    "route": "/chat",
+                    "session_key": f"u{s}",
+                    "request_model": "gpt-4o",
+                    "prefix_hash": "p1",
+                    "segments": [
+                        ["tools[0]", "tool", 0, 1280, "h"],
+                        ["messages[1].content", "message", 1280, 9999, "x"],
+                    ],
+                    "block_hashes": hashes,
+                    "prompt_tokens": len(hashes) * 64,
+                    "cached_tokens": 0,
+                    "ttft_ms": 500.0,
+                }
+            )
+    return rows
+
+
+def test_sticky_beats_round_robin_and_both_beat_no_cache():
+    rows = _traffic()
+    sticky = compare(rows, ProviderModel(replicas=6, router="sticky"))["/chat"]
+    rr = compare(rows, ProviderModel(replicas=6, router="round_robin"))["/chat"]
+    observed, simulated = sticky
+    assert observed.hit_ratio == 0 and observed.requests == len(rows)
+    assert simulated.hit_ratio > rr[1].hit_ratio + 0.2
+    assert simulated.missed_cost_usd < observed.missed_cost_usd
+    assert simulated.p95_ttft_ms is not None
+
+
+def test_warmup_serves_the_stable_prefix_on_every_replica():
+    rows = _traffic(sessions=6, turns=1)  # one request each: only warmup can help
+    cold = compare(rows, ProviderModel(replicas=3, router="random"))["/chat"][1]
+    warm = compare(rows, ProviderModel(replicas=3, router="random"), warmup=True)["/chat"][1]
+    assert warm.cached_tokens >= 6 * 1280 > cold.cached_tokens
+
+
+def test_cli_prints_the_saving_per_day(tmp_path):
+    gen = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cachediag",
+            "generate",
+            "--hours",
+            "1",
+            "--sessions-per-hour",
+            "120",
+            "--out",
+            str(tmp_path / "t.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert gen.returncode == 0
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cachediag",
+            "ingest",
+            str(tmp_path / "t.jsonl"),
+            "--db",
+            str(tmp_path / "db.duckdb"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cachediag",
+            "simulate",
+            "--db",
+            str(tmp_path / "db.duckdb"),
+            "--router",
+            "round_robin",
+            "--ttl",
+            "5m",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "/support" in proc.stdout and "/day" in proc.stdout
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cachediag",
+            "simulate",
+            "--db",
+            str(tmp_path / "db.duckdb"),
+            "--ttl",
+            "soon",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--ttl 'soon'" in bad.stderr
