@@ -1,0 +1,287 @@
+"""CLI commands that read a database: series, explain, alerts, simulate."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from cachediag.cli import InputError, main, output_format
+
+
+def _read_only(db: str):
+    """A read-only connection to an existing database, or a one-line error."""
+    import duckdb
+
+    if not os.path.isfile(db):
+        raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    try:
+        return duckdb.connect(db, read_only=True)
+    except duckdb.Error as exc:
+        raise InputError(f"{db}: cannot open it read-only ({exc})") from None
+
+
+@main.command()
+@click.option("--db", required=True, help="DuckDB file to read (opened read-only).")
+@click.option("--window", default="1h", show_default=True, help="Window: 60, 5m, 1h, 1d.")
+@click.option(
+    "--group",
+    default="route",
+    show_default=True,
+    help="route, model, replica, prompt_version, schema_version, service, ...",
+)
+@output_format
+def series(db: str, window: str, group: str, output: str) -> None:
+    """Print token-weighted hit ratio, p95 TTFT and missed cost per window and group.
+
+    Reads a database no server holds (stop `cachediag serve` first, or ask its
+    /api/v1/timeseries instead).
+    """
+
+    from analysis import queries
+    from cachediag import report
+    from collector.api import BadRequest, _window
+
+    if group not in queries.GROUPS:
+        raise InputError(f"--group {group!r}: expected one of {', '.join(queries.GROUPS)}")
+    try:
+        seconds = _window(window)
+    except BadRequest as exc:
+        raise InputError(str(exc).replace("window=", "--window ")) from None
+    con = _read_only(db)
+    frame = queries.timeseries(con, queries.Filters(), seconds, group)
+    if output == "json":
+        click.echo(frame.write_json())
+    else:
+        report.series_table(frame, group, report.console())
+
+
+@main.command()
+@click.option("--db", required=True, help="DuckDB file (no server may hold it).")
+@click.option(
+    "--request",
+    "request_id",
+    default=None,
+    help="Show the explanation of one request (and its token diff, when captured).",
+)
+@output_format
+def explain(db: str, request_id: str | None, output: str) -> None:
+    """Explain every stored request: predecessor, cacheable tokens, cause and cost.
+
+    Without --request, (re)explains the whole database in time order and prints
+    the miss causes with their missed tokens and dollars. With --request ID,
+    prints that request's explanation.
+    """
+    from rich.progress import Progress
+
+    from analysis.explain import Explainer
+    from cachediag import report
+    from collector.explanations import explain_new
+    from collector.store import Store, StoreLocked
+
+    if not os.path.isfile(db):
+        raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    try:
+        store = Store(db)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    try:
+        if request_id:
+            found = store.con.execute(
+                "SELECT e.*, r.route, r.replica, r.request_model FROM explanations e "
+                "JOIN requests r USING (id) WHERE id = ?",
+                [request_id],
+            ).fetchall()
+            if not found:
+                raise InputError(f"{request_id}: no explanation; run cachediag explain --db {db}")
+            names = [d[0] for d in store.con.description]
+            click.echo(json.dumps(dict(zip(names, found[0], strict=True)), default=str, indent=2))
+            return
+        total = store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+        with Progress(transient=True) as bar:
+            task = bar.add_task("explaining", total=total)
+            _, counts = explain_new(store, Explainer(), -1, lambda n: bar.advance(task, n))
+        summary = store.con.execute(
+            "SELECT cause, count(*), sum(missed_tokens), sum(missed_cost_usd) FROM explanations "
+            "GROUP BY cause ORDER BY sum(missed_tokens) DESC, cause"
+        ).fetchall()
+    finally:
+        store.close()
+    if output == "json":
+        click.echo(
+            json.dumps(
+                [
+                    dict(
+                        zip(
+                            ("cause", "requests", "missed_tokens", "missed_cost_usd"),
+                            r,
+                            strict=True,
+                        )
+                    )
+                    for r in summary
+                ]
+            )
+        )
+    else:
+        report.cause_table(summary, report.console())
+
+
+@main.command()
+@click.option("--db", default=None, help="DuckDB file to evaluate (no server may hold it).")
+@click.option("--server", default=None, help="Or: a cachediag server URL to ask.")
+@click.option("--rules", default=None, help="TOML file with an [alerts] table of thresholds.")
+@click.option(
+    "--webhook",
+    default=None,
+    help="POST each firing alert here (JSON with a Slack-compatible 'text').",
+)
+@output_format
+def alerts(
+    db: str | None, server: str | None, rules: str | None, webhook: str | None, output: str
+) -> None:
+    """Cached-token drops and p95 TTFT rises, per route and model, with their causes.
+
+    With --db, evaluates the rules over the stored requests (and stores the alerts);
+    with --server, lists the server's alerts. Exit status 1 while any alert fires,
+    for cron and CI.
+    """
+    import tomllib
+
+    from analysis import alerts as rules_mod
+
+    if bool(db) == bool(server):
+        raise InputError("give exactly one of --db FILE or --server URL")
+    try:
+        found = _server_alerts(server) if server else _db_alerts(db, rules_mod.Rules.load(rules))
+    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(str(exc)) from None
+    firing = [a for a in found if a["state"] == "firing"]
+    if webhook:
+        from collector.notify import post
+
+        for alert in firing:
+            if not post(webhook, alert["text"], alert):
+                click.echo(f"webhook {webhook} did not take the alert", err=True)
+    if output == "json":
+        click.echo(json.dumps(found, default=str, indent=2))
+    else:
+        for alert in found:
+            click.echo(alert["text"])
+        if not found:
+            click.echo("no alerts")
+    sys.exit(1 if firing else 0)
+
+
+def _db_alerts(db: str, rules) -> list[dict]:
+    from analysis import alerts as rules_mod
+    from collector.store import Store, StoreLocked, save_alerts
+
+    if not os.path.isfile(db):
+        raise ValueError(f"{db}: no such database")
+    try:
+        store = Store(db)
+    except StoreLocked as exc:
+        raise ValueError(str(exc)) from None
+    try:
+        found = rules_mod.evaluate(store.cursor(), rules)
+        save_alerts(store, [a.row() for a in found])
+    finally:
+        store.close()
+    return [dict(a.to_dict(), text=rules_mod.slack_text(a)) for a in found]
+
+
+def _server_alerts(url: str) -> list[dict]:
+    import urllib.request
+
+    with urllib.request.urlopen(url.rstrip("/") + "/api/v1/alerts", timeout=30) as response:
+        rows = json.load(response)["data"]
+    out = []
+    for row in rows:
+        group = json.loads(row["group_key"] or "{}")
+        text = f"[{row['state']}] {row['rule']} on " + ", ".join(
+            f"{k}={v}" for k, v in group.items()
+        )
+        out.append(
+            dict(
+                row,
+                group=group,
+                attribution=json.loads(row["attribution"] or "{}"),
+                top_causes=json.loads(row["top_causes"] or "[]"),
+                text=text,
+            )
+        )
+    return out
+
+
+@main.command()
+@click.option("--db", required=True, help="DuckDB file to read (opened read-only).")
+@click.option(
+    "--router",
+    type=click.Choice(["round_robin", "random", "sticky", "prefix_affinity"]),
+    default="sticky",
+    show_default=True,
+    help="How the simulated provider routes requests.",
+)
+@click.option("--ttl", default="10m", show_default=True, help="Cache TTL: 300, 10m, 1h.")
+@click.option(
+    "--replicas",
+    type=click.IntRange(1, 1024),
+    default=None,
+    help="Replicas per route [default: as many as the traffic used].",
+)
+@click.option(
+    "--warmup",
+    is_flag=True,
+    help="Warm every replica with each new stable prefix (tools + system).",
+)
+@output_format
+def simulate(
+    db: str, router: str, ttl: str, replicas: int | None, warmup: bool, output: str
+) -> None:
+    """What-if: replay stored traffic through a provider with other routing, TTL or warmup.
+
+    Prints, per route, the hit ratio, p95 TTFT and missed-token cost observed beside
+    what the simulated provider gives, and what the change would save per day.
+    """
+
+    from analysis.simulate import ProviderModel
+    from analysis.whatif import compare
+    from cachediag import report
+    from collector.api import BadRequest, _window
+
+    try:
+        ttl_s = _window(ttl)
+    except BadRequest:
+        raise InputError(f"--ttl {ttl!r}: expected a duration like 300, 10m or 1h") from None
+    con = _read_only(db)
+    used, first, last = con.execute(
+        "SELECT max(n), min(t0), max(t1) FROM (SELECT route, count(DISTINCT replica) AS n, "
+        "min(ts) AS t0, max(ts) AS t1 FROM requests GROUP BY route)"
+    ).fetchall()[0]
+    model = ProviderModel(replicas=replicas or max(used or 1, 1), router=router, ttl_s=ttl_s)
+    cur = con.execute(
+        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
+        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
+        "FROM requests ORDER BY ts, id"
+    )
+    names = [d[0] for d in cur.description]
+    rows = (dict(zip(names, values, strict=True)) for values in iter(cur.fetchone, None))
+    result = compare(rows, model, warmup)
+    days = max((last - first).total_seconds() / 86400, 1 / 24) if first else 1
+    if output == "json":
+        click.echo(
+            json.dumps(
+                {
+                    route: {
+                        "observed": vars(o) | {"hit_ratio": o.hit_ratio},
+                        "simulated": vars(s) | {"hit_ratio": s.hit_ratio},
+                    }
+                    for route, (o, s) in result.items()
+                },
+                default=str,
+            )
+        )
+    else:
+        report.whatif_table(result, model, warmup, days, report.console())

@@ -1,0 +1,274 @@
+"""CLI commands that get data in: serve, ingest, generate, replay."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from cachediag.cli import InputError, main
+
+
+@main.command()
+@click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=4318,
+    show_default=True,
+    help="OTLP/HTTP and query API port (0 picks a free one).",
+)
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(0, 65535),
+    default=4317,
+    show_default=True,
+    help="OTLP/gRPC port, served when grpcio is installed (pip install 'cachediag[grpc]').",
+)
+@click.option("--no-grpc", is_flag=True, help="Do not serve OTLP/gRPC.")
+@click.option(
+    "--token",
+    envvar="CACHEDIAG_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' (also CACHEDIAG_TOKEN).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    default=None,
+    help="Processes that decode OTLP in parallel [default: one per core, 0 = none].",
+)
+@click.option(
+    "--max-body-mib",
+    type=click.IntRange(1, 1024),
+    default=20,
+    show_default=True,
+    help="Largest export accepted, before and after decompression.",
+)
+@click.option(
+    "--max-pending-rows",
+    type=click.IntRange(1),
+    default=50_000,
+    show_default=True,
+    help="Rows waiting for commit before exports get 429 (bounds memory).",
+)
+@click.option(
+    "--inflight-mib",
+    type=click.IntRange(1),
+    default=128,
+    show_default=True,
+    help="Export bodies being read or decoded at once before 429 (bounds memory).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every request.")
+def serve(
+    db: str,
+    host: str,
+    port: int,
+    grpc_port: int,
+    no_grpc: bool,
+    token: str | None,
+    workers: int | None,
+    max_body_mib: int,
+    max_pending_rows: int,
+    inflight_mib: int,
+    verbose: bool,
+) -> None:
+    """Receive OTLP traces and logs into DuckDB and answer the query API.
+
+    Point any OpenTelemetry SDK or Collector (otlphttp exporter) at
+    http://HOST:PORT; exports are acknowledged after their rows are committed.
+    The query API is under /api/v1 (spec at /api/v1/openapi.json). SIGTERM or
+    Ctrl-C commits everything acknowledged and exits.
+    """
+    import logging
+    import os
+
+    from collector.server import Config
+    from collector.server import serve as run
+    from collector.store import StoreLocked
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    config = Config(
+        db=db,
+        host=host,
+        port=port,
+        grpc_port=None if no_grpc else grpc_port,
+        token=token,
+        workers=(os.cpu_count() or 1) if workers is None else workers,
+        max_body=max_body_mib * 1024 * 1024,
+        max_pending_rows=max_pending_rows,
+        inflight_bytes=inflight_mib * 1024 * 1024,
+    )
+    try:
+        run(config)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    except OSError as exc:
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
+@click.option(
+    "--content/--no-content",
+    default=True,
+    show_default=True,
+    help="Keep the rendered prompt of request records (for token-level diffs).",
+)
+def ingest(files: tuple[str, ...], db: str, content: bool) -> None:
+    """Load FILES into a database without a server.
+
+    Each line of a file is either an OTLP-JSON export (as the OpenTelemetry
+    Collector's file exporter writes them) or a JSON request record
+    ({"time", "request", "response", "route", "replica", ...}). Rows go through
+    the same mapping as the server's; a span already stored is skipped.
+    """
+    from rich.progress import Progress
+
+    from collector.records import RecordError, ingest_file
+    from collector.store import Store, StoreLocked
+
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise InputError(f"{missing[0]}: no such file; pass OTLP-JSON or JSONL record files")
+    try:
+        store = Store(db)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    total = sum(os.path.getsize(f) for f in files)
+    stored = skipped = 0
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("ingesting", total=total)
+            for path in files:
+                try:
+                    got = ingest_file(store, path, content, lambda n: progress.advance(task, n))
+                except RecordError as exc:
+                    raise InputError(f"{path}: {exc}; rows before it are stored") from None
+                stored, skipped = stored + got[0], skipped + got[1]
+    finally:
+        store.close()
+    click.echo(f"{stored:,} requests stored in {db}; {skipped:,} records were not LLM calls")
+
+
+@main.command()
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
+@click.option(
+    "--hours",
+    type=click.FloatRange(0.1, 24 * 14),
+    default=24.0,
+    show_default=True,
+    help="Length of the traffic; incidents sit at fixed fractions of it.",
+)
+@click.option(
+    "--sessions-per-hour",
+    type=click.FloatRange(1, 100_000),
+    default=60.0,
+    show_default=True,
+    help="Conversations started per hour at peak load.",
+)
+@click.option("--out", required=True, help="JSONL file to write (.gz compresses).")
+def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> None:
+    """Generate realistic LLM traffic with labelled cache incidents.
+
+    A support bot, a coding agent and a RAG assistant, served by simulated
+    providers (cached tokens and TTFT come from real fingerprints of real
+    bodies). Writes one request record per line, loadable with `cachediag
+    ingest` or `cachediag replay`, and the ground truth (incidents with cause,
+    route and time span) to OUT.labels.json.
+    """
+    import gzip
+
+    from rich.progress import Progress
+
+    from analysis.traffic import TrafficGenerator, labels
+
+    generator = TrafficGenerator(seed, hours, sessions_per_hour=sessions_per_hour)
+    opener = gzip.open if out.endswith(".gz") else open
+    labels_path = out.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json"
+    count = 0
+    try:
+        with opener(out, "wt", encoding="utf-8") as handle, Progress(transient=True) as bar:
+            task = bar.add_task("generating", total=hours * 3600)
+            for record in generator.records():
+                handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+                count += 1
+                seconds = generator.elapsed(record)
+                bar.update(task, completed=seconds)
+        with open(labels_path, "w", encoding="utf-8") as handle:
+            json.dump(labels(generator), handle, indent=2)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write it ({exc.strerror or exc})") from None
+    click.echo(f"{count:,} requests over {hours:g} h written to {out}; labels in {labels_path}")
+
+
+@main.command()
+@click.argument("file")
+@click.option(
+    "--endpoint",
+    default="http://127.0.0.1:4318",
+    show_default=True,
+    help="OTLP/HTTP endpoint (a cachediag serve, or any OpenTelemetry Collector).",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="1 replays as recorded, 60 a minute per second; 0 as fast as possible.",
+)
+@click.option("--now", is_flag=True, help="Shift every time so that the traffic ends now.")
+@click.option(
+    "--token",
+    envvar="CACHEDIAG_TOKEN",
+    default=None,
+    help="Bearer token the endpoint requires (also CACHEDIAG_TOKEN).",
+)
+def replay(file: str, endpoint: str, speed: float, now: bool, token: str | None) -> None:
+    """Send recorded request records (from `cachediag generate`, or your own) as OTLP spans.
+
+    Each record goes through the same instrumentation a service would run, so the
+    endpoint receives exactly what instrumented services send: fingerprints, usage,
+    TTFT, route, replica and versions, one service.name per record's service.
+    """
+    from rich.progress import Progress
+
+    from collector import instrument
+    from collector.replay import read_records
+    from collector.replay import replay as run
+
+    if not os.path.isfile(file):
+        raise InputError(f"{file}: no such file; pass a JSONL file of request records")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    instruments: dict[str, instrument.Instrumentation] = {}
+
+    def for_service(name: str) -> instrument.Instrumentation:
+        if name not in instruments:
+            instruments[name] = instrument.setup(
+                name, endpoint, headers=headers, max_queue_size=65_536
+            )
+        return instruments[name]
+
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task("replaying", total=None)
+            sent = run(for_service, read_records(file), speed, now, lambda n: bar.advance(task, n))
+    except (ValueError, KeyError, OSError) as exc:
+        raise InputError(f"{file}: {exc}") from None
+    ok = all(inst.flush() for inst in instruments.values())
+    dropped = sum(inst.dropped_spans() for inst in instruments.values())
+    for inst in instruments.values():
+        inst.shutdown()
+    click.echo(
+        f"{sent:,} requests replayed to {endpoint}"
+        + ("" if ok and not dropped else f"; {dropped:,} spans dropped or not acknowledged")
+    )
+    if not ok or dropped:
+        sys.exit(1)
