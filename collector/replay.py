@@ -18,6 +18,7 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from analysis import prompt, providers
 from collector import attributes as A
 from collector.instrument import Call, Instrumentation
 
@@ -28,7 +29,6 @@ _ROUTE_FIELDS = {
     "prompt_version": A.PROMPT_VERSION,
     "schema_version": A.SCHEMA_VERSION,
 }
-_PROVIDERS = {"/support": "openai", "/agent": "deepseek", "/rag": "anthropic"}
 RESPONSE_S = 0.2  # span length after the first token, for records that do not say
 
 
@@ -52,11 +52,15 @@ def _epoch(record: dict) -> float:
 
 
 def _provider(record: dict) -> str:
+    """The record's provider, else the one its body's format and model point to."""
+    if record.get("provider"):
+        return str(record["provider"])
     body = record.get("request") or {}
-    model = str(body.get("model", ""))
-    if model.startswith("claude"):
-        return "anthropic"
-    return record.get("provider") or _PROVIDERS.get(record.get("route"), "openai")
+    try:
+        fmt = prompt.detect(prompt.unwrap(body))
+    except prompt.PromptError:
+        fmt = "openai_chat"
+    return providers.provider_for(fmt, body.get("model"))
 
 
 def emit(inst: Instrumentation, record: dict, shift: float = 0.0) -> None:
