@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -51,7 +51,7 @@ class Explanation:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(vars(self))  # flat fields: no need for asdict's deep copy
 
 
 @dataclass
@@ -108,6 +108,8 @@ class Explainer:
         self._blocks: dict[int, _Seen] = {}
         self._route_replicas: dict[str, dict[str, float]] = {}
         self._since_prune = 0
+        self._minimums: dict[tuple, int] = {}
+        self._prices: dict[str | None, float] = {}
 
     # --- state ----------------------------------------------------------------------------
 
@@ -240,7 +242,17 @@ class Explainer:
         )
 
     def _minimum(self, rules: str, model: str | None) -> int:
-        return providers.minimum_tokens(self.table, rules, model)
+        key = (rules, model)
+        if key not in self._minimums:
+            self._minimums[key] = providers.minimum_tokens(self.table, rules, model)
+        return self._minimums[key]
+
+    def _extra_per_token(self, model: str | None) -> float:
+        """Dollars a token costs above its cached price, per model (looked up once)."""
+        if model not in self._prices:
+            price = providers.price(self.table, model)
+            self._prices[model] = (price["input"] - price["cached"]) / 1e6
+        return self._prices[model]
 
     def _cacheable(self, rules: str, model: str | None, tokens_: int, total: int) -> int:
         return providers.cacheable_tokens(
@@ -296,8 +308,7 @@ class Explainer:
         token: int | None = None,
         common: int | None = None,
     ) -> Explanation:
-        price = providers.price(self.table, row.get("request_model"))
-        cost = round(missed * (price["input"] - price["cached"]) / 1e6, 8)
+        cost = round(missed * self._extra_per_token(row.get("request_model")), 8)
         return Explanation(
             row["id"],
             cause,
