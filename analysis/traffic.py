@@ -118,6 +118,7 @@ class _Session:
     turns_left: int
     messages: list
     started: float
+    docs_key: str | None = None  # RAG: whose retrieved documents this session reads
 
 
 def labels(generator: TrafficGenerator) -> dict:
@@ -193,14 +194,15 @@ class TrafficGenerator:
             t += self.rng.expovariate(rate)
             kind = self.rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
             user = f"{kind}-user-{self.rng.randrange(10_000)}"
-            turns = {"support": self.rng.randint(1, 5), "agent": self.rng.randint(4, 10), "rag": 1}[
-                kind
-            ]
+            turns = {
+                "support": self.rng.randint(1, 5),
+                "agent": self.rng.randint(4, 10),
+                "rag": self.rng.randint(2, 4),  # follow-up questions on the same documents
+            }[kind]
             self._push(t, _Session(kind, user, turns, [], t))
             if kind == "rag" and self.active("/rag", t):
                 for k in range(7):  # fan-out: the same new documents, in parallel
-                    twin = _Session("rag", f"{user}-{k}", 1, [], t)
-                    twin.messages = ["fanout", user]
+                    twin = _Session("rag", f"{user}-{k}", 1, [], t, docs_key=user)
                     self._push(t + self.rng.uniform(0, 0.1), twin)
 
     def records(self) -> Iterator[dict]:
@@ -253,7 +255,7 @@ class TrafficGenerator:
             tools[0]["function"]["parameters"]["properties"]["path"]["description"] = (
                 f"Path. Trace req_{self.rng.getrandbits(48):012x}."
             )
-        if not s.messages or self.rng.random() < 0.5:  # the user asks again
+        if not s.messages or self.rng.random() < 0.7:  # the user asks again
             s.messages.append(
                 {"role": "user", "content": "Next: " + _sentence(self.rng, _CODE, 15)}
             )
@@ -274,7 +276,7 @@ class TrafficGenerator:
             {
                 "role": "assistant",
                 "content": None,
-                "reasoning_content": _sentence(self.rng, _CODE, 30),
+                "reasoning_content": _sentence(self.rng, _CODE, 120),
                 "tool_calls": [
                     {
                         "id": call_id,
@@ -285,33 +287,33 @@ class TrafficGenerator:
             }
         )
         s.messages.append(
-            {"role": "tool", "tool_call_id": call_id, "content": _sentence(self.rng, _CODE, 250)}
+            {"role": "tool", "tool_call_id": call_id, "content": _sentence(self.rng, _CODE, 600)}
         )
         return body, {"prompt_version": "agent-v3", "schema_version": "tools-v12"}
 
     def _rag(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
-        seed_key = s.messages[1] if s.messages[:1] == ["fanout"] else s.key
-        docs_rng = random.Random(f"{self.seed}-{seed_key}")
-        docs = [
-            f'<document id="d{docs_rng.randrange(500)}">'
-            f"{_sentence(docs_rng, _WORDS, 120)}</document>"
-            for _ in range(6)
-        ]
+        if not s.messages:
+            docs_rng = random.Random(f"{self.seed}-{s.docs_key or s.key}")
+            docs = [
+                f'<document id="d{docs_rng.randrange(500)}">'
+                f"{_sentence(docs_rng, _WORDS, 200)}</document>"
+                for _ in range(10)
+            ]
+            first = [
+                {"type": "text", "text": "\n".join(docs)},
+                {"type": "text", "text": _sentence(self.rng, _WORDS, 10) + "?"},
+            ]
+            s.messages.append({"role": "user", "content": first})
+        else:
+            s.messages.append({"role": "assistant", "content": _sentence(self.rng, _WORDS, 40)})
+            s.messages.append({"role": "user", "content": _sentence(self.rng, _WORDS, 10) + "?"})
         body = {
             "model": "claude-sonnet-4-5",
             "max_tokens": 512,
             "system": [
                 {"type": "text", "text": self.policy, "cache_control": {"type": "ephemeral"}}
             ],
-            "messages": [
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "text", "text": "\n".join(docs)},
-                        {"type": "text", "text": _sentence(self.rng, _WORDS, 10) + "?"},
-                    ],
-                }
-            ],
+            "messages": list(s.messages),
         }
         return body, {"prompt_version": "rag-v2", "schema_version": "none"}
 
