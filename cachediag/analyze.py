@@ -89,15 +89,7 @@ def explain(db: str, request_id: str | None, output: str) -> None:
         raise InputError(str(exc)) from None
     try:
         if request_id:
-            found = store.con.execute(
-                "SELECT e.*, r.route, r.replica, r.request_model FROM explanations e "
-                "JOIN requests r USING (id) WHERE id = ?",
-                [request_id],
-            ).fetchall()
-            if not found:
-                raise InputError(f"{request_id}: no explanation; run cachediag explain --db {db}")
-            names = [d[0] for d in store.con.description]
-            click.echo(json.dumps(dict(zip(names, found[0], strict=True)), default=str, indent=2))
+            _show_explanation(store, db, request_id, output)
             return
         total = store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
         with Progress(transient=True) as bar:
@@ -285,3 +277,53 @@ def simulate(
         )
     else:
         report.whatif_table(result, model, warmup, days, report.console())
+
+
+def _show_explanation(store, db: str, request_id: str, output: str) -> None:
+    """One request's explanation, and the token diff against its predecessor when both
+    renderings were captured."""
+    from analysis.compare import compare_prompts
+    from analysis.explain import captured_prompt
+    from analysis.providers import PROVIDERS
+    from analysis.tokens import resolve
+    from cachediag import report
+
+    cur = store.con.execute(
+        "SELECT e.*, r.route, r.replica, r.request_model, r.provider, r.segments, r.encoding, "
+        "c.content "
+        "FROM explanations e JOIN requests r USING (id) LEFT JOIN request_content c USING (id) "
+        "WHERE id = ?",
+        [request_id],
+    )
+    found = cur.fetchall()
+    if not found:
+        raise InputError(f"{request_id}: no explanation; run cachediag explain --db {db}")
+    names = [d[0] for d in cur.description]
+    row = dict(zip(names, found[0], strict=True))
+    later = captured_prompt(row.pop("content"), row.pop("segments"), row["request_model"])
+    earlier = None
+    if row["predecessor_id"]:
+        pred = store.con.execute(
+            "SELECT r.segments, r.request_model, c.content FROM requests r LEFT JOIN "
+            "request_content c USING (id) WHERE id = ?",
+            [row["predecessor_id"]],
+        ).fetchall()
+        if pred:
+            earlier = captured_prompt(pred[0][2], pred[0][0], pred[0][1])
+    comparison = None
+    if earlier is not None and later is not None:
+        tok = resolve(row["request_model"], row.pop("encoding") or None)
+        rules = row["provider"] if row["provider"] in PROVIDERS else None
+        comparison = compare_prompts(earlier, later, tok, rules)
+    if output == "json":
+        row["diff"] = comparison.to_dict() if comparison else None
+        click.echo(json.dumps(row, default=str, indent=2))
+        return
+    out = report.console()
+    report.explanation_report(row, out)
+    if comparison is not None:
+        report.diff_report(comparison, row["predecessor_id"], request_id, out)
+    else:
+        out.print(
+            "  (no token diff: the content of this request or its predecessor was not captured)"
+        )

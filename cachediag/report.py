@@ -143,3 +143,21 @@ def whatif_table(result: dict, model, warmup: bool, days: float, out: Console) -
     out.print(table)
     verb = "would have saved" if saved >= 0 else "would have cost"
     out.print(f"{setting} {verb} ${abs(saved) / days:.2f}/day")
+
+
+def explanation_report(row: dict, out: Console) -> None:
+    """One stored explanation."""
+    where = f" at [bold]{escape(row['segment'])}[/]" if row.get("segment") else ""
+    out.print(
+        f"[bold]request[/] {escape(row['id'])} · {escape(str(row.get('route')))} · "
+        f"{escape(str(row.get('replica')))} · {escape(str(row.get('request_model')))}"
+    )
+    out.print(f"  cause      [bold]{row['cause']}[/]{where}: {escape(row.get('detail') or '')}")
+    out.print(
+        f"  cached     {row['reported_cached']:,} reported of {row['expected_cached']:,} "
+        f"the cache could serve · {row['missed_tokens']:,} missed · "
+        f"${row['missed_cost_usd'] or 0:.6f}"
+    )
+    out.print(f"  after      {escape(str(row.get('predecessor_id')))}")
+    if row.get("provider_verdict"):
+        out.print(f"  provider   {escape(row['provider_verdict'])}")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from analysis import fingerprint, prompt, tokens
+from analysis import fingerprint, prompt, providers, tokens
 from analysis import usage as usage_mod
 from collector import attributes as A
 from collector import otlp
@@ -71,6 +71,7 @@ def request_record(
     attrs: dict[str, Any] = {
         A.REQUEST_MODEL.name: parsed.model,
         A.OPERATION.name: "chat",
+        A.PROVIDER.name: providers.provider_for(parsed.format, parsed.model),
         **A.fingerprint_attributes(fp),
     }
     for key, attr in _FIELDS.items():

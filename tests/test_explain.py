@@ -203,3 +203,49 @@ def test_provider_verdict_is_kept_beside_ours():
     )
     out = explain(first, second)
     assert out[1].cause == "model_changed" and "model_changed" in out[1].provider_verdict
+
+
+def test_cli_explains_a_database_and_shows_one_request_with_its_diff(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    records = []
+    for i, stamp in enumerate(("10:00", "10:05")):
+        request = body(system=f"Now: 2026-11-22T{stamp}:00Z\n" + SYSTEM)
+        records.append(
+            {
+                "time": f"2026-11-22T{stamp}:00Z",
+                "id": f"r{i}",
+                "route": "/chat",
+                "session_key": "u1",
+                "request": request,
+                "response": {
+                    "usage": {"prompt_tokens": 3000, "prompt_tokens_details": {"cached_tokens": 0}}
+                },
+            }
+        )
+    path = tmp_path / "records.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    db = str(tmp_path / "db.duckdb")
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "cachediag", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert run("ingest", str(path), "--db", db).returncode == 0
+    summary = run("explain", "--db", db)
+    assert summary.returncode == 0 and "dynamic_value" in summary.stdout
+    one = run("explain", "--db", db, "--request", "r1", "--format", "json")
+    data = json.loads(one.stdout)
+    assert data["cause"] == "dynamic_value" and data["predecessor_id"] == "r0"
+    assert data["diff"]["cause"] == "dynamic_value" and data["diff"]["first_diff_token"] > 0
+    text = run("explain", "--db", db, "--request", "r1")
+    assert "timestamp '2026-11-22T10:00:00Z' → '2026-11-22T10:05:00Z'" in text.stdout
+    missing = run("explain", "--db", db, "--request", "nope")
+    assert missing.returncode == 2 and "no explanation" in missing.stderr
