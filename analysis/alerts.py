@@ -33,8 +33,8 @@ class Rules:
     baseline_windows: int = 4
     group_by: tuple[str, ...] = ("route", "request_model")
     drop_abs: float = 0.15  # hit ratio points the window must lose against the baseline
-    drop_rel: float = 0.20  # and this share of the baseline's hit ratio
-    min_requests: int = 10
+    drop_rel: float = 0.30  # and this share of the baseline's hit ratio
+    min_requests: int = 8
     min_prompt_tokens: int = 10_000
     ttft_ratio: float = 1.5  # p95 TTFT must grow this many times
     ttft_abs_ms: float = 200.0  # and by this many milliseconds

@@ -152,3 +152,49 @@ def test_cli_exit_code_and_webhook_with_retry(tmp_path):
         check=False,
     )
     assert both.returncode == 2 and "exactly one of --db" in both.stderr
+
+
+def test_labelled_sample_raises_the_right_alerts_and_no_others(tmp_path):
+    """The committed day of traffic: each alerting incident within two windows of its start,
+    its injected cause on top, and nothing outside incidents. (The quiet night has too few
+    requests per window, and stripped reasoning too small a drop, to alert yet.)"""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from analysis.explain import Explainer
+    from collector.explanations import explain_new
+    from collector.records import ingest_file
+
+    sample = Path(__file__).parent.parent / "sample_data" / "traffic.jsonl.gz"
+    labels = json.loads(sample.with_name("traffic.labels.json").read_text())
+    store = Store(str(tmp_path / "db.duckdb"))
+    ingest_file(store, str(sample), capture=True)
+    explain_new(store, Explainer())
+    found = [a for a in alerts.evaluate(store.cursor()) if a.rule == "cached_drop"]
+    store.close()
+    start = labels["start"]
+    rules = alerts.Rules()
+
+    def at(seconds):
+        return datetime.fromtimestamp(start + seconds, UTC).replace(tzinfo=None)
+
+    for incident in labels["incidents"]:
+        if incident["name"] in ("quiet_night_ttl", "stripped_reasoning"):
+            continue
+        first_window = at(incident["start"] - incident["start"] % rules.window_s)
+        raised = [
+            a
+            for a in found
+            if a.group["route"] == incident["route"]
+            and first_window <= a.started_at <= at(incident["end"])
+        ]
+        assert raised, incident["name"]
+        alert = raised[0]
+        assert (alert.started_at - first_window).total_seconds() <= 2 * rules.window_s
+        assert alert.top_causes[0][0] == incident["cause"], incident["name"]
+    for alert in found:  # quiet periods raise none
+        assert any(
+            i["route"] == alert.group["route"]
+            and at(i["start"] - rules.window_s) <= alert.started_at <= at(i["end"])
+            for i in labels["incidents"]
+        ), alerts.slack_text(alert)
