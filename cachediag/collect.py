@@ -62,6 +62,19 @@ from cachediag.cli import InputError, main
     show_default=True,
     help="Export bodies being read or decoded at once before 429 (bounds memory).",
 )
+@click.option("--alert-rules", default=None, help="TOML file with an [alerts] table.")
+@click.option(
+    "--alert-every",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between alert evaluations; 0 turns alerting off.",
+)
+@click.option(
+    "--webhook",
+    default=None,
+    help="POST newly firing alerts here (JSON with a Slack-compatible 'text').",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def serve(
     db: str,
@@ -74,6 +87,9 @@ def serve(
     max_body_mib: int,
     max_pending_rows: int,
     inflight_mib: int,
+    alert_rules: str | None,
+    alert_every: float,
+    webhook: str | None,
     verbose: bool,
 ) -> None:
     """Receive OTLP traces and logs into DuckDB and answer the query API.
@@ -85,6 +101,7 @@ def serve(
     """
     import logging
     import os
+    import tomllib
 
     from collector.server import Config
     from collector.server import serve as run
@@ -104,11 +121,16 @@ def serve(
         max_body=max_body_mib * 1024 * 1024,
         max_pending_rows=max_pending_rows,
         inflight_bytes=inflight_mib * 1024 * 1024,
+        alert_rules=alert_rules,
+        alert_every_s=alert_every,
+        webhook=webhook,
     )
     try:
         run(config)
     except StoreLocked as exc:
         raise InputError(str(exc)) from None
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise InputError(f"--alert-rules {alert_rules}: {exc}") from None
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 

@@ -91,6 +91,8 @@ def _stats(collector: Any, q: dict[str, str]) -> dict:
     explain = collector.explain
     if explain and q.get("wait") == "1":
         explain.flush(60)
+        if collector.alerts:  # and the alerts see what was just explained
+            collector.alerts.evaluate()
     return dict(
         collector.stats.as_dict(),
         committed_rows=collector.writer.committed_rows,

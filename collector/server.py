@@ -19,7 +19,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from collector import api, explanations, otlp
+from analysis import alerts as alert_rules
+from collector import alerting, api, explanations, otlp
 from collector.ingest import Prepared, prepare
 from collector.store import Store, Writer
 
@@ -46,6 +47,9 @@ class Config:
     max_pending_rows: int = 50_000
     retry_after: int = 1  # seconds, sent with 429/503
     explain: bool = True  # explain new rows as they commit
+    alert_every_s: float = 60.0  # evaluate the alert rules this often; 0 turns it off
+    alert_rules: str | None = None  # TOML file with an [alerts] table
+    webhook: str | None = None  # POST newly firing alerts here
 
 
 @dataclass
@@ -94,6 +98,16 @@ class Collector:
             else None
         )
         self.explain = explanations.Background(self.store) if config.explain else None
+        self.alerts = (
+            alerting.AlertLoop(
+                self.store,
+                alert_rules.Rules.load(config.alert_rules),
+                config.alert_every_s,
+                config.webhook,
+            )
+            if config.alert_every_s > 0
+            else None
+        )
 
     def admit(self, length: int) -> None:
         """Reserve room for a body of ``length`` bytes, or refuse with 413/429."""
@@ -146,6 +160,8 @@ class Collector:
 
     def close(self) -> None:
         """Commit everything acknowledged or in flight, then close the database."""
+        if self.alerts:
+            self.alerts.close()
         if self.explain:
             self.explain.close()
         self.writer.close()

@@ -198,3 +198,60 @@ def test_labelled_sample_raises_the_right_alerts_and_no_others(tmp_path):
             and at(i["start"] - rules.window_s) <= alert.started_at <= at(i["end"])
             for i in labels["incidents"]
         ), alerts.slack_text(alert)
+
+
+def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path):
+    from tests.servers import Server
+
+    db = tmp_path / "db.duckdb"
+    store = Store(str(db))
+    rows = []
+    for w in range(5):
+        rows += _rows(w, 20, 0.9)
+    rows += _rows(5, 20, 0.1)
+    _load(store, rows)
+    store.close()
+    _Hook.calls = []
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    srv = Server(
+        db,
+        "--workers",
+        "0",
+        "--alert-every",
+        "3600",
+        "--webhook",
+        f"http://127.0.0.1:{hook.server_address[1]}/",
+    ).start()
+    try:
+        srv.api("stats?wait=1")  # explains, then evaluates the rules
+        srv.api("stats?wait=1")  # a second evaluation posts nothing new
+        (alert,) = srv.api("alerts")["data"]
+        assert (alert["rule"], alert["state"]) == ("cached_drop", "firing")
+        assert json.loads(alert["group_key"]) == {"route": "/chat", "request_model": "gpt-4o"}
+    finally:
+        srv.stop()
+        hook.shutdown()
+    assert len(_Hook.calls) == 2  # one refusal, one delivery: posted once
+    bad = tmp_path / "rules.toml"
+    bad.write_text("[alerts]\nnope = 1\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cachediag",
+            "serve",
+            "--db",
+            str(db),
+            "--alert-rules",
+            str(bad),
+            "--no-grpc",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2 and "unknown alert settings: nope" in proc.stderr
