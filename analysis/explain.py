@@ -72,7 +72,8 @@ def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-def _segments(raw: Any) -> list[list]:
+def segment_map(raw: Any) -> list[list]:
+    """A stored segment map (JSON or list) as a list of [path, kind, start, end, hash]."""
     if isinstance(raw, str):
         try:
             return json.loads(raw)
@@ -166,7 +167,7 @@ class Explainer:
             row.get("request_model"),
             row.get("replica"),
             hashes,
-            _segments(row.get("segments")),
+            segment_map(row.get("segments")),
             row.get("content"),
             row.get("encoding"),
         )
@@ -367,7 +368,7 @@ def _segment_cause(pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | Non
 
 def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:
     """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
-    text, spans = content or "", _segments(segments)
+    text, spans = content or "", segment_map(segments)
     starts = [m.start() for m in _MARKER.finditer(text)]
     if not spans or len(starts) != len(spans) or starts[0] != 0:
         return None

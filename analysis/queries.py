@@ -190,3 +190,43 @@ def alerts(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataF
         sql += " WHERE state = ?"
         params.append(state)
     return cur.sql(sql + " ORDER BY state = 'firing' DESC, started_at DESC", params=params).pl()
+
+
+def prefixes(cur: duckdb.DuckDBPyConnection, filters: Filters, window_s: int) -> pl.DataFrame:
+    """Per window and route: distinct prefixes, prefixes never seen before, tools, schemas."""
+    where, params = filters.where("r")
+    return cur.sql(
+        f"""
+        WITH firsts AS (SELECT prefix_hash, route, min(ts) AS first_seen FROM requests
+                        WHERE prefix_hash IS NOT NULL GROUP BY ALL)
+        SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, r.route,
+               count(DISTINCT r.prefix_hash) AS distinct_prefixes,
+               count(DISTINCT r.prefix_hash) FILTER (
+                   f.first_seen >= time_bucket(to_seconds(?::BIGINT), r.ts)) AS new_prefixes,
+               max(r.tools_count) AS tools_count,
+               string_agg(DISTINCT r.schema_version, ', ') AS schema_versions,
+               string_agg(DISTINCT r.prompt_version, ', ') AS prompt_versions
+        FROM requests r LEFT JOIN firsts f USING (prefix_hash, route)
+        WHERE {where} GROUP BY ALL ORDER BY 1, 2""",
+        params=[window_s, window_s, *params],
+    ).pl()
+
+
+def routing(cur: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
+    """Per route: replicas, session stickiness, requests without a session key, hit ratio."""
+    where, params = filters.where()
+    aliased, _ = filters.where("r")
+    return cur.sql(
+        f"""
+        WITH sessions AS (SELECT route, session_key, count(DISTINCT replica) AS replicas
+                          FROM requests WHERE session_key IS NOT NULL AND {where} GROUP BY ALL)
+        SELECT r.route, count(DISTINCT r.replica) AS replicas,
+               (SELECT count(*) FROM sessions s WHERE s.route = r.route) AS sessions,
+               (SELECT count(*) FROM sessions s WHERE s.route = r.route AND s.replicas > 1)
+                   AS sessions_on_several_replicas,
+               count(*) FILTER (r.session_key IS NULL) AS requests_without_key,
+               sum(coalesce(r.cached_tokens, 0)) / nullif(sum(coalesce(r.prompt_tokens, 0)), 0)
+                   AS hit_ratio
+        FROM requests r WHERE {aliased} GROUP BY r.route ORDER BY 1""",
+        params=[*params, *params],
+    ).pl()

@@ -294,3 +294,51 @@ def replay(file: str, endpoint: str, speed: float, now: bool, token: str | None)
     )
     if not ok or dropped:
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--server",
+    default="http://127.0.0.1:4318",
+    show_default=True,
+    help="The cachediag server whose query API the dashboard reads.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8501,
+    show_default=True,
+    help="Port the dashboard listens on (loopback).",
+)
+def dashboard(server: str, port: int) -> None:
+    """Run the Streamlit dashboard (Overview, Alerts, Misses, Prefixes, Routing).
+
+    It reads only the server's query API, never the database, and refreshes live.
+    Ctrl-C stops it.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from dashboard.client import SERVER_ENV
+
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    click.echo(f"dashboard on http://127.0.0.1:{port}, reading {server}")
+    try:
+        sys.exit(subprocess.call(cmd, env={**os.environ, SERVER_ENV: server}))
+    except KeyboardInterrupt:
+        sys.exit(0)

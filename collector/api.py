@@ -122,7 +122,86 @@ def _frame_endpoint(name: str, cur: Any, q: dict[str, str]) -> tuple[pl.DataFram
             "limit": limit,
             "offset": offset,
         }
+    if name == "prefixes":
+        window = _window(q.get("window") or "1h")
+        return queries.prefixes(cur, filters, window), {"window_s": window}
+    if name == "routing":
+        return queries.routing(cur, filters), {}
+    if name == "whatif":
+        return _whatif(cur, q), {}
     return queries.alerts(cur, q.get("state")), {}
+
+
+def _diff(cur: Any, request_id: str) -> dict | None:
+    """A request beside its predecessor: the token diff when both were captured, and the
+    two segment maps with which segments kept their hash."""
+    from analysis.compare import compare_prompts
+    from analysis.explain import captured_prompt, segment_map
+    from analysis.tokens import resolve
+
+    later = queries.request_detail(cur, request_id)
+    if later is None:
+        return None
+    explanation = json.loads(later["explanation"]) if later.get("explanation") else {}
+    pred_id = explanation.get("predecessor_id")
+    earlier = queries.request_detail(cur, pred_id) if pred_id else None
+    out: dict[str, Any] = {
+        "id": request_id,
+        "predecessor_id": pred_id,
+        "explanation": explanation,
+        "comparison": None,
+    }
+    maps = [segment_map(r["segments"]) if r else [] for r in (earlier, later)]
+    kept = {s[4] for s in maps[0]}
+    out["segments_a"] = [
+        dict(zip(("path", "kind", "start", "end", "hash"), s, strict=True)) for s in maps[0]
+    ]
+    out["segments_b"] = [
+        dict(zip(("path", "kind", "start", "end", "hash"), s, strict=True), kept=s[4] in kept)
+        for s in maps[1]
+    ]
+    if earlier is not None:
+        a = captured_prompt(earlier.get("content"), earlier["segments"], earlier["request_model"])
+        b = captured_prompt(later.get("content"), later["segments"], later["request_model"])
+        if a is not None and b is not None:
+            tok = resolve(later["request_model"], later.get("encoding"))
+            out["comparison"] = compare_prompts(a, b, tok).to_dict()
+    return out
+
+
+def _whatif(cur: Any, q: dict[str, str]) -> pl.DataFrame:
+    """Observed vs simulated per route, for ?router=&ttl=&replicas=&warmup=1."""
+    from analysis.simulate import ROUTERS, ProviderModel
+    from analysis.whatif import compare
+
+    router = q.get("router", "sticky")
+    if router not in ROUTERS:
+        raise BadRequest(f"router={router!r}: expected one of {', '.join(ROUTERS)}")
+    replicas = _int(q.get("replicas"), "replicas", 2, 1, 1024)
+    model = ProviderModel(replicas=replicas, router=router, ttl_s=_window(q.get("ttl") or "10m"))
+    result = cur.execute(
+        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
+        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
+        "FROM requests ORDER BY ts, id"
+    )
+    names = [d[0] for d in result.description]
+    rows = (dict(zip(names, r, strict=True)) for r in iter(result.fetchone, None))
+    out = compare(rows, model, q.get("warmup") == "1")
+    return pl.DataFrame(
+        [
+            {
+                "route": route,
+                "requests": seen.requests,
+                "observed_hit_ratio": seen.hit_ratio,
+                "simulated_hit_ratio": sim.hit_ratio,
+                "observed_p95_ttft_ms": seen.p95_ttft_ms,
+                "simulated_p95_ttft_ms": sim.p95_ttft_ms,
+                "observed_missed_usd": seen.missed_cost_usd,
+                "simulated_missed_usd": sim.missed_cost_usd,
+            }
+            for route, (seen, sim) in out.items()
+        ]
+    )
 
 
 def handle(collector: Any, target: str, accept: str = "") -> tuple[int, bytes, str]:
@@ -139,12 +218,25 @@ def handle(collector: Any, target: str, accept: str = "") -> tuple[int, bytes, s
         name = path.removeprefix("/api/v1/")
         cur = collector.store.cursor()
         try:
+            if name.startswith("requests/") and name.endswith("/diff"):
+                found = _diff(cur, name.split("/")[1])
+                if found is None:
+                    return HTTPStatus.NOT_FOUND, _error("no request with that id"), JSON_TYPE
+                return HTTPStatus.OK, json.dumps(found, default=str).encode(), JSON_TYPE
             if name.startswith("requests/"):
                 found = queries.request_detail(cur, name.split("/", 1)[1])
                 if found is None:
                     return HTTPStatus.NOT_FOUND, _error("no request with that id"), JSON_TYPE
                 return HTTPStatus.OK, json.dumps(found, default=str).encode(), JSON_TYPE
-            if name not in ("requests", "timeseries", "explanations", "alerts"):
+            if name not in (
+                "requests",
+                "timeseries",
+                "explanations",
+                "alerts",
+                "prefixes",
+                "routing",
+                "whatif",
+            ):
                 return (
                     HTTPStatus.NOT_FOUND,
                     _error(f"no endpoint {path}; see /api/v1/openapi.json"),
@@ -229,6 +321,33 @@ OPENAPI = {
         ),
         "/api/v1/alerts": _op(
             "Alerts, firing first", [_param("state", "string", "firing or resolved")]
+        ),
+        "/api/v1/requests/{id}/diff": {
+            "get": {
+                "summary": "A request beside its predecessor: token diff (when captured) and "
+                "segment maps",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": {"description": "OK"}, "404": {"description": "unknown id"}},
+            }
+        },
+        "/api/v1/prefixes": _op(
+            "Per window and route: distinct and new prefix hashes, tools count, schema and "
+            "prompt versions",
+            [*_FILTERS, _param("window", "string", "60, 5m, 1h, 1d (default 1 h)")],
+        ),
+        "/api/v1/routing": _op(
+            "Per route: replicas, session stickiness, requests without a session key", _FILTERS
+        ),
+        "/api/v1/whatif": _op(
+            "Observed vs simulated hit ratio, p95 TTFT and missed cost per route",
+            [
+                _param("router", "string", "round_robin, random, sticky, prefix_affinity"),
+                _param("ttl", "string", "cache TTL: 300, 10m, 1h (default 10m)"),
+                _param("replicas", "integer", "replicas per route (default 2)"),
+                _param("warmup", "integer", "1: warm every replica with each new prefix"),
+            ],
         ),
         "/api/v1/stats": _op(
             "Ingest and explain counters",

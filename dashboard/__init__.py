@@ -1,1 +1,1 @@
-"""The Streamlit dashboard over the query API (not built yet)."""
+"""The Streamlit dashboard: pages that draw what the query API returns."""

@@ -1,0 +1,44 @@
+"""Alerts: firing and resolved, with attribution, top causes, cost, and their misses."""
+
+import json
+
+import streamlit as st
+
+from dashboard.common import empty_note, fetch
+
+st.title("Alerts")
+state = st.radio("Show", ("all", "firing", "resolved"), horizontal=True)
+alerts = fetch("alerts", state=None if state == "all" else state)
+if not empty_note(alerts, "alerts"):
+    for i, row in enumerate(alerts.iter_rows(named=True)):
+        group = json.loads(row["group_key"] or "{}")
+        label = ", ".join(f"{k}={v}" for k, v in group.items())
+        with st.container(border=True):
+            st.markdown(
+                f"**{row['rule']}** · {label} · `{row['state']}` since "
+                f"{row['started_at']:%Y-%m-%d %H:%M}"
+            )
+            c1, c2, c3 = st.columns(3)
+            c1.metric(
+                "Now",
+                f"{row['value']:.1%}"
+                if row["rule"] == "cached_drop"
+                else f"{row['value']:,.0f} ms",
+            )
+            c2.metric(
+                "Baseline",
+                f"{row['baseline']:.1%}"
+                if row["rule"] == "cached_drop"
+                else f"{row['baseline']:,.0f} ms",
+            )
+            c3.metric("Cost per hour", f"${row['cost_per_hour']:,.2f}")
+            st.write("Concentrated in:", json.loads(row["attribution"] or "{}"))
+            causes = json.loads(row["top_causes"] or "[]")
+            st.write("Top causes:", ", ".join(f"{c} ({n} requests)" for c, n, _ in causes))
+            if st.button("Show its misses", key=f"misses-{i}"):
+                st.session_state["miss_filter"] = {
+                    "route": group.get("route"),
+                    "since": row["started_at"].isoformat(),
+                    "cause": causes[0][0] if causes else None,
+                }
+                st.switch_page("pages/misses.py")

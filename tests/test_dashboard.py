@@ -1,0 +1,96 @@
+"""Every dashboard page, through Streamlit's AppTest, against a server holding sample data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.servers import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ROOT / "dashboard" / "pages"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    db = tmp_path_factory.mktemp("dash") / "db.duckdb"
+    sample = ROOT / "sample_data" / "traffic.jsonl.gz"
+    subprocess.run(
+        [sys.executable, "-m", "cachediag", "ingest", str(sample), "--db", str(db)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    srv = Server(db, "--workers", "0").start()
+    srv.api("stats?wait=1")  # explained and alerted
+    yield srv
+    srv.stop()
+
+
+def _app(server, monkeypatch) -> AppTest:
+    monkeypatch.setenv("CACHEDIAG_SERVER", server.url)
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_overview_shows_kpis_and_charts(server, monkeypatch):
+    at = _app(server, monkeypatch)
+    assert at.title[0].value == "Overview"
+    labels = {m.label: m.value for m in at.metric}
+    assert {"Hit ratio", "Cached tokens", "Cost of misses"} <= set(labels)
+    assert labels["Hit ratio"].endswith("%")
+    assert [s.value for s in at.subheader][:2] == ["Token-weighted hit ratio", "Cached tokens"]
+    at.selectbox[1].select("route").run()
+    assert not at.exception
+
+
+def test_alerts_page_lists_alerts_and_links_to_misses(server, monkeypatch):
+    at = _app(server, monkeypatch).switch_page(str(PAGES / "alerts.py")).run()
+    assert not at.exception and at.title[0].value == "Alerts"
+    text = " ".join(m.value for m in at.markdown)
+    assert "cached_drop" in text and "route=/agent" in text
+    assert any("Cost per hour" == m.label for m in at.metric)
+    at.button[0].click().run()  # "Show its misses" switches to the Misses page
+    assert not at.exception
+    assert at.title[0].value == "Misses"
+
+
+def test_misses_page_opens_a_token_diff(server, monkeypatch):
+    at = _app(server, monkeypatch).switch_page(str(PAGES / "misses.py")).run()
+    assert not at.exception and at.title[0].value == "Misses"
+    at.selectbox[0].select("dynamic_value").run()
+    assert not at.exception
+    assert "First differing token" in " ".join(m.value for m in at.markdown)
+    assert "A →" in at.code[0].value and "B →" in at.code[0].value
+
+
+@pytest.mark.parametrize("page, title", [("prefixes.py", "Prefixes"), ("routing.py", "Routing")])
+def test_prefixes_and_routing_pages(server, monkeypatch, page, title):
+    at = _app(server, monkeypatch).switch_page(str(PAGES / page)).run()
+    assert not at.exception and at.title[0].value == title
+    assert len(at.dataframe) >= 1
+
+
+def test_unreachable_server_is_a_message_not_a_traceback(monkeypatch):
+    from tests.servers import free_port
+
+    monkeypatch.setenv("CACHEDIAG_SERVER", f"http://127.0.0.1:{free_port()}")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert "cannot reach the cachediag server" in at.error[0].value
+
+
+def test_diff_endpoint(server):
+    data = server.api("explanations?cause=dynamic_value&limit=1")["data"]
+    detail = json.loads(server.request("GET", f"/api/v1/requests/{data[0]['id']}/diff")[2])
+    assert detail["comparison"]["cause"] == "dynamic_value"
+    assert detail["segments_b"] and "kept" in detail["segments_b"][0]
