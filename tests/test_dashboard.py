@@ -57,7 +57,7 @@ def test_alerts_page_lists_alerts_and_links_to_misses(server, monkeypatch):
     assert not at.exception and at.title[0].value == "Alerts"
     text = " ".join(m.value for m in at.markdown)
     assert "cached_drop" in text and "route=/agent" in text
-    assert any("Cost per hour" == m.label for m in at.metric)
+    assert any(m.label == "Cost per hour" for m in at.metric)
     at.button[0].click().run()  # "Show its misses" switches to the Misses page
     assert not at.exception
     assert at.title[0].value == "Misses"
