@@ -48,6 +48,7 @@ class Client:
         frame = pl.DataFrame(data, infer_schema_length=None) if data else pl.DataFrame()
         for name in ("window", "ts", "started_at", "resolved_at"):
             if name in frame.columns and frame[name].dtype == pl.String:
-                frame = frame.with_columns(pl.col(name).str.to_datetime(
-                    "%Y-%m-%dT%H:%M:%S%.fZ", strict=False))
+                frame = frame.with_columns(
+                    pl.col(name).str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
+                )
         return frame
