@@ -107,7 +107,8 @@ def _wait_charts(driver, timeout: float = 60) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(driver, timeout).until(
-        lambda d: d.find_elements("css selector", ".vega-embed canvas, .vega-embed svg"))
+        lambda d: d.find_elements("css selector", ".vega-embed canvas, .vega-embed svg")
+    )
 
 
 def _clean(driver) -> None:
