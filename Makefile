@@ -24,10 +24,8 @@ demo: $(STAMP)
 	@echo "== cachediag lint of the same request =="
 	$(BIN)/cachediag lint sample_data/pairs/dynamic_value/b.json || [ $$? -eq 1 ]
 	@echo
-	@echo "== a day of traffic with injected incidents, per route per hour =="
-	rm -f .demo.duckdb
-	$(BIN)/cachediag ingest sample_data/traffic.jsonl.gz --db .demo.duckdb
-	$(BIN)/cachediag series --db .demo.duckdb --window 1h --group route
+	@echo "== the whole pipeline on a recorded day (Ctrl-C stops it) =="
+	$(BIN)/cachediag demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -248,12 +248,19 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
 )
 @click.option("--now", is_flag=True, help="Shift every time so that the traffic ends now.")
 @click.option(
+    "--capture-content",
+    is_flag=True,
+    help="Send the rendered prompts too (redacted), for token-level diffs.",
+)
+@click.option(
     "--token",
     envvar="CACHEDIAG_TOKEN",
     default=None,
     help="Bearer token the endpoint requires (also CACHEDIAG_TOKEN).",
 )
-def replay(file: str, endpoint: str, speed: float, now: bool, token: str | None) -> None:
+def replay(
+    file: str, endpoint: str, speed: float, now: bool, token: str | None, capture_content: bool
+) -> None:
     """Send recorded request records (from `cachediag generate`, or your own) as OTLP spans.
 
     Each record goes through the same instrumentation a service would run, so the
@@ -274,7 +281,11 @@ def replay(file: str, endpoint: str, speed: float, now: bool, token: str | None)
     def for_service(name: str) -> instrument.Instrumentation:
         if name not in instruments:
             instruments[name] = instrument.setup(
-                name, endpoint, headers=headers, max_queue_size=65_536
+                name,
+                endpoint,
+                headers=headers,
+                max_queue_size=65_536,
+                capture_content=capture_content,
             )
         return instruments[name]
 
@@ -316,7 +327,6 @@ def dashboard(server: str, port: int) -> None:
     It reads only the server's query API, never the database, and refreshes live.
     Ctrl-C stops it.
     """
-    import subprocess
     from pathlib import Path
 
     from dashboard.client import SERVER_ENV
@@ -338,7 +348,35 @@ def dashboard(server: str, port: int) -> None:
         "false",
     ]
     click.echo(f"dashboard on http://127.0.0.1:{port}, reading {server}")
+    sys.stdout.flush()
+    # Become Streamlit, so that a signal to this process reaches the dashboard itself.
+    os.execve(sys.executable, cmd, {**os.environ, SERVER_ENV: server})
+
+
+@main.command()
+@click.option("--no-dashboard", is_flag=True, help="Terminal only: no Streamlit dashboard.")
+@click.option(
+    "--exit",
+    "exit_after",
+    is_flag=True,
+    help="Stop everything after the summary instead of waiting for Ctrl-C.",
+)
+@click.option(
+    "--db",
+    default=".demo.duckdb",
+    show_default=True,
+    help="Database the demo server writes (emptied first).",
+)
+def demo(no_dashboard: bool, exit_after: bool, db: str) -> None:
+    """The whole pipeline on a recorded day: server, OTLP replay, explanations, alerts,
+    dashboard, and what was found for each injected incident.
+
+    Starts the server and the dashboard on free loopback ports and prints their URLs;
+    Ctrl-C stops every process it started.
+    """
+    from cachediag import demo as demo_mod
+
     try:
-        sys.exit(subprocess.call(cmd, env={**os.environ, SERVER_ENV: server}))
-    except KeyboardInterrupt:
-        sys.exit(0)
+        sys.exit(demo_mod.run(not no_dashboard, not exit_after, db))
+    except RuntimeError as exc:
+        raise InputError(str(exc).splitlines()[0]) from None

@@ -65,7 +65,9 @@ def dashboard(tmp_path_factory):
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
-        if "Local URL" in (proc.stdout.readline() or "Local URL"):
+        line = proc.stdout.readline()
+        assert line, "the dashboard exited before it was ready"
+        if "You can now view" in line:
             break
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
