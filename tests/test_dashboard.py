@@ -77,6 +77,10 @@ def test_prefixes_and_routing_pages(server, monkeypatch, page, title):
     at = _app(server, monkeypatch).switch_page(str(PAGES / page)).run()
     assert not at.exception and at.title[0].value == title
     assert len(at.dataframe) >= 1
+    if page == "routing.py":
+        shown = len(at.dataframe)
+        at.button[0].click().run()  # the what-if runs on demand
+        assert not at.exception and len(at.dataframe) == shown + 1
 
 
 def test_unreachable_server_is_a_message_not_a_traceback(monkeypatch):

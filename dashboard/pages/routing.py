@@ -18,7 +18,9 @@ if not empty_note(series, "requests"):
     router = c1.selectbox("Router", ("sticky", "prefix_affinity", "round_robin", "random"))
     ttl = c2.selectbox("TTL", ("5m", "10m", "1h"), index=1)
     warmup = c3.checkbox("Warm up new prefixes")
-    st.dataframe(
-        fetch("whatif", router=router, ttl=ttl, warmup="1" if warmup else None).to_pandas(),
-        hide_index=True,
-    )
+    # The what-if replays every stored request: run it on demand, not on every repaint.
+    if st.button("Run the what-if"):
+        st.dataframe(
+            fetch("whatif", router=router, ttl=ttl, warmup="1" if warmup else None).to_pandas(),
+            hide_index=True,
+        )
