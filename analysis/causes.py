@@ -34,6 +34,16 @@ SHAPE_CAUSES = (
     "context_reordered",
     "model_changed",
 )
+# Causes from the traffic around a request (analysis.explain assigns these).
+TRAFFIC_CAUSES = (
+    "cold_start",
+    "routing",
+    "ttl_expired",
+    "below_minimum",
+    "concurrent_fanout",
+    "eviction_or_unknown",
+    "no_miss",
+)
 
 _EXPLAIN = {
     "identical": "The two prompts render to the same text; the prefix itself did not break.",

@@ -50,6 +50,17 @@ def _load(store, rows):
     store.insert(Store.frame(rows), [])
 
 
+def _dropping_db(path):
+    """A database whose last window's hit ratio drops from 90% to 10%."""
+    store = Store(str(path))
+    rows = []
+    for w in range(5):
+        rows += _rows(w, 20, 0.9)
+    rows += _rows(5, 20, 0.1)
+    _load(store, rows)
+    store.close()
+
+
 def test_drop_fires_with_attribution_and_resolves(store):
     rows = []
     for w in range(5):
@@ -113,13 +124,7 @@ class _Hook(BaseHTTPRequestHandler):
 
 def test_cli_exit_code_and_webhook_with_retry(tmp_path):
     db = tmp_path / "db.duckdb"
-    store = Store(str(db))
-    rows = []
-    for w in range(5):
-        rows += _rows(w, 20, 0.9)
-    rows += _rows(5, 20, 0.1)
-    _load(store, rows)
-    store.close()
+    _dropping_db(db)
     hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     try:
@@ -204,13 +209,7 @@ def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path):
     from tests.servers import Server
 
     db = tmp_path / "db.duckdb"
-    store = Store(str(db))
-    rows = []
-    for w in range(5):
-        rows += _rows(w, 20, 0.9)
-    rows += _rows(5, 20, 0.1)
-    _load(store, rows)
-    store.close()
+    _dropping_db(db)
     _Hook.calls = []
     hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()

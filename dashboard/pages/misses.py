@@ -2,27 +2,15 @@
 
 import streamlit as st
 
+from analysis.causes import SHAPE_CAUSES, TRAFFIC_CAUSES
 from dashboard.common import client, empty_note, fetch
 
 st.title("Misses")
 preset = st.session_state.pop("miss_filter", {}) or {}
 causes = (
     "(any)",
-    "dynamic_value",
-    "tools_changed",
-    "tools_reordered",
-    "key_order",
-    "whitespace",
-    "system_changed",
-    "history_rewritten",
-    "reasoning_dropped",
-    "context_reordered",
-    "model_changed",
-    "routing",
-    "ttl_expired",
-    "below_minimum",
-    "concurrent_fanout",
-    "eviction_or_unknown",
+    *sorted(set(SHAPE_CAUSES) - {"identical", "appended"}),
+    *(c for c in TRAFFIC_CAUSES if c not in ("cold_start", "no_miss")),
 )
 c1, c2, c3 = st.columns(3)
 cause = c1.selectbox(
