@@ -7,6 +7,8 @@ text, so no caller string reaches SQL except as a bound parameter.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,6 +48,29 @@ REQUEST_FIELDS = (
     "ttft_ms",
     "is_error",
 )
+
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(text: str) -> int:
+    """A duration like 60, 5m, 1h or 1d in seconds; ValueError for anything else."""
+    match = _DURATION.match(text.strip())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r}: expected a duration like 60, 5m, 1h or 1d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def traffic(cur: duckdb.DuckDBPyConnection) -> Iterator[dict]:
+    """Every request in time order, with what a what-if replay needs, streamed."""
+    result = cur.execute(
+        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
+        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
+        "FROM requests ORDER BY ts, id"
+    )
+    names = [d[0] for d in result.description]
+    return (dict(zip(names, row, strict=True)) for row in iter(result.fetchone, None))
 
 
 @dataclass(frozen=True)

@@ -42,14 +42,13 @@ def series(db: str, window: str, group: str, output: str) -> None:
 
     from analysis import queries
     from cachediag import report
-    from collector.api import BadRequest, _window
 
     if group not in queries.GROUPS:
         raise InputError(f"--group {group!r}: expected one of {', '.join(queries.GROUPS)}")
     try:
-        seconds = _window(window)
-    except BadRequest as exc:
-        raise InputError(str(exc).replace("window=", "--window ")) from None
+        seconds = queries.seconds(window)
+    except ValueError as exc:
+        raise InputError(f"--window {exc}") from None
     con = _read_only(db)
     frame = queries.timeseries(con, queries.Filters(), seconds, group)
     if output == "json":
@@ -238,28 +237,22 @@ def simulate(
     what the simulated provider gives, and what the change would save per day.
     """
 
+    from analysis.queries import seconds, traffic
     from analysis.simulate import ProviderModel
     from analysis.whatif import compare
     from cachediag import report
-    from collector.api import BadRequest, _window
 
     try:
-        ttl_s = _window(ttl)
-    except BadRequest:
-        raise InputError(f"--ttl {ttl!r}: expected a duration like 300, 10m or 1h") from None
+        ttl_s = seconds(ttl)
+    except ValueError as exc:
+        raise InputError(f"--ttl {exc}") from None
     con = _read_only(db)
     used, first, last = con.execute(
         "SELECT max(n), min(t0), max(t1) FROM (SELECT route, count(DISTINCT replica) AS n, "
         "min(ts) AS t0, max(ts) AS t1 FROM requests GROUP BY route)"
     ).fetchall()[0]
     model = ProviderModel(replicas=replicas or max(used or 1, 1), router=router, ttl_s=ttl_s)
-    cur = con.execute(
-        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
-        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
-        "FROM requests ORDER BY ts, id"
-    )
-    names = [d[0] for d in cur.description]
-    rows = (dict(zip(names, values, strict=True)) for values in iter(cur.fetchone, None))
+    rows = traffic(con)
     result = compare(rows, model, warmup)
     days = max((last - first).total_seconds() / 86400, 1 / 24) if first else 1
     if output == "json":

@@ -50,11 +50,11 @@ def _int(value: str | None, name: str, default: int, low: int, high: int) -> int
     return int(value)
 
 
-def _window(value: str | None) -> int:
-    match = _DURATION.match(value or "300")
-    if not match or int(match.group(1)) == 0:
-        raise BadRequest(f"window={value!r}: expected a duration like 60, 5m, 1h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+def _window(value: str | None, name: str = "window") -> int:
+    try:
+        return queries.seconds(value or "300")
+    except ValueError as exc:
+        raise BadRequest(f"{name}={exc}") from None
 
 
 def _filters(q: dict[str, str]) -> queries.Filters:
@@ -178,14 +178,10 @@ def _whatif(cur: Any, q: dict[str, str]) -> pl.DataFrame:
     if router not in ROUTERS:
         raise BadRequest(f"router={router!r}: expected one of {', '.join(ROUTERS)}")
     replicas = _int(q.get("replicas"), "replicas", 2, 1, 1024)
-    model = ProviderModel(replicas=replicas, router=router, ttl_s=_window(q.get("ttl") or "10m"))
-    result = cur.execute(
-        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
-        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
-        "FROM requests ORDER BY ts, id"
+    model = ProviderModel(
+        replicas=replicas, router=router, ttl_s=_window(q.get("ttl") or "10m", "ttl")
     )
-    names = [d[0] for d in result.description]
-    rows = (dict(zip(names, r, strict=True)) for r in iter(result.fetchone, None))
+    rows = queries.traffic(cur)
     out = compare(rows, model, q.get("warmup") == "1")
     return pl.DataFrame(
         [
