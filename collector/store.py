@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,19 +192,6 @@ class Writer:
     @property
     def pending_rows(self) -> int:
         return self._pending
-
-    def write(
-        self, frame: pl.DataFrame, contents: list[tuple[str, str]], timeout: float | None = None
-    ) -> None:
-        """Submit and wait until committed, waiting for room when the queue is full."""
-        batch = self.try_submit(frame, contents)
-        while batch is None:
-            time.sleep(0.05)
-            batch = self.try_submit(frame, contents)
-        if not batch.done.wait(timeout):
-            raise TimeoutError("rows not committed in time")
-        if batch.error:
-            raise batch.error
 
     def _gather(self, first: _Batch) -> tuple[list[_Batch], bool]:
         """``first`` plus whatever queued while the last commit ran (no added wait)."""

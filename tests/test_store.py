@@ -123,7 +123,8 @@ def test_a_second_process_gets_a_clear_lock_error(tmp_path):
 def test_writer_commits_before_acknowledging_and_applies_back_pressure(tmp_path):
     store = Store(str(tmp_path / "db.duckdb"))
     writer = Writer(store, max_pending_rows=10)
-    writer.write(Store.frame(_rows(5)), [])
+    first = writer.try_submit(Store.frame(_rows(5)), [])
+    assert first.done.wait(30) and first.error is None
     assert store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0] == 5
     with store._lock:  # hold the commit, so submissions pile up
         batches = [writer.try_submit(Store.frame(_rows(4, 10 * k)), []) for k in range(1, 6)]
