@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_diff.py
 	$(BIN)/python benchmarks/bench_instrument.py
 	$(BIN)/python benchmarks/bench_ingest.py
+	$(BIN)/python benchmarks/bench_explain.py
+	$(BIN)/python benchmarks/eval_explain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
