@@ -134,7 +134,7 @@ def test_every_page_loads_without_errors(dashboard, browser, path, heading):
         browser,
         {
             "Overview": "Hit ratio",
-            "Alerts": "Cost per hour",
+            "Alerts": "Show its misses",
             "Misses": "Open a miss",
             "Prefixes": "Versions",
             "Routing": "What if",

@@ -32,7 +32,14 @@ if not empty_note(alerts, "alerts"):
                 else f"{row['baseline']:,.0f} ms",
             )
             c3.metric("Cost per hour", f"${row['cost_per_hour']:,.2f}")
-            st.write("Concentrated in:", json.loads(row["attribution"] or "{}"))
+            where = json.loads(row["attribution"] or "{}")
+            st.markdown(
+                "Concentrated in: "
+                + (
+                    ", ".join(f"`{k}={v}`" for k, v in where.items())
+                    or "no single replica, prefix or version"
+                )
+            )
             causes = json.loads(row["top_causes"] or "[]")
             st.write("Top causes:", ", ".join(f"{c} ({n} requests)" for c, n, _ in causes))
             if st.button("Show its misses", key=f"misses-{i}"):
