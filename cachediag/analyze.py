@@ -11,6 +11,18 @@ import click
 from cachediag.cli import InputError, main, output_format
 
 
+def _writable(db: str):
+    """The store of an existing database no server holds, or a one-line error."""
+    from collector.store import Store, StoreLocked
+
+    if not os.path.isfile(db):
+        raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    try:
+        return Store(db)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+
+
 def _read_only(db: str):
     """A read-only connection to an existing database, or a one-line error."""
     import duckdb
@@ -78,14 +90,8 @@ def explain(db: str, request_id: str | None, output: str) -> None:
     from analysis.explain import Explainer
     from cachediag import report
     from collector.explanations import explain_new
-    from collector.store import Store, StoreLocked
 
-    if not os.path.isfile(db):
-        raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
-    try:
-        store = Store(db)
-    except StoreLocked as exc:
-        raise InputError(str(exc)) from None
+    store = _writable(db)
     try:
         if request_id:
             _show_explanation(store, db, request_id, output)
@@ -167,14 +173,9 @@ def alerts(
 
 def _db_alerts(db: str, rules) -> list[dict]:
     from analysis import alerts as rules_mod
-    from collector.store import Store, StoreLocked, save_alerts
+    from collector.store import save_alerts
 
-    if not os.path.isfile(db):
-        raise ValueError(f"{db}: no such database")
-    try:
-        store = Store(db)
-    except StoreLocked as exc:
-        raise ValueError(str(exc)) from None
+    store = _writable(db)
     try:
         found = rules_mod.evaluate(store.cursor(), rules)
         save_alerts(store, [a.row() for a in found])

@@ -269,36 +269,20 @@ def replay(
     """
     from rich.progress import Progress
 
-    from collector import instrument
-    from collector.replay import read_records
+    from collector.replay import Services, read_records
     from collector.replay import replay as run
 
     if not os.path.isfile(file):
         raise InputError(f"{file}: no such file; pass a JSONL file of request records")
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    instruments: dict[str, instrument.Instrumentation] = {}
-
-    def for_service(name: str) -> instrument.Instrumentation:
-        if name not in instruments:
-            instruments[name] = instrument.setup(
-                name,
-                endpoint,
-                headers=headers,
-                max_queue_size=65_536,
-                capture_content=capture_content,
-            )
-        return instruments[name]
-
+    services = Services(endpoint, headers, capture_content)
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("replaying", total=None)
-            sent = run(for_service, read_records(file), speed, now, lambda n: bar.advance(task, n))
+            sent = run(services, read_records(file), speed, now, lambda n: bar.advance(task, n))
     except (ValueError, KeyError, OSError) as exc:
         raise InputError(f"{file}: {exc}") from None
-    ok = all(inst.flush() for inst in instruments.values())
-    dropped = sum(inst.dropped_spans() for inst in instruments.values())
-    for inst in instruments.values():
-        inst.shutdown()
+    ok, dropped = services.finish()
     click.echo(
         f"{sent:,} requests replayed to {endpoint}"
         + ("" if ok and not dropped else f"; {dropped:,} spans dropped or not acknowledged")

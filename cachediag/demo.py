@@ -130,22 +130,11 @@ def run(dashboard: bool, keep: bool, db: str) -> int:
             )
         )
         print(f"server    {base} (database {db})", flush=True)
-        from collector import instrument
-        from collector.replay import read_records, replay
+        from collector.replay import Services, read_records, replay
 
-        instruments: dict[str, instrument.Instrumentation] = {}
-
-        def for_service(name: str) -> instrument.Instrumentation:
-            if name not in instruments:
-                instruments[name] = instrument.setup(
-                    name, base, max_queue_size=65_536, capture_content=True
-                )
-            return instruments[name]
-
-        sent = replay(for_service, read_records(str(SAMPLE)))
-        for inst in instruments.values():
-            inst.flush()
-            inst.shutdown()
+        services = Services(base, capture_content=True)
+        sent = replay(services, read_records(str(SAMPLE)))
+        services.finish()
         stats = api(base, "stats?wait=1")
         print(
             f"replayed  {sent:,} requests of a recorded day; {stats['committed_rows']:,} "

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 
 from analysis import prompt, providers
 from collector import attributes as A
+from collector import instrument
 from collector.instrument import Call, Instrumentation
 
 _ROUTE_FIELDS = {
@@ -85,6 +86,35 @@ def emit(inst: Instrumentation, record: dict, shift: float = 0.0) -> None:
     )
     Call(span).set_response(record.get("response") or {"usage": record.get("usage")})
     span.end(end_time=int((start + ttft / 1000 + RESPONSE_S) * 1e9))
+
+
+class Services:
+    """One instrumentation (one service.name) per service the records name, made on demand."""
+
+    def __init__(
+        self, endpoint: str, headers: dict[str, str] | None = None, capture_content: bool = False
+    ) -> None:
+        self.endpoint, self.headers, self.capture = endpoint, headers, capture_content
+        self._made: dict[str, Instrumentation] = {}
+
+    def __call__(self, name: str) -> Instrumentation:
+        if name not in self._made:
+            self._made[name] = instrument.setup(
+                name,
+                self.endpoint,
+                headers=self.headers,
+                max_queue_size=65_536,
+                capture_content=self.capture,
+            )
+        return self._made[name]
+
+    def finish(self) -> tuple[bool, int]:
+        """Flush and shut every one down: (all acknowledged, spans dropped)."""
+        ok = all(inst.flush() for inst in self._made.values())
+        dropped = sum(inst.dropped_spans() for inst in self._made.values())
+        for inst in self._made.values():
+            inst.shutdown()
+        return ok, dropped
 
 
 def replay(
