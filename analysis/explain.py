@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from analysis import causes, differ, providers, tokens
 from analysis.prompt import Prompt, Segment
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
+MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB); the oldest go first
 _MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 
 
@@ -107,8 +108,8 @@ class Explainer:
         self.window_s = max(float(p.get("ttl_s", 300)) for p in self.table["profiles"].values())
         self._sessions: dict[str, _Seen] = {}
         self._blocks: dict[int, _Seen] = {}
+        self._remembered: deque[tuple[str | None, _Seen]] = deque()  # oldest first
         self._route_replicas: dict[str, dict[str, float]] = {}
-        self._since_prune = 0
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
 
@@ -139,17 +140,22 @@ class Explainer:
             self._sessions[key] = seen
         for h in seen.hashes:
             self._blocks[h] = seen
+        self._remembered.append((key, seen))
         if row.get("route") and seen.replica:
             self._route_replicas.setdefault(row["route"], {})[seen.replica] = seen.ts
-        self._since_prune += 1
-        if self._since_prune >= 5000:
-            self._prune(seen.ts)
+        self._forget(seen.ts - self.window_s)
 
-    def _prune(self, now: float) -> None:
-        horizon = now - self.window_s
-        self._blocks = {h: s for h, s in self._blocks.items() if s.ts >= horizon}
-        self._sessions = {k: s for k, s in self._sessions.items() if s.ts >= horizon}
-        self._since_prune = 0
+    def _forget(self, horizon: float) -> None:
+        """Drop requests older than the TTL window, and the oldest past MAX_BLOCKS entries
+        (each request is forgotten once, so this costs O(1) per request remembered)."""
+        remembered = self._remembered
+        while remembered and (remembered[0][1].ts < horizon or len(self._blocks) > MAX_BLOCKS):
+            key, old = remembered.popleft()
+            if key and self._sessions.get(key) is old:
+                del self._sessions[key]
+            for h in old.hashes:
+                if self._blocks.get(h) is old:
+                    del self._blocks[h]
 
     def _replicas_serving(self, route: str | None, now: float) -> int:
         seen = self._route_replicas.get(route or "", {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -21,6 +22,9 @@ from collector.store import Store
 log = logging.getLogger(__name__)
 
 CHUNK = 10_000
+BACKGROUND_CHUNK = 2_000
+ACTIVE_S = 0.25  # a commit this recent means ingest is busy
+DUTY = 0.25  # share of the time the background explainer takes while ingest is busy
 _COLUMNS = (
     "id",
     "ts",
@@ -61,6 +65,7 @@ def explain_new(
     explainer: Explainer,
     after_rowid: int = -1,
     progress: Callable[[int], None] = lambda n: None,
+    chunk_rows: int = CHUNK,
 ) -> tuple[int, Counter]:
     """Explain requests stored after ``after_rowid``; returns the last rowid and the causes."""
     columns = ", ".join(f"r.{c}" for c in _COLUMNS)
@@ -73,7 +78,7 @@ def explain_new(
     names = ["rowid", *_COLUMNS, "content"]
     last, counts = after_rowid, Counter()
     while True:
-        chunk = result.fetchmany(CHUNK)
+        chunk = result.fetchmany(chunk_rows)
         if not chunk:
             break
         out = []
@@ -90,7 +95,12 @@ def explain_new(
 
 
 class Background:
-    """Explains new rows as they commit, on its own thread, without holding up ingest."""
+    """Explains new rows as they commit, on its own thread, without holding up ingest.
+
+    It shares the GIL with ingest, so while commits keep coming it paces itself
+    to a DUTY share of the time and catches up when ingest goes quiet (or when
+    someone waits on ``flush``).
+    """
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -100,32 +110,52 @@ class Background:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._hurry = threading.Event()  # flush or close: stop pacing
+        self._last_commit = 0.0
+        self._chunk_start = 0.0
         self._thread = threading.Thread(target=self._run, name="cachediag-explain", daemon=True)
         self._thread.start()
 
     def poke(self) -> None:
         """New rows were committed."""
+        self._last_commit = time.monotonic()
         self._idle.clear()
         self._wake.set()
 
     def flush(self, timeout: float = 60.0) -> bool:
         """Wait until every committed row is explained."""
-        self.poke()
+        self._hurry.set()
+        self._idle.clear()
+        self._wake.set()
         return self._idle.wait(timeout)
+
+    def _pace(self, _rows: int) -> None:
+        """After each chunk: while ingest is busy, rest (1 - DUTY) / DUTY times as long as
+        the chunk took."""
+        now = time.monotonic()
+        if not self._hurry.is_set() and now - self._last_commit < ACTIVE_S:
+            self._hurry.wait((now - self._chunk_start) * (1 - DUTY) / DUTY)
+        self._chunk_start = time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
+            self._chunk_start = time.monotonic()
             try:
-                self.last_rowid, counts = explain_new(self.store, self.explainer, self.last_rowid)
+                self.last_rowid, counts = explain_new(
+                    self.store, self.explainer, self.last_rowid, self._pace, BACKGROUND_CHUNK
+                )
                 self.explained += sum(counts.values())
             except Exception:  # logged; the next commit tries again
                 log.exception("explaining new requests failed")
             if not self._wake.is_set():
+                self._hurry.clear()
                 self._idle.set()
 
     def close(self) -> None:
         self._stop.set()
+        self._hurry.set()
         self._wake.set()
+
         self._thread.join(timeout=30)
