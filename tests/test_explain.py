@@ -195,7 +195,27 @@ def test_predecessor_by_longest_block_prefix_without_session():
     assert out[2].predecessor_id == "a" and out[2].cause == "no_miss"
 
 
+def test_state_forgets_requests_past_the_ttl_window_and_stays_bounded(monkeypatch):
+    from analysis import explain as explain_module
+
+    explainer = Explainer()
+    first = row("a", 0, body())
+    explainer.explain(first)
+    later = row("z", explainer.window_s + 10, body(system="Other. " + SYSTEM), session="s2")
+    explainer.explain(later)
+    assert "s1" not in explainer._sessions  # past the window: forgotten
+    assert not any(s.id == "a" for s in explainer._blocks.values())
+
+    monkeypatch.setattr(explain_module, "MAX_BLOCKS", 3 * len(first["block_hashes"]))
+    bounded = Explainer()
+    for i in range(10):  # distinct prefixes, all within the window
+        bounded.explain(row(f"r{i}", i, body(system=f"Variant {i}. " + SYSTEM), session=f"s{i}"))
+        assert len(bounded._blocks) <= explain_module.MAX_BLOCKS
+    assert "s9" in bounded._sessions and "s0" not in bounded._sessions
+
+
 def test_provider_verdict_is_kept_beside_ours():
+
     first = row("a", 0, body())
     second = dict(
         row("b", 20, body(model="gpt-4.1"), cached=0),
