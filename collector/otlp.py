@@ -21,6 +21,11 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
+try:  # compiled when the package was installed with a C compiler at hand
+    from collector import _wire
+except ImportError:  # pragma: no cover - exercised on machines without one
+    _wire = None
+
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _KINDS = {
@@ -184,6 +189,18 @@ def _attrs(kvs) -> dict[str, Any]:
 
 
 def decode_traces_protobuf(data: bytes) -> Decoded:
+    """A trace export; the compiled reader when built, upb and Python otherwise (and
+    always for bodies the compiled reader refuses, so the error says what upb says)."""
+    if _wire is not None:
+        try:
+            records, rejected, error = _wire.decode_traces(data, Record)
+            return Decoded(records, rejected, error)
+        except ValueError:
+            pass
+    return _decode_traces_upb(data)
+
+
+def _decode_traces_upb(data: bytes) -> Decoded:
     try:
         request = trace_service_pb2.ExportTraceServiceRequest.FromString(data)
     except Exception as exc:  # protobuf raises DecodeError, sometimes others
