@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from analysis import causes, differ, providers, tokens
+from analysis import causes, differ, fingerprint, providers, tokens
 from analysis.prompt import Prompt, Segment
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
@@ -166,7 +166,7 @@ class Explainer:
     def explain(self, row: dict) -> Explanation:
         """Explain one request (rows must come in time order)."""
         now = _epoch(row["ts"])
-        hashes = list(row.get("block_hashes") or [])
+        hashes = fingerprint.unpack_hashes(row.get("block_hashes"))
         seen = _Seen(
             row["id"],
             now,

@@ -19,6 +19,8 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 from analysis.prompt import Prompt
 from analysis.tokens import Tokenizer
 
@@ -173,6 +175,26 @@ def block_hashes(
         prev = hashlib.blake2b(prev + raw[start : start + step], digest_size=8).digest()
         out.append(int.from_bytes(prev, "big", signed=True))
     return tuple(out)
+
+
+def pack_hashes(values) -> bytes | None:
+    """Block hashes as stored: big-endian signed 64-bit, 8 bytes each (the digests
+    themselves); None when absent or not 64-bit integers."""
+    if values is None:
+        return None
+    try:
+        return np.asarray(values, dtype=">i8").tobytes()
+    except (OverflowError, TypeError, ValueError):
+        return None
+
+
+def unpack_hashes(stored) -> list[int]:
+    """Stored block hashes (bytes, or any sequence of ints) as a list of ints."""
+    if not stored:
+        return []
+    if isinstance(stored, bytes | bytearray | memoryview):
+        return np.frombuffer(stored, dtype=">i8").tolist()
+    return [int(v) for v in stored]
 
 
 def fingerprint(

@@ -15,7 +15,7 @@ from datetime import datetime
 import duckdb
 import polars as pl
 
-from analysis import providers
+from analysis import fingerprint, providers
 
 GROUPS = {
     "route": "route",
@@ -121,7 +121,11 @@ def request_detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> dict | No
         "WHERE r.id = ?",
         params=[request_id],
     ).pl()
-    return found.to_dicts()[0] if len(found) else None
+    if not len(found):
+        return None
+    row = found.to_dicts()[0]
+    row["block_hashes"] = fingerprint.unpack_hashes(row["block_hashes"])  # stored packed
+    return row
 
 
 def timeseries(

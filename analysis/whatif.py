@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from statistics import quantiles
 
-from analysis import providers
+from analysis import fingerprint, providers
 from analysis.simulate import ProviderModel, Simulator
 
 WARMUP_LEAD_S = 5.0  # a warmup request runs this long before the traffic it serves
@@ -73,7 +73,8 @@ def compare(
     for row in rows:
         route = row.get("route") or "(none)"
         sim = sims.setdefault(route, Simulator(replace(model, seed=model.seed + len(sims))))
-        hashes = list(row.get("block_hashes") or [])
+        hashes = fingerprint.unpack_hashes(row.get("block_hashes"))
+
         prompt = int(row.get("prompt_tokens") or row.get("total_tokens") or 0)
         now = row["ts"].timestamp() if isinstance(row["ts"], datetime) else float(row["ts"])
         key = (route, row.get("prefix_hash") or "")

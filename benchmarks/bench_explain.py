@@ -24,9 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis import alerts  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
+from collector.migrations import pack_sql  # noqa: E402
 from collector.store import Store  # noqa: E402
 
 SESSIONS = 5000  # conversations running at once; each takes 8 turns
+HASHES = """list_transform(range(20 + 5 * turn), lambda k: (CASE WHEN k < 20
+                   THEN hash(session % 5, k) ELSE hash(session, k) END
+                   % 9223372036854775807)::BIGINT)"""
 
 
 def fill_sessions(store: Store, n: int) -> None:
@@ -41,9 +45,7 @@ def fill_sessions(store: Store, n: int) -> None:
         SELECT 'r' || n, TIMESTAMP '2026-01-01' + to_microseconds((n * 80000)::BIGINT), 'span',
                's' || session, 'gpt-4o', 'openai', '/r' || (session % 5),
                'rep' || (session % 3),
-               list_transform(range(20 + 5 * turn), lambda k: (CASE WHEN k < 20
-                   THEN hash(session % 5, k) ELSE hash(session, k) END
-                   % 9223372036854775807)::BIGINT),
+               {pack_sql(HASHES)},
                64, (20 + 5 * turn) * 64 + 30, (20 + 5 * turn) * 64 + 30,
                CASE WHEN n % 10 = 0 THEN 0 ELSE (20 + 5 * turn) * 64 END,
                '[["tools[0]","tool",0,1280,"t' || (session % 5) || '"],' || array_to_string(
@@ -76,7 +78,9 @@ def main() -> None:
         store = Store(f"{tmp}/explain.duckdb")
         fill_sessions(store, args.requests)
         start = time.perf_counter()
-        store.con.execute("SELECT sum(len(block_hashes)), max(segments) FROM requests").fetchall()
+        store.con.execute(
+            "SELECT sum(octet_length(block_hashes)), max(segments) FROM requests"
+        ).fetchall()
         scan = time.perf_counter() - start
         start = time.perf_counter()
         _, counts = explain_new(store, Explainer())

@@ -14,6 +14,7 @@ import hashlib
 import json
 from typing import Any
 
+from analysis import fingerprint
 from analysis import usage as usage_mod
 from collector import attributes as A
 from collector.otlp import Record
@@ -193,7 +194,7 @@ def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
         "tools_count": _int(attrs.pop(A.TOOLS_COUNT.name, None)),
         "encoding": _str(attrs.pop(A.ENCODING.name, None)),
         "block_size": _int(attrs.pop(A.BLOCK_SIZE.name, None)),
-        "block_hashes": hashes,
+        "block_hashes": fingerprint.pack_hashes(hashes),
         "segments": _str(attrs.pop(A.SEGMENTS.name, None)),
         "total_tokens": _int(attrs.pop(A.TOTAL_TOKENS.name, None)),
         "prompt_tokens": use.prompt_tokens,

@@ -46,7 +46,7 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "tools_count": pl.Int32,
     "encoding": pl.String,
     "block_size": pl.Int32,
-    "block_hashes": pl.List(pl.Int64),
+    "block_hashes": pl.Binary,  # big-endian int64s (analysis.fingerprint.pack_hashes)
     "segments": pl.String,
     "total_tokens": pl.Int64,
     "prompt_tokens": pl.Int64,

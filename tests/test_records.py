@@ -68,7 +68,9 @@ def test_ingest_otlp_json_and_records_idempotently(tmp_path):
     con = duckdb.connect(str(db))
     row = con.execute("""SELECT route, replica, session_key, prompt_version, ttft_ms,
                                 prompt_tokens, cached_tokens, request_model, tools_count,
-                                encoding, len(block_hashes), prefix_hash IS NOT NULL
+                                encoding, octet_length(block_hashes) // 8,
+                                prefix_hash IS NOT NULL
+
                          FROM requests WHERE signal = 'record' LIMIT 1""").fetchall()[0]
     assert row == (
         "/chat",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from analysis import fingerprint
 from collector import migrations
 from collector.store import Store, StoreLocked, Writer
 
@@ -33,7 +34,7 @@ EXPECTED_REQUESTS = {
     "tools_count": "INTEGER",
     "encoding": "VARCHAR",
     "block_size": "INTEGER",
-    "block_hashes": "BIGINT[]",
+    "block_hashes": "BLOB",
     "segments": "VARCHAR",
     "total_tokens": "BIGINT",
     "prompt_tokens": "BIGINT",
@@ -62,7 +63,7 @@ def _columns(con, table):
 
 def test_blank_database_migrates_to_the_expected_schema(tmp_path):
     con = duckdb.connect(str(tmp_path / "db.duckdb"))
-    assert migrations.apply(con) == ["001_initial"]
+    assert migrations.apply(con) == ["001_initial", "002_block_hashes_blob"]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
     assert set(_columns(con, "explanations")) >= {
         "id",
@@ -77,7 +78,30 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
     assert migrations.apply(con) == []  # applied once
 
 
+def test_hash_lists_stored_before_the_blob_migration_survive_it(tmp_path):
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR)")
+    migrations.MIGRATIONS[0](con)
+    con.execute("INSERT INTO schema_migrations VALUES (1, '001_initial')")
+    extremes = [0, 1, -1, 2**63 - 1, -(2**63)]
+    con.execute(
+        "INSERT INTO requests (id, ts, block_hashes, route) VALUES "
+        "('a', TIMESTAMP '2026-01-01', ?, '/chat'), ('b', TIMESTAMP '2026-01-02', NULL, NULL)",
+        [extremes],
+    )
+    assert migrations.apply(con) == ["002_block_hashes_blob"]
+    rows = con.execute("SELECT id, block_hashes, route FROM requests ORDER BY id").fetchall()
+    assert [(i, fingerprint.unpack_hashes(h), r) for i, h, r in rows] == [
+        ("a", extremes, "/chat"),
+        ("b", [], None),
+    ]
+    with pytest.raises(duckdb.ConstraintException):  # the key came back with the table
+        con.execute("INSERT INTO requests (id, ts) VALUES ('a', now())")
+    assert _columns(con, "requests") == EXPECTED_REQUESTS
+
+
 def _rows(n, start=0):
+
     return [
         {
             "id": f"id{i}",
@@ -85,7 +109,7 @@ def _rows(n, start=0):
             "signal": "span",
             "prompt_tokens": 100,
             "cached_tokens": 50,
-            "block_hashes": [i, -i],
+            "block_hashes": fingerprint.pack_hashes([i, -i]),
         }
         for i in range(start, start + n)
     ]
@@ -97,7 +121,12 @@ def test_insert_is_idempotent_within_and_across_batches(tmp_path):
     assert store.insert(frame, [("id0", "rendered")]) == 3
     assert store.insert(Store.frame(_rows(4)), [("id0", "again")]) == 1
     rows = store.con.execute("SELECT id, block_hashes FROM requests ORDER BY id").fetchall()
-    assert rows == [("id0", [0, 0]), ("id1", [1, -1]), ("id2", [2, -2]), ("id3", [3, -3])]
+    assert [(i, fingerprint.unpack_hashes(h)) for i, h in rows] == [
+        ("id0", [0, 0]),
+        ("id1", [1, -1]),
+        ("id2", [2, -2]),
+        ("id3", [3, -3]),
+    ]
     assert store.con.execute("SELECT content FROM request_content").fetchall() == [("rendered",)]
     store.close()
 
