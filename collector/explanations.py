@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CHUNK = 10_000
 BACKGROUND_CHUNK = 2_000
 ACTIVE_S = 0.25  # a commit this recent means ingest is busy
-DUTY = 0.25  # share of the time the background explainer takes while ingest is busy
+DUTY = 0.1  # share of the time the background explainer takes while ingest is busy
 _COLUMNS = (
     "id",
     "ts",
