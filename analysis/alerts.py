@@ -20,9 +20,12 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from analysis import providers
+from analysis import causes, providers
 
 ATTRIBUTION = ("replica", "prefix_hash", "prompt_version", "schema_version", "tools_count")
+# Shape causes that break a prefix. Healthy append-only traffic produces none of these,
+# so a few in one window, where the baseline had none, mean a change shipped.
+BREAKS = tuple(c for c in causes.SHAPE_CAUSES if c not in ("identical", "appended"))
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Rules:
     ttft_ratio: float = 1.5  # p95 TTFT must grow this many times
     ttft_abs_ms: float = 200.0  # and by this many milliseconds
     min_ttft_samples: int = 10
+    min_breaks: int = 2  # requests one shape cause must break in a window it was absent before
 
     @classmethod
     def load(cls, path: str | None) -> Rules:
@@ -58,7 +62,7 @@ class Rules:
 class Alert:
     """One alert and its lifecycle."""
 
-    rule: str  # cached_drop | ttft_p95_rise
+    rule: str  # cached_drop | ttft_p95_rise | prefix_break
     group: dict[str, Any]
     started_at: datetime
     value: float
@@ -167,15 +171,72 @@ def evaluate(
                 alert.state = "resolved"
                 alert.resolved_at = row["window"]
                 done.append(alert)
-    alerts = sorted(done + list(open_.values()), key=lambda a: a.started_at)
+    alerts = sorted(
+        done + list(open_.values()) + prefix_breaks(con, rules), key=lambda a: a.started_at
+    )
     for alert in alerts:
         _attribute(con, alert, rules, table or providers.load_table())
+        if alert.rule == "prefix_break":  # its own cause first
+            alert.top_causes.sort(key=lambda c: c[0] != alert.group["cause"])
+
     return alerts
+
+
+def _breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
+    """Per window, group and shape cause: requests it broke, and how many it broke in the
+    ``baseline_windows`` before (the cause need not appear in every window)."""
+    keys = ", ".join(rules.group_by)
+    same = " AND ".join(f"b.{k} IS NOT DISTINCT FROM a.{k}" for k in rules.group_by)
+    return con.sql(
+        f"""
+        WITH c AS (
+            SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
+                   count(*) AS broken
+            FROM requests r JOIN explanations e USING (id)
+            WHERE e.cause IN ({", ".join("?" for _ in BREAKS)}) GROUP BY ALL)
+        SELECT a.*, coalesce(sum(b.broken), 0)::BIGINT AS before
+        FROM c a LEFT JOIN c b ON b.cause = a.cause AND {same}
+            AND b.window < a.window AND b.window >= a.window - to_seconds(?::BIGINT)
+        GROUP BY ALL ORDER BY a.window""",
+        params=[rules.window_s, *BREAKS, rules.window_s * rules.baseline_windows],
+    ).pl()
+
+
+def prefix_breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
+    """Alerts for a shape cause that starts breaking prefixes: at least ``min_breaks``
+    requests in a window, none in its baseline. Resolved at the first window (of stored
+    traffic) where it breaks fewer."""
+    frame = _breaks(con, rules)
+    if not len(frame):
+        return []
+    (last,) = con.execute("SELECT max(ts) FROM requests").fetchall()[0]
+    step = timedelta(seconds=rules.window_s)
+    out = []
+    for key, rows in frame.group_by([*rules.group_by, "cause"], maintain_order=True):
+        group = dict(zip([*rules.group_by, "cause"], key, strict=True))
+        hot = {
+            r["window"]: r for r in rows.iter_rows(named=True) if r["broken"] >= rules.min_breaks
+        }
+        for window in sorted(hot):
+            row = hot[window]
+            if row["before"] or window - step in hot:
+                continue  # not new, or already open
+            alert = Alert("prefix_break", group, window, float(row["broken"]), 0.0)
+            end = window + step
+            while end in hot:
+                end += step
+            if end <= last:
+                alert.state, alert.resolved_at = "resolved", end
+            out.append(alert)
+    return out
 
 
 def _where(alert: Alert, rules: Rules) -> tuple[str, list]:
     clauses, params = [], []
     for key, value in alert.group.items():
+        if key not in rules.group_by:
+            continue
+
         if value is None:
             clauses.append(f"r.{key} IS NULL")
         else:
@@ -226,11 +287,13 @@ def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table
 def slack_text(alert: Alert) -> str:
     """One line a chat channel can show."""
     group = ", ".join(f"{k}={v}" for k, v in alert.group.items())
-    what = (
-        f"hit ratio {alert.baseline:.0%} → {alert.value:.0%}"
-        if alert.rule == "cached_drop"
-        else f"p95 TTFT {alert.baseline:.0f} → {alert.value:.0f} ms"
-    )
+    what = {
+        "cached_drop": f"hit ratio {alert.baseline:.0%} → {alert.value:.0%}",
+        "ttft_p95_rise": f"p95 TTFT {alert.baseline:.0f} → {alert.value:.0f} ms",
+        "prefix_break": f"{alert.value:.0f} requests broke their prefix in one window, "
+        "none in the windows before",
+    }[alert.rule]
+
     cause = alert.top_causes[0][0] if alert.top_causes else "unexplained"
     return (
         f"[{alert.state}] {alert.rule} on {group}: {what} since {alert.started_at:%H:%M} "
