@@ -87,7 +87,12 @@ class Collector:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.store = Store(config.db)
-        self.writer = Writer(self.store, max_pending_rows=config.max_pending_rows)
+        self._decoding = 0  # exports being decoded right now (the writer waits for them)
+        self.writer = Writer(
+            self.store,
+            max_pending_rows=config.max_pending_rows,
+            more_coming=lambda: self._decoding > 0,
+        )
         self.stats = Stats()
         self._inflight = 0
         self._inflight_lock = threading.Lock()
@@ -132,6 +137,8 @@ class Collector:
             self.stats.add(throttled=1)
             raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
         args = (sig, content_type, encoding, body, self.config.max_body)
+        with self._inflight_lock:
+            self._decoding += 1
         try:
             prepared: Prepared = (
                 self.pool.submit(prepare, *args).result() if self.pool else prepare(*args)
@@ -140,6 +147,10 @@ class Collector:
             raise Reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
         except otlp.DecodeError as exc:
             raise Reply(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        finally:
+            with self._inflight_lock:
+                self._decoding -= 1
+
         self.stats.add(
             exports=1,
             records=prepared.records,

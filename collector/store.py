@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,15 +164,27 @@ class _Batch:
 
 
 class Writer:
-    """Group commit: everything that queued during one commit goes in the next, so no
-    row waits longer than one commit; acknowledgements only after COMMIT."""
+    """Group commit: everything that queued during one commit goes in the next;
+    acknowledgements only after COMMIT.
+
+    Each commit costs about as much as inserting a thousand rows, so while
+    ``more_coming()`` says exports are still being decoded the writer lingers (up to
+    ``linger_s``, or until ``max_rows``) to take them into the same transaction.
+    """
 
     def __init__(
-        self, store: Store, max_rows: int = 20_000, max_pending_rows: int = 200_000
+        self,
+        store: Store,
+        max_rows: int = 20_000,
+        max_pending_rows: int = 200_000,
+        linger_s: float = 0.05,
+        more_coming: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.max_rows = max_rows
         self.max_pending_rows = max_pending_rows
+        self.linger_s = linger_s
+        self.more_coming = more_coming
         self._queue: queue.Queue[_Batch | None] = queue.Queue()
         self._pending = 0
         self._pending_lock = threading.Lock()
@@ -194,13 +208,21 @@ class Writer:
         return self._pending
 
     def _gather(self, first: _Batch) -> tuple[list[_Batch], bool]:
-        """``first`` plus whatever queued while the last commit ran (no added wait)."""
+        """``first``, whatever queued while the last commit ran, and what arrives while
+        the linger lasts and more exports are on their way."""
         batches, rows = [first], len(first.frame)
+        deadline = time.monotonic() + self.linger_s
         while rows < self.max_rows:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                break
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.more_coming():
+                    break
+                try:
+                    item = self._queue.get(timeout=min(left, 0.005))
+                except queue.Empty:
+                    continue
             if item is None:
                 return batches, True
             batches.append(item)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import duckdb
 import pytest
 
@@ -166,7 +168,26 @@ def test_writer_commits_before_acknowledging_and_applies_back_pressure(tmp_path)
     assert writer.transactions <= 1 + len(accepted)
 
 
+@pytest.mark.parametrize("decoding", [True, False])
+def test_writer_lingers_only_while_more_exports_are_being_decoded(tmp_path, decoding):
+    store = Store(str(tmp_path / "db.duckdb"))
+    more = threading.Event()
+    if decoding:
+        more.set()
+    writer = Writer(store, linger_s=30, more_coming=more.is_set)
+    first = writer.try_submit(Store.frame(_rows(3)), [])
+    if decoding:  # the writer holds the first batch for the second
+        assert not first.done.wait(0.2)
+        second = writer.try_submit(Store.frame(_rows(3, 10)), [])
+        more.clear()
+        assert second.done.wait(30)
+    assert first.done.wait(30) and first.error is None
+    writer.close()
+    assert (writer.transactions, writer.committed_rows) == (1, 6 if decoding else 3)
+
+
 def test_read_only_open_needs_no_writer(tmp_path):
+
     path = str(tmp_path / "db.duckdb")
     Store(path).close()
     reader = Store(path, read_only=True)
