@@ -269,6 +269,7 @@ class Explainer:
             min(tokens_, total),
             None,
             int(self.table["profiles"][rules].get("increment", 64) or 64),
+            self._minimum(rules, model),
         )
 
     def _traffic(

@@ -79,15 +79,17 @@ def cacheable_tokens(
     shared: int,
     breakpoints: list[int] | None,
     block_size: int,
+    minimum: int | None = None,
 ) -> int:
     """How many of ``shared`` leading tokens the provider can serve from its cache.
 
     ``breakpoints`` (token positions of cache_control markers) apply to providers
     that cache only up to one; None when they are not known (spans carry no
-    markers), and then only the minimum applies.
+    markers), and then only the minimum applies. ``minimum`` saves looking it up.
     """
     rules = table["profiles"][provider]
-    minimum = minimum_tokens(table, provider, model)
+    if minimum is None:
+        minimum = minimum_tokens(table, provider, model)
     if rules.get("breakpoints") and breakpoints is not None:
         fits = [bp for bp in breakpoints if minimum <= bp <= shared]
         return max(fits, default=0)
