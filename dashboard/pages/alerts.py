@@ -6,6 +6,12 @@ import streamlit as st
 
 from dashboard.common import empty_note, fetch
 
+_UNITS = {
+    "cached_drop": lambda v: f"{v:.1%}",  # hit ratio
+    "ttft_p95_rise": lambda v: f"{v:,.0f} ms",
+    "prefix_break": lambda v: f"{v:,.0f} broken",  # requests whose prefix broke
+}
+
 st.title("Alerts")
 state = st.radio("Show", ("all", "firing", "resolved"), horizontal=True)
 alerts = fetch("alerts", state=None if state == "all" else state)
@@ -19,18 +25,9 @@ if not empty_note(alerts, "alerts"):
                 f"{row['started_at']:%Y-%m-%d %H:%M}"
             )
             c1, c2, c3 = st.columns(3)
-            c1.metric(
-                "Now",
-                f"{row['value']:.1%}"
-                if row["rule"] == "cached_drop"
-                else f"{row['value']:,.0f} ms",
-            )
-            c2.metric(
-                "Baseline",
-                f"{row['baseline']:.1%}"
-                if row["rule"] == "cached_drop"
-                else f"{row['baseline']:,.0f} ms",
-            )
+            unit = _UNITS.get(row["rule"], lambda v: f"{v:,.2f}")
+            c1.metric("Now", unit(row["value"]))
+            c2.metric("Baseline", unit(row["baseline"]))
             c3.metric("Cost per hour", f"${row['cost_per_hour']:,.2f}")
             where = json.loads(row["attribution"] or "{}")
             st.markdown(
