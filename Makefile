@@ -12,7 +12,6 @@ $(BIN)/python:
 
 # setup.py compiles the OTLP wire reader (collector/_wire.pyx) when a C compiler is present.
 $(STAMP): pyproject.toml setup.py collector/_wire.pyx | $(BIN)/python
-
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)

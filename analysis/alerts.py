@@ -178,7 +178,6 @@ def evaluate(
         _attribute(con, alert, rules, table or providers.load_table())
         if alert.rule == "prefix_break":  # its own cause first
             alert.top_causes.sort(key=lambda c: c[0] != alert.group["cause"])
-
     return alerts
 
 
@@ -236,7 +235,6 @@ def _where(alert: Alert, rules: Rules) -> tuple[str, list]:
     for key, value in alert.group.items():
         if key not in rules.group_by:
             continue
-
         if value is None:
             clauses.append(f"r.{key} IS NULL")
         else:
@@ -293,7 +291,6 @@ def slack_text(alert: Alert) -> str:
         "prefix_break": f"{alert.value:.0f} requests broke their prefix in one window, "
         "none in the windows before",
     }[alert.rule]
-
     cause = alert.top_causes[0][0] if alert.top_causes else "unexplained"
     return (
         f"[{alert.state}] {alert.rule} on {group}: {what} since {alert.started_at:%H:%M} "

@@ -74,7 +74,6 @@ def compare(
         route = row.get("route") or "(none)"
         sim = sims.setdefault(route, Simulator(replace(model, seed=model.seed + len(sims))))
         hashes = fingerprint.unpack_hashes(row.get("block_hashes"))
-
         prompt = int(row.get("prompt_tokens") or row.get("total_tokens") or 0)
         now = row["ts"].timestamp() if isinstance(row["ts"], datetime) else float(row["ts"])
         key = (route, row.get("prefix_hash") or "")

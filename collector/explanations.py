@@ -157,5 +157,4 @@ class Background:
         self._stop.set()
         self._hurry.set()
         self._wake.set()
-
         self._thread.join(timeout=30)

@@ -150,7 +150,6 @@ class Collector:
         finally:
             with self._inflight_lock:
                 self._decoding -= 1
-
         self.stats.add(
             exports=1,
             records=prepared.records,

@@ -227,7 +227,6 @@ def test_labelled_sample_raises_the_right_alerts_and_no_others(tmp_path):
     for incident in labels["incidents"]:
         if incident["name"] == "quiet_night_ttl":
             continue
-
         first_window = at(incident["start"] - incident["start"] % rules.window_s)
         raised = [
             a

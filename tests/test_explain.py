@@ -215,7 +215,6 @@ def test_state_forgets_requests_past_the_ttl_window_and_stays_bounded(monkeypatc
 
 
 def test_provider_verdict_is_kept_beside_ours():
-
     first = row("a", 0, body())
     second = dict(
         row("b", 20, body(model="gpt-4.1"), cached=0),

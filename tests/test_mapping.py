@@ -145,7 +145,6 @@ def test_ours_ttft_and_fingerprint_attributes():
     assert (row["route"], row["replica"], row["session_key"]) == ("/chat", "r2", "u1")
     assert (row["prefix_hash"], row["tools_count"]) == ("abc", 3)
     assert fingerprint.unpack_hashes(row["block_hashes"]) == [1, -2]
-
     assert (row["ttft_ms"], row["conversation_id"]) == (250.0, "c9")
     assert json.loads(row["attributes"]) == {"custom.flag": True}
 

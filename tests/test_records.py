@@ -70,7 +70,6 @@ def test_ingest_otlp_json_and_records_idempotently(tmp_path):
                                 prompt_tokens, cached_tokens, request_model, tools_count,
                                 encoding, octet_length(block_hashes) // 8,
                                 prefix_hash IS NOT NULL
-
                          FROM requests WHERE signal = 'record' LIMIT 1""").fetchall()[0]
     assert row == (
         "/chat",

@@ -103,7 +103,6 @@ def test_hash_lists_stored_before_the_blob_migration_survive_it(tmp_path):
 
 
 def _rows(n, start=0):
-
     return [
         {
             "id": f"id{i}",
@@ -187,7 +186,6 @@ def test_writer_lingers_only_while_more_exports_are_being_decoded(tmp_path, deco
 
 
 def test_read_only_open_needs_no_writer(tmp_path):
-
     path = str(tmp_path / "db.duckdb")
     Store(path).close()
     reader = Store(path, read_only=True)
