@@ -9,6 +9,7 @@ for each injected incident. Ctrl-C (or SIGTERM) stops every process it started.
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import signal
 import socket
@@ -32,22 +33,23 @@ def free_port() -> int:
 
 def start(cmd: list[str], ready: str, timeout: float = 120) -> subprocess.Popen:
     """A child process, returned once it printed ``ready`` (or fails with what it said)."""
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
-    seen: list[str] = []
+    said, ended = b"", False  # the raw pipe: a buffered reader could hold the ready line back
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
-        line = proc.stdout.readline()
-        if not line:
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            ended = True
             break
-        seen.append(line)
-        if ready in line:
+        said += chunk
+        if ready.encode() in said:
             return proc
+    why = f"exited with code {proc.wait()}" if ended else f"not ready after {timeout:.0f} s"
     proc.kill()
-    raise RuntimeError(f"{cmd[3]} did not start:\n" + "".join(seen[-5:]))
+    tail = "\n".join(said.decode(errors="replace").splitlines()[-5:])
+    raise RuntimeError(f"{cmd[3]} did not start ({why}):\n{tail}")
 
 
 def api(base: str, path: str) -> dict:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -42,3 +44,14 @@ def test_demo_names_every_incident_and_stops_everything(tmp_path):
     import duckdb
 
     duckdb.connect(str(tmp_path / "demo.duckdb")).close()
+
+
+def test_start_waits_for_the_ready_line_and_says_why_a_child_did_not_start():
+    from cachediag.demo import start
+
+    code = "print('booting', flush=True); print('ready now', flush=True); input()"
+    proc = start([sys.executable, "-c", code, "x"], "ready now", timeout=60)
+    proc.kill()  # it waits on its stdin, like a server that keeps running
+    proc.wait(timeout=30)
+    with pytest.raises(RuntimeError, match=r"did not start \(exited with code 3\):\nbroken"):
+        start([sys.executable, "-c", "print('broken'); raise SystemExit(3)", "x"], "ready")
