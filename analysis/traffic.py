@@ -33,6 +33,9 @@ _CODE = (  # noqa: SIM905
 ).split()
 
 
+MIX = {"support": 0.5, "agent": 0.3, "rag": 0.2}  # each service's share of the sessions
+
+
 @dataclass(frozen=True)
 class Incident:
     """One injected cache breaker and its ground truth."""
@@ -142,7 +145,9 @@ class TrafficGenerator:
         sessions_per_hour: float = 60.0,
     ) -> None:
         self.seed, self.hours, self.start = seed, hours, start
-        self.rng = random.Random(seed)
+        # One random stream per service: a change to one service's traffic leaves the
+        # others' timing, prompts and cache hits as they were.
+        self.rngs = {kind: random.Random(f"{seed}-{kind}") for kind in MIX}
         self.incidents = incidents(hours)
         self.sessions_per_hour = sessions_per_hour
         self.policy = _policy()
@@ -187,23 +192,21 @@ class TrafficGenerator:
         heapq.heappush(self._heap, (t, self._count, session))
 
     def _seed_sessions(self) -> None:
-        t, end = 0.0, self.hours * 3600
-        kinds = (("support", 0.5), ("agent", 0.3), ("rag", 0.2))
-        while t < end:
-            rate = self.sessions_per_hour / 3600 * _load(t, self.hours)
-            t += self.rng.expovariate(rate)
-            kind = self.rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
-            user = f"{kind}-user-{self.rng.randrange(10_000)}"
-            turns = {
-                "support": self.rng.randint(1, 5),
-                "agent": self.rng.randint(4, 10),
-                "rag": self.rng.randint(2, 4),  # follow-up questions on the same documents
-            }[kind]
-            self._push(t, _Session(kind, user, turns, [], t))
-            if kind == "rag" and self.active("/rag", t):
-                for k in range(7):  # fan-out: the same new documents, in parallel
-                    twin = _Session("rag", f"{user}-{k}", 1, [], t, docs_key=user)
-                    self._push(t + self.rng.uniform(0, 0.1), twin)
+        for kind, share in MIX.items():
+            rng, t, end = self.rngs[kind], 0.0, self.hours * 3600
+            while t < end:
+                t += rng.expovariate(self.sessions_per_hour * share / 3600 * _load(t, self.hours))
+                user = f"{kind}-user-{rng.randrange(10_000)}"
+                turns = {
+                    "support": rng.randint(1, 5),
+                    "agent": rng.randint(4, 10),
+                    "rag": rng.randint(2, 4),  # follow-up questions on the same documents
+                }[kind]
+                self._push(t, _Session(kind, user, turns, [], t))
+                if kind == "rag" and self.active("/rag", t):
+                    for k in range(7):  # fan-out: the same new documents, in parallel
+                        twin = _Session("rag", f"{user}-{k}", 1, [], t, docs_key=user)
+                        self._push(t + rng.uniform(0, 0.1), twin)
 
     def records(self) -> Iterator[dict]:
         """Every request of the traffic, in time order."""
@@ -218,11 +221,12 @@ class TrafficGenerator:
                 self._push(t + self._think(session.kind, t), session)
 
     def _think(self, kind: str, t: float) -> float:
+        rng = self.rngs[kind]
         if kind == "agent":
-            return self.rng.uniform(2, 12)
+            return rng.uniform(2, 12)
         if self.active("/support", t) and self.active("/support", t).cause == "ttl_expired":
-            return self.rng.uniform(700, 1500)  # users drift away for longer than the TTL
-        return self.rng.uniform(15, 150)
+            return rng.uniform(700, 1500)  # users drift away for longer than the TTL
+        return rng.uniform(15, 150)
 
     # --- bodies ----------------------------------------------------------------------------
 
@@ -235,30 +239,26 @@ class TrafficGenerator:
         return self._serve(t, route, session, body, meta, incident)
 
     def _support(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
-        system = self.policy
-        version = "support-v7"
+        rng, system, version = self.rngs["support"], self.policy, "support-v7"
         if incident and incident.name == "deploy_timestamp":
             stamp = datetime.fromtimestamp(self.start + t, UTC).isoformat(timespec="seconds")
             system, version = f"Current time: {stamp}\n{self.policy}", "support-v8"
-        s.messages.append({"role": "user", "content": _sentence(self.rng, _WORDS, 12) + "?"})
+        s.messages.append({"role": "user", "content": _sentence(rng, _WORDS, 12) + "?"})
         body = {"model": "gpt-4o", "messages": [{"role": "system", "content": system}, *s.messages]}
-        s.messages.append({"role": "assistant", "content": _sentence(self.rng, _WORDS, 25)})
+        s.messages.append({"role": "assistant", "content": _sentence(rng, _WORDS, 25)})
         return body, {"prompt_version": version, "schema_version": "none"}
 
     def _agent(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
-        name = incident.name if incident else None
-        tools = self.tools
+        rng, name, tools = self.rngs["agent"], incident.name if incident else None, self.tools
         if name == "dynamic_tool_subsets":
-            tools = self.rng.sample(self.tools, self.rng.randint(8, 20))
+            tools = rng.sample(self.tools, rng.randint(8, 20))
         if name == "request_id_in_schema":
             tools = json.loads(json.dumps(self.tools))
             tools[0]["function"]["parameters"]["properties"]["path"]["description"] = (
-                f"Path. Trace req_{self.rng.getrandbits(48):012x}."
+                f"Path. Trace req_{rng.getrandbits(48):012x}."
             )
-        if not s.messages or self.rng.random() < 0.7:  # the user asks again
-            s.messages.append(
-                {"role": "user", "content": "Next: " + _sentence(self.rng, _CODE, 15)}
-            )
+        if not s.messages or rng.random() < 0.7:  # the user asks again
+            s.messages.append({"role": "user", "content": "Next: " + _sentence(rng, _CODE, 15)})
         history = s.messages
         if name == "stripped_reasoning":
             history = _strip_old_reasoning(history)
@@ -271,12 +271,12 @@ class TrafficGenerator:
             ],
         }
         call_id = f"call_{len(s.messages)}"
-        tool = self.rng.choice(self.tools)["function"]["name"]
+        tool = rng.choice(self.tools)["function"]["name"]
         s.messages.append(
             {
                 "role": "assistant",
                 "content": None,
-                "reasoning_content": _sentence(self.rng, _CODE, 120),
+                "reasoning_content": _sentence(rng, _CODE, 120),
                 "tool_calls": [
                     {
                         "id": call_id,
@@ -287,11 +287,12 @@ class TrafficGenerator:
             }
         )
         s.messages.append(
-            {"role": "tool", "tool_call_id": call_id, "content": _sentence(self.rng, _CODE, 600)}
+            {"role": "tool", "tool_call_id": call_id, "content": _sentence(rng, _CODE, 600)}
         )
         return body, {"prompt_version": "agent-v3", "schema_version": "tools-v12"}
 
     def _rag(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
+        rng = self.rngs["rag"]
         if not s.messages:
             docs_rng = random.Random(f"{self.seed}-{s.docs_key or s.key}")
             docs = [
@@ -301,12 +302,12 @@ class TrafficGenerator:
             ]
             first = [
                 {"type": "text", "text": "\n".join(docs)},
-                {"type": "text", "text": _sentence(self.rng, _WORDS, 10) + "?"},
+                {"type": "text", "text": _sentence(rng, _WORDS, 10) + "?"},
             ]
             s.messages.append({"role": "user", "content": first})
         else:
-            s.messages.append({"role": "assistant", "content": _sentence(self.rng, _WORDS, 40)})
-            s.messages.append({"role": "user", "content": _sentence(self.rng, _WORDS, 10) + "?"})
+            s.messages.append({"role": "assistant", "content": _sentence(rng, _WORDS, 40)})
+            s.messages.append({"role": "user", "content": _sentence(rng, _WORDS, 10) + "?"})
         body = {
             "model": "claude-sonnet-4-5",
             "max_tokens": 512,
@@ -330,7 +331,9 @@ class TrafficGenerator:
             sim = self._scaled_out(sim)
             key = None
         served = sim.serve(t, fp.block_hashes, fp.total_tokens, key)
-        usage = _usage(route, fp.total_tokens, served.cached_tokens, self.rng.randint(20, 400))
+        usage = _usage(
+            route, fp.total_tokens, served.cached_tokens, self.rngs[s.kind].randint(20, 400)
+        )
         stamp = datetime.fromtimestamp(self.start + t, UTC)
         return {
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),

@@ -18,7 +18,8 @@ def _write(path, records):
 
 
 def test_replay_lands_every_request_with_its_usage(tmp_path):
-    records = list(TrafficGenerator(seed=4, hours=1, sessions_per_hour=120).records())
+    records = list(TrafficGenerator(seed=3, hours=1, sessions_per_hour=120).records())
+    assert len({r["service"] for r in records}) == 3  # this seed's hour has every service
     path = tmp_path / "traffic.jsonl"
     _write(path, records)
     server = Server(tmp_path / "db.duckdb", "--workers", "0").start()
