@@ -36,13 +36,13 @@ class Rules:
     baseline_windows: int = 4
     group_by: tuple[str, ...] = ("route", "request_model")
     drop_abs: float = 0.15  # hit ratio points the window must lose against the baseline
-    drop_rel: float = 0.30  # and this share of the baseline's hit ratio
+    drop_rel: float = 0.25  # and this share of the baseline's hit ratio
     min_requests: int = 8
     min_prompt_tokens: int = 10_000
     ttft_ratio: float = 1.5  # p95 TTFT must grow this many times
     ttft_abs_ms: float = 200.0  # and by this many milliseconds
     min_ttft_samples: int = 10
-    min_breaks: int = 2  # requests one shape cause must break in a window it was absent before
+    min_breaks: int = 2  # requests a shape cause, absent before, breaks in its first 2 windows
 
     @classmethod
     def load(cls, path: str | None) -> Rules:
@@ -202,9 +202,10 @@ def _breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
 
 
 def prefix_breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
-    """Alerts for a shape cause that starts breaking prefixes: at least ``min_breaks``
-    requests in a window, none in its baseline. Resolved at the first window (of stored
-    traffic) where it breaks fewer."""
+    """Alerts for a shape cause that starts breaking prefixes: it breaks a request in a
+    window after none in the baseline windows (its onset), and at least ``min_breaks`` in
+    that window and the next. The alert starts at the onset and resolves at the first
+    window (of stored traffic) where the cause breaks none."""
     frame = _breaks(con, rules)
     if not len(frame):
         return []
@@ -213,16 +214,15 @@ def prefix_breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
     out = []
     for key, rows in frame.group_by([*rules.group_by, "cause"], maintain_order=True):
         group = dict(zip([*rules.group_by, "cause"], key, strict=True))
-        hot = {
-            r["window"]: r for r in rows.iter_rows(named=True) if r["broken"] >= rules.min_breaks
-        }
-        for window in sorted(hot):
-            row = hot[window]
-            if row["before"] or window - step in hot:
-                continue  # not new, or already open
-            alert = Alert("prefix_break", group, window, float(row["broken"]), 0.0)
-            end = window + step
-            while end in hot:
+        broken = {r["window"]: r["broken"] for r in rows.iter_rows(named=True)}
+        onsets = (r["window"] for r in rows.iter_rows(named=True) if not r["before"])
+        for onset in sorted(onsets):
+            count = broken[onset] + broken.get(onset + step, 0)
+            if count < rules.min_breaks:
+                continue
+            alert = Alert("prefix_break", group, onset, float(count), 0.0)
+            end = onset + step
+            while end in broken:
                 end += step
             if end <= last:
                 alert.state, alert.resolved_at = "resolved", end
@@ -244,7 +244,8 @@ def _where(alert: Alert, rules: Rules) -> tuple[str, list]:
 
 
 def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table: dict) -> None:
-    """Dimension values that concentrate the misses, top causes, cost per hour."""
+    """Dimension values that concentrate the misses, top causes over the alert's span (its
+    first window to its resolution, or to now), and cost per hour in its first window."""
     where, params = _where(alert, rules)
     start = alert.started_at
     end = start + timedelta(seconds=rules.window_s)
@@ -261,17 +262,19 @@ def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table
         # carries twice the misses of any other does.
         if len(values) > 1 and values[0][1] and values[0][1] >= 2 * (values[1][1] or 0):
             alert.attribution[dim] = values[0][0]
-    window = [*params, start, end]
     alert.top_causes = [
         list(c)
         for c in con.execute(
             f"SELECT e.cause, count(*), sum(e.missed_tokens) FROM explanations e "
-            f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? AND r.ts < ? "
+            f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? "
+            "AND r.ts < coalesce(?, 'infinity'::TIMESTAMP) "
             "AND e.cause NOT IN ('no_miss', 'cold_start') GROUP BY ALL "
             "ORDER BY 3 DESC NULLS LAST LIMIT 3",
-            window,
+            [*params, start, alert.resolved_at],
         ).fetchall()
     ]
+    window = [*params, start, end]
+
     (missed,) = con.execute(
         f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?", window
     ).fetchall()[0]
@@ -288,8 +291,8 @@ def slack_text(alert: Alert) -> str:
     what = {
         "cached_drop": f"hit ratio {alert.baseline:.0%} → {alert.value:.0%}",
         "ttft_p95_rise": f"p95 TTFT {alert.baseline:.0f} → {alert.value:.0f} ms",
-        "prefix_break": f"{alert.value:.0f} requests broke their prefix in one window, "
-        "none in the windows before",
+        "prefix_break": f"{alert.value:.0f} requests broke their prefix in its first two "
+        "windows, none in the windows before",
     }[alert.rule]
     cause = alert.top_causes[0][0] if alert.top_causes else "unexplained"
     return (
