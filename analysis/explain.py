@@ -21,21 +21,20 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, deque
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from analysis import causes, differ, fingerprint, providers, tokens
 from analysis.prompt import Prompt, Segment
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
 MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB); the oldest go first
+MAX_REQUESTS = 100_000  # requests remembered by session key; the oldest go first
 _MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 
 
-@dataclass(frozen=True)
-class Explanation:
-    """One row of the explanations table."""
+class Explanation(NamedTuple):
+    """One row of the explanations table, in its column order."""
 
     id: str
     cause: str
@@ -51,22 +50,50 @@ class Explanation:
     provider_verdict: str | None
     detail: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))  # flat fields: no need for asdict's deep copy
 
-
-@dataclass
-class _Seen:
-    """What the explainer keeps of an earlier request."""
+class _Seen(NamedTuple):
+    """What the explainer keeps of an earlier request. Tuples all the way down: a tuple
+    of plain values drops out of the garbage collector's sight after one look, instead
+    of being rescanned for as long as it is remembered."""
 
     id: str
     ts: float
     model: str | None
     replica: str | None
-    hashes: list[int]
-    segments: list[list]
+    hashes: tuple[int, ...]
+    segments: tuple[tuple, ...]  # (path, kind, start, end, hash) each
+    marks: tuple  # the segments' hashes, in order
     content: str | None
     encoding: str | None
+
+
+class _BlockIndex:
+    """Block hash ─► the latest request holding it, kept for at least one TTL window.
+
+    Two generations instead of per-hash expiry: requests go into the young one; once it
+    is a window old (or holds half of MAX_BLOCKS), the old one is dropped whole and the
+    young one takes its place. Lookups still check the request's age.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._young: dict[int, _Seen] = {}
+        self._old: dict[int, _Seen] = {}
+        self._since: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
+
+    def get(self, block: int) -> _Seen | None:
+        return self._young.get(block) or self._old.get(block)
+
+    def add(self, seen: _Seen) -> None:
+        if self._since is None:
+            self._since = seen.ts
+        full = len(self._young) + len(seen.hashes) > MAX_BLOCKS // 2
+        if full or seen.ts - self._since > self.window_s:
+            self._old, self._young, self._since = self._young, {}, seen.ts
+        self._young.update(dict.fromkeys(seen.hashes, seen))
 
 
 def _epoch(value: Any) -> float:
@@ -107,8 +134,8 @@ class Explainer:
         self.table = table or providers.load_table()
         self.window_s = max(float(p.get("ttl_s", 300)) for p in self.table["profiles"].values())
         self._sessions: dict[str, _Seen] = {}
-        self._blocks: dict[int, _Seen] = {}
-        self._remembered: deque[tuple[str | None, _Seen]] = deque()  # oldest first
+        self._blocks = _BlockIndex(self.window_s)
+        self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
         self._route_replicas: dict[str, dict[str, float]] = {}
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
@@ -138,24 +165,20 @@ class Explainer:
         key = row.get("session_key") or row.get("conversation_id")
         if key:
             self._sessions[key] = seen
-        for h in seen.hashes:
-            self._blocks[h] = seen
-        self._remembered.append((key, seen))
+            self._remembered.append((key, seen))
+        self._blocks.add(seen)
         if row.get("route") and seen.replica:
             self._route_replicas.setdefault(row["route"], {})[seen.replica] = seen.ts
         self._forget(seen.ts - self.window_s)
 
     def _forget(self, horizon: float) -> None:
-        """Drop requests older than the TTL window, and the oldest past MAX_BLOCKS entries
+        """Drop sessions last seen before the TTL window, and the oldest past MAX_REQUESTS
         (each request is forgotten once, so this costs O(1) per request remembered)."""
         remembered = self._remembered
-        while remembered and (remembered[0][1].ts < horizon or len(self._blocks) > MAX_BLOCKS):
+        while remembered and (remembered[0][1].ts < horizon or len(remembered) > MAX_REQUESTS):
             key, old = remembered.popleft()
-            if key and self._sessions.get(key) is old:
+            if self._sessions.get(key) is old:
                 del self._sessions[key]
-            for h in old.hashes:
-                if self._blocks.get(h) is old:
-                    del self._blocks[h]
 
     def _replicas_serving(self, route: str | None, now: float) -> int:
         seen = self._route_replicas.get(route or "", {})
@@ -166,14 +189,16 @@ class Explainer:
     def explain(self, row: dict) -> Explanation:
         """Explain one request (rows must come in time order)."""
         now = _epoch(row["ts"])
-        hashes = fingerprint.unpack_hashes(row.get("block_hashes"))
+        hashes = tuple(fingerprint.unpack_hashes(row.get("block_hashes")))
+        segments = tuple(map(tuple, segment_map(row.get("segments"))))
         seen = _Seen(
             row["id"],
             now,
             row.get("request_model"),
             row.get("replica"),
             hashes,
-            segment_map(row.get("segments")),
+            segments,
+            tuple(s[4] for s in segments),
             row.get("content"),
             row.get("encoding"),
         )
@@ -341,10 +366,8 @@ def _broken(pred: _Seen, seen: _Seen, common: int) -> bool:
     Segment hashes see a change anywhere, also inside the last, partial block;
     without a segment map, the block chains decide.
     """
-    if pred.segments and seen.segments:
-        if len(seen.segments) < len(pred.segments):
-            return True
-        return any(a[4] != b[4] for a, b in zip(pred.segments, seen.segments, strict=False))
+    if pred.marks and seen.marks:
+        return seen.marks[: len(pred.marks)] != pred.marks
     return common < min(len(pred.hashes), len(seen.hashes))
 
 

@@ -8,11 +8,13 @@ in chunks and explanations written as frames, never row by row.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import polars as pl
 
@@ -66,8 +68,10 @@ def explain_new(
     after_rowid: int = -1,
     progress: Callable[[int], None] = lambda n: None,
     chunk_rows: int = CHUNK,
+    pause_gc: bool = True,
 ) -> tuple[int, Counter]:
-    """Explain requests stored after ``after_rowid``; returns the last rowid and the causes."""
+    """Explain requests stored after ``after_rowid``; returns the last rowid and the causes.
+    ``pause_gc`` turns the cyclic garbage collector off for the pass (see below)."""
     columns = ", ".join(f"r.{c}" for c in _COLUMNS)
     cur = store.cursor()
     result = cur.execute(
@@ -77,21 +81,33 @@ def explain_new(
     )
     names = ["rowid", *_COLUMNS, "content"]
     last, counts = after_rowid, Counter()
-    while True:
-        chunk = result.fetchmany(chunk_rows)
-        if not chunk:
-            break
-        out = []
-        for values in chunk:
-            row = dict(zip(names, values, strict=True))
-            last = max(last, row["rowid"])
-            explanation = explainer.explain(row)
-            counts[explanation.cause] += 1
-            out.append(explanation.to_dict())
-        store.save_explanations(pl.DataFrame(out, schema=SCHEMA, orient="row"))
-        progress(len(chunk))
+    with _collector_paused() if pause_gc else contextlib.nullcontext():
+        while chunk := result.fetchmany(chunk_rows):
+            out = []
+            for values in chunk:
+                row = dict(zip(names, values, strict=True))
+                last = max(last, row["rowid"])
+                explanation = explainer.explain(row)
+                counts[explanation.cause] += 1
+                out.append(explanation)
+            store.save_explanations(pl.DataFrame(out, schema=SCHEMA, orient="row"))
+            progress(len(chunk))
     cur.close()
     return last, counts
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for one pass. The explainer's state makes no
+    cycles, but each collection rescans what it has kept: a quarter to a third of the
+    explain time. Cycles made meanwhile wait for the collection after the pass."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Background:
@@ -143,8 +159,14 @@ class Background:
             self._wake.clear()
             self._chunk_start = time.monotonic()
             try:
+                # The collector stays on: a paced pass lasts as long as ingest keeps coming.
                 self.last_rowid, counts = explain_new(
-                    self.store, self.explainer, self.last_rowid, self._pace, BACKGROUND_CHUNK
+                    self.store,
+                    self.explainer,
+                    self.last_rowid,
+                    self._pace,
+                    BACKGROUND_CHUNK,
+                    pause_gc=False,
                 )
                 self.explained += sum(counts.values())
             except Exception:  # logged; the next commit tries again

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -204,14 +205,18 @@ def test_state_forgets_requests_past_the_ttl_window_and_stays_bounded(monkeypatc
     later = row("z", explainer.window_s + 10, body(system="Other. " + SYSTEM), session="s2")
     explainer.explain(later)
     assert "s1" not in explainer._sessions  # past the window: forgotten
-    assert not any(s.id == "a" for s in explainer._blocks.values())
+    again = row("y", 2 * explainer.window_s + 20, body(), session="s3")
+    assert explainer.explain(again).cause == "cold_start"  # nor found by its blocks
+    assert len(explainer._blocks) == 2 * len(first["block_hashes"])  # only z and y are left
 
     monkeypatch.setattr(explain_module, "MAX_BLOCKS", 3 * len(first["block_hashes"]))
+    monkeypatch.setattr(explain_module, "MAX_REQUESTS", 4)
     bounded = Explainer()
     for i in range(10):  # distinct prefixes, all within the window
         bounded.explain(row(f"r{i}", i, body(system=f"Variant {i}. " + SYSTEM), session=f"s{i}"))
         assert len(bounded._blocks) <= explain_module.MAX_BLOCKS
     assert "s9" in bounded._sessions and "s0" not in bounded._sessions
+    assert len(bounded._sessions) == 4
 
 
 def test_provider_verdict_is_kept_beside_ours():
@@ -268,3 +273,31 @@ def test_cli_explains_a_database_and_shows_one_request_with_its_diff(tmp_path):
     assert "timestamp '2026-11-22T10:00:00Z' → '2026-11-22T10:05:00Z'" in text.stdout
     missing = run("explain", "--db", db, "--request", "nope")
     assert missing.returncode == 2 and "no explanation" in missing.stderr
+
+
+@pytest.mark.parametrize("pause_gc", [True, False])
+def test_explain_pass_pauses_the_garbage_collector_only_when_asked(tmp_path, pause_gc):
+    import gc
+
+    from collector.explanations import explain_new
+    from collector.store import Store
+
+    store = Store(str(tmp_path / "db.duckdb"))
+    stored = [dict(row(f"r{i}", 1_763_800_000 + i, body()), signal="span") for i in range(3)]
+    for r in stored:
+        r["start_ns"] = int(r.pop("ts") * 1e9)
+        r["segments"] = json.dumps(r["segments"])
+        r["block_hashes"] = fingerprint.pack_hashes(r["block_hashes"])
+    store.insert(Store.frame(stored), [])
+    during = []
+    explain_new(
+        store,
+        Explainer(),
+        progress=lambda n: during.append(gc.isenabled()),
+        chunk_rows=2,
+        pause_gc=pause_gc,
+    )
+    causes = dict(store.con.execute("SELECT id, cause FROM explanations").fetchall())
+    store.close()
+    assert during == [not pause_gc] * 2 and gc.isenabled()
+    assert causes == {"r0": "cold_start", "r1": "no_miss", "r2": "no_miss"}
