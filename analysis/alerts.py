@@ -274,7 +274,6 @@ def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table
         ).fetchall()
     ]
     window = [*params, start, end]
-
     (missed,) = con.execute(
         f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?", window
     ).fetchall()[0]
