@@ -142,18 +142,20 @@ class Explainer:
 
     # --- state ----------------------------------------------------------------------------
 
-    def _predecessor(self, row: dict, hashes: list[int], now: float) -> tuple[_Seen | None, bool]:
-        """The predecessor, and whether it is the same session's (else: only a shared prefix)."""
+    def _predecessor(self, row: dict, new: _Seen) -> tuple[_Seen | None, bool]:
+        """The predecessor, and whether it is the same session's (else: only a shared prefix).
+        A request that parts from its session's last one only in its own newest turn is
+        matched by prefix like any other."""
         key = row.get("session_key") or row.get("conversation_id")
-        if key and key in self._sessions:
+        if key and key in self._sessions and not _branched(self._sessions[key], new):
             return self._sessions[key], True
-        lo, hi, found = 0, len(hashes), None  # deepest block some earlier request holds
-        while lo < hi:
+        hashes, lo, hi, found = new.hashes, 0, len(new.hashes), None
+        while lo < hi:  # the deepest block some earlier request holds
             mid = (lo + hi) // 2
             seen = self._blocks.get(hashes[mid])
             if (
                 seen is not None
-                and now - seen.ts <= self.window_s
+                and new.ts - seen.ts <= self.window_s
                 and seen.model == row.get("request_model")
             ):
                 found, lo = seen, mid + 1
@@ -202,7 +204,7 @@ class Explainer:
             row.get("content"),
             row.get("encoding"),
         )
-        pred, same_session = self._predecessor(row, hashes, now)
+        pred, same_session = self._predecessor(row, seen)
         try:
             return self._explain(row, seen, pred, now, same_session)
         finally:
@@ -369,6 +371,24 @@ def _broken(pred: _Seen, seen: _Seen, common: int) -> bool:
     if pred.marks and seen.marks:
         return seen.marks[: len(pred.marks)] != pred.marks
     return common < min(len(pred.hashes), len(seen.hashes))
+
+
+def _branched(pred: _Seen, seen: _Seen) -> bool:
+    """Does the later request part from the session's earlier one only inside its own
+    newest turn? A new conversation under the same key, an edited last message, or a
+    retry: nothing before that turn changed, so the cache owes no more than any other
+    request sharing the prefix would get."""
+    a, b = pred.marks, seen.marks
+    if b[: len(a)] == a:
+        return False  # it extends the earlier one (the common case)
+    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    if i is None or seen.segments[i][1] in ("system", "tool"):
+        return False  # one extends the other, or the fixed part changed
+
+    def turn(segment: tuple) -> str:  # "messages[3].content[1]" ─► "messages[3"
+        return segment[0].split("]", 1)[0]
+
+    return turn(seen.segments[i]) == turn(seen.segments[-1])
 
 
 def _segment_cause(pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | None]:

@@ -219,6 +219,21 @@ def test_state_forgets_requests_past_the_ttl_window_and_stays_bounded(monkeypatc
     assert len(bounded._sessions) == 4
 
 
+@pytest.mark.parametrize(
+    "turns",
+    [("A new question, days later?",), ("Hello?", "More, edited?")],
+    ids=["new conversation", "edited last message"],
+)
+def test_a_session_that_parts_only_in_its_newest_turn_is_not_a_rewrite(turns):
+    """Same session key, and nothing but the newest turn differs: the cache owes the
+    shared prefix, as to anyone, and the earlier turns were not the client's to keep."""
+    earlier = row("a", 0, body(turns=("Hello?", "More?")))
+    shared = row("x", 0, body(turns=()))["total_tokens"] // 128 * 128  # the system and tools
+    later = row("b", 60, body(turns=turns), cached=shared)
+    out = explain(earlier, later)[1]
+    assert out.cause == "no_miss" and out.missed_tokens == 0 and out.predecessor_id == "a"
+
+
 def test_provider_verdict_is_kept_beside_ours():
     first = row("a", 0, body())
     second = dict(
