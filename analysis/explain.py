@@ -18,19 +18,16 @@ miss, and one cause explains it:
 
 from __future__ import annotations
 
-import json
-import re
-from collections import Counter, deque
+from collections import deque
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from analysis import causes, differ, fingerprint, providers, tokens
-from analysis.prompt import Prompt, Segment
+from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
 MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB); the oldest go first
 MAX_REQUESTS = 100_000  # requests remembered by session key; the oldest go first
-_MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 
 
 class Explanation(NamedTuple):
@@ -100,16 +97,6 @@ def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-def segment_map(raw: Any) -> list[list]:
-    """A stored segment map (JSON or list) as a list of [path, kind, start, end, hash]."""
-    if isinstance(raw, str):
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return []
-    return list(raw or [])
-
-
 def _common(a: list[int], b: list[int]) -> int:
     """Leading equal entries of two hash chains (chained: equal once, equal before)."""
     lo, hi = 0, min(len(a), len(b))
@@ -147,8 +134,9 @@ class Explainer:
         A request that parts from its session's last one only in its own newest turn is
         matched by prefix like any other."""
         key = row.get("session_key") or row.get("conversation_id")
-        if key and key in self._sessions and not _branched(self._sessions[key], new):
-            return self._sessions[key], True
+        last = self._sessions.get(key) if key else None
+        if last is not None and not branched(last.marks, new.marks, new.segments):
+            return last, True
         hashes, lo, hi, found = new.hashes, 0, len(new.hashes), None
         while lo < hi:  # the deepest block some earlier request holds
             mid = (lo + hi) // 2
@@ -327,7 +315,9 @@ class Explainer:
                 div = differ.first_difference(a.text, b.text, tok)
                 cause = causes.classify(a, b, div.first_diff_char)
                 return cause.code, cause.segment, cause.segment, div.first_diff_token
-        return (*_segment_cause(pred, seen), None)
+        if pred.model != seen.model:
+            return "model_changed", None, None, None
+        return (*shape_cause(pred.segments, seen.segments), None)
 
     def _row(
         self,
@@ -371,61 +361,3 @@ def _broken(pred: _Seen, seen: _Seen, common: int) -> bool:
     if pred.marks and seen.marks:
         return seen.marks[: len(pred.marks)] != pred.marks
     return common < min(len(pred.hashes), len(seen.hashes))
-
-
-def _branched(pred: _Seen, seen: _Seen) -> bool:
-    """Does the later request part from the session's earlier one only inside its own
-    newest turn? A new conversation under the same key, an edited last message, or a
-    retry: nothing before that turn changed, so the cache owes no more than any other
-    request sharing the prefix would get."""
-    a, b = pred.marks, seen.marks
-    if b[: len(a)] == a:
-        return False  # it extends the earlier one (the common case)
-    i = next((k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
-    if i is None or seen.segments[i][1] in ("system", "tool"):
-        return False  # one extends the other, or the fixed part changed
-
-    def turn(segment: tuple) -> str:  # "messages[3].content[1]" ─► "messages[3"
-        return segment[0].split("]", 1)[0]
-
-    return turn(seen.segments[i]) == turn(seen.segments[-1])
-
-
-def _segment_cause(pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | None]:
-    """The shape cause from two segment maps: [path, kind, start, end, hash] each."""
-    if pred.model != seen.model:
-        return "model_changed", None, None
-    a, b = pred.segments, seen.segments
-    i = next(
-        (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x[4] != y[4]), min(len(a), len(b))
-    )
-    sa, sb = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
-    if sa is None:
-        return "appended", sb[0] if sb else None, sb[0] if sb else None
-    if sa[1] == "reasoning" and (sb is None or sb[1] != "reasoning"):
-        return "reasoning_dropped", sa[0], sa[0]
-    if "tool" in (sa[1], sb[1] if sb else None):
-        tools_a = Counter(s[4] for s in a if s[1] == "tool")
-        tools_b = Counter(s[4] for s in b if s[1] == "tool")
-        if tools_a == tools_b:
-            return "tools_reordered", sa[0], sa[0]
-        changed = sb if sb is not None and sb[1] == "tool" and sb[4] not in tools_a else sa
-        return "tools_changed", changed[0], changed[0]
-    if "system" in (sa[1], sb[1] if sb else None):
-        return "system_changed", sa[0], sa[0]
-    return "history_rewritten", sa[0], sa[0]
-
-
-def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:
-    """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
-    text, spans = content or "", segment_map(segments)
-    starts = [m.start() for m in _MARKER.finditer(text)]
-    if not spans or len(starts) != len(spans) or starts[0] != 0:
-        return None
-    cut = [*starts, len(text)]
-    rebuilt = []
-    for (path, kind, *_), begin, end in zip(spans, cut, cut[1:], strict=False):
-        piece = text[begin:end]
-        marker = _MARKER.match(piece)
-        rebuilt.append(Segment(path, kind, piece, marker.end() if marker else 0))
-    return Prompt("captured", model, tuple(rebuilt))

@@ -277,8 +277,8 @@ def _show_explanation(store, db: str, request_id: str, output: str) -> None:
     """One request's explanation, and the token diff against its predecessor when both
     renderings were captured."""
     from analysis.compare import compare_prompts
-    from analysis.explain import captured_prompt
     from analysis.providers import PROVIDERS
+    from analysis.segmaps import captured_prompt
     from analysis.tokens import resolve
     from cachediag import report
 

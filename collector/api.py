@@ -136,7 +136,7 @@ def _diff(cur: Any, request_id: str) -> dict | None:
     """A request beside its predecessor: the token diff when both were captured, and the
     two segment maps with which segments kept their hash."""
     from analysis.compare import compare_prompts
-    from analysis.explain import captured_prompt, segment_map
+    from analysis.segmaps import captured_prompt, segment_map
     from analysis.tokens import resolve
 
     later = queries.request_detail(cur, request_id)

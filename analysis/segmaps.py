@@ -1,0 +1,85 @@
+"""Segment maps: the stored outline of a rendered request, and what two of them say.
+
+A segment map lists a request's parts in rendering order as (path, kind, start,
+end, hash): ``messages[3].content[1]``, ``message``, its token span and a hash of
+its text. Two maps tell, without the content, where a prompt changed and which
+shape cause that is; with the captured rendering, a map rebuilds the Prompt the
+token-exact differ needs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+from analysis.prompt import Prompt, Segment
+
+_MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
+FIXED = ("system", "tool")  # the kinds that open every request of a conversation
+
+
+def segment_map(raw: Any) -> list[list]:
+    """A stored segment map (JSON or list) as a list of [path, kind, start, end, hash]."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return []
+    return list(raw or [])
+
+
+def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
+    """Does B part from A only inside B's own newest turn (marks: the segments' hashes)?
+    A new conversation under the same key, an edited last message, or a retry: nothing
+    before that turn changed."""
+    if b_marks[: len(a_marks)] == a_marks:
+        return False  # B extends A (the common case)
+    pairs = enumerate(zip(a_marks, b_marks, strict=False))
+    i = next((k for k, (x, y) in pairs if x != y), None)
+    if i is None or b_segments[i][1] in FIXED:
+        return False  # A extends B, or the fixed part changed
+
+    def turn(segment: tuple) -> str:  # "messages[3].content[1]" ─► "messages[3"
+        return segment[0].split("]", 1)[0]
+
+    return turn(b_segments[i]) == turn(b_segments[-1])
+
+
+def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:
+    """The shape cause of B against A, from their segment maps alone: (cause, segment,
+    path). Same model assumed; without the text, a system edit is system_changed."""
+    i = next(
+        (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x[4] != y[4]), min(len(a), len(b))
+    )
+    sa, sb = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
+    if sa is None:
+        return "appended", sb[0] if sb else None, sb[0] if sb else None
+    if sa[1] == "reasoning" and (sb is None or sb[1] != "reasoning"):
+        return "reasoning_dropped", sa[0], sa[0]
+    if "tool" in (sa[1], sb[1] if sb else None):
+        tools_a = Counter(s[4] for s in a if s[1] == "tool")
+        tools_b = Counter(s[4] for s in b if s[1] == "tool")
+        if tools_a == tools_b:
+            return "tools_reordered", sa[0], sa[0]
+        changed = sb if sb is not None and sb[1] == "tool" and sb[4] not in tools_a else sa
+        return "tools_changed", changed[0], changed[0]
+    if "system" in (sa[1], sb[1] if sb else None):
+        return "system_changed", sa[0], sa[0]
+    return "history_rewritten", sa[0], sa[0]
+
+
+def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:
+    """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
+    text, spans = content or "", segment_map(segments)
+    starts = [m.start() for m in _MARKER.finditer(text)]
+    if not spans or len(starts) != len(spans) or starts[0] != 0:
+        return None
+    cut = [*starts, len(text)]
+    rebuilt = []
+    for (path, kind, *_), begin, end in zip(spans, cut, cut[1:], strict=False):
+        piece = text[begin:end]
+        marker = _MARKER.match(piece)
+        rebuilt.append(Segment(path, kind, piece, marker.end() if marker else 0))
+    return Prompt("captured", model, tuple(rebuilt))
