@@ -124,6 +124,11 @@ class _Session:
     docs_key: str | None = None  # RAG: whose retrieved documents this session reads
 
 
+def labels_path(traffic_file: str) -> str:
+    """Where the labels of a traffic file lie: OUT.jsonl[.gz] ─► OUT.labels.json."""
+    return traffic_file.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json"
+
+
 def labels(generator: TrafficGenerator) -> dict:
     """The ground truth of a generated traffic file."""
     return {

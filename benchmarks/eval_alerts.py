@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis import alerts  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
+from analysis.traffic import labels_path  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
 from collector.store import Store  # noqa: E402
@@ -84,11 +85,6 @@ def cache_alerts(path: str, rules: alerts.Rules) -> list[alerts.Alert]:
     return [a for a in found if a.rule != "ttft_p95_rise"]
 
 
-def _labels_of(path: str) -> dict:
-    base = path.removesuffix(".gz").removesuffix(".jsonl")
-    return json.loads(Path(base + ".labels.json").read_text())
-
-
 def _report(name: str, outcomes: list, false: list) -> None:
     print(f"\n{name}")
     for o in outcomes:
@@ -123,7 +119,8 @@ def main() -> None:
             sys.exit("generating traffic failed (see above)")
         files += [f"{tmp}/seed{seed}.jsonl.gz" for seed in seeds]
         for path in files:
-            outcomes, false = score(cache_alerts(path, rules), _labels_of(path), rules)
+            truth = json.loads(Path(labels_path(path)).read_text())
+            outcomes, false = score(cache_alerts(path, rules), truth, rules)
             _report(Path(path).name, outcomes, false)
             caught += sum(o["caught"] for o in outcomes)
             incidents += len(outcomes)

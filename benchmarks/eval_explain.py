@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.explain import Explainer  # noqa: E402
+from analysis.traffic import labels_path  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
 from collector.store import Store  # noqa: E402
@@ -30,9 +31,7 @@ NOT_MISSES = {"no_miss", "cold_start"}
 
 def truth(path: str) -> dict[str, str | None]:
     """Record id ─► the cause its active incident should be explained by."""
-    labels = json.loads(
-        Path(path.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json").read_text()
-    )
+    labels = json.loads(Path(labels_path(path)).read_text())
     causes = {i["name"]: i["cause"] for i in labels["incidents"]}
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as handle:

@@ -210,11 +210,11 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
 
     from rich.progress import Progress
 
-    from analysis.traffic import TrafficGenerator, labels
+    from analysis.traffic import TrafficGenerator, labels, labels_path
 
     generator = TrafficGenerator(seed, hours, sessions_per_hour=sessions_per_hour)
     opener = gzip.open if out.endswith(".gz") else open
-    labels_path = out.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json"
+    truth_path = labels_path(out)
     count = 0
     try:
         with opener(out, "wt", encoding="utf-8") as handle, Progress(transient=True) as bar:
@@ -224,11 +224,11 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
                 count += 1
                 seconds = generator.elapsed(record)
                 bar.update(task, completed=seconds)
-        with open(labels_path, "w", encoding="utf-8") as handle:
+        with open(truth_path, "w", encoding="utf-8") as handle:
             json.dump(labels(generator), handle, indent=2)
     except OSError as exc:
         raise InputError(f"{out}: cannot write it ({exc.strerror or exc})") from None
-    click.echo(f"{count:,} requests over {hours:g} h written to {out}; labels in {labels_path}")
+    click.echo(f"{count:,} requests over {hours:g} h written to {out}; labels in {truth_path}")
 
 
 @main.command()
