@@ -293,12 +293,12 @@ class Explainer:
         gap = now - pred.ts
         ttl = float(self.table["profiles"][rules].get("ttl_s", 300))
         replicas = self._replicas_serving(row.get("route"), now)
+        if gap > ttl:  # every replica's copy had expired: no router would have hit
+            return "ttl_expired", f"{gap:.0f} s since the predecessor; the TTL is {ttl:.0f} s"
         if pred.replica and row.get("replica") and pred.replica != row["replica"]:
             return "routing", f"predecessor was served by {pred.replica}, this by {row['replica']}"
         if not row.get("session_key") and replicas > 1:
             return "routing", f"no session key while {replicas} replicas serve the route"
-        if gap > ttl:
-            return "ttl_expired", f"{gap:.0f} s since the predecessor; the TTL is {ttl:.0f} s"
         if total < self._minimum(rules, model):
             return "below_minimum", f"{total} tokens is under the minimum"
         if gap < FANOUT_S:

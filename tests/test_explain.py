@@ -161,6 +161,7 @@ def test_reasoning_dropped_from_segment_maps():
         (30, "r2", "s1", [], "routing"),  # the predecessor's replica differs
         (30, "r1", None, ["r2"], "routing"),  # no key while two replicas serve
         (2000, "r1", "s1", [], "ttl_expired"),  # past OpenAI's 600 s
+        (2000, "r2", "s1", [], "ttl_expired"),  # past it, every replica had lost the prefix
         (0.2, "r1", "s1", [], "concurrent_fanout"),  # same new prefix, 200 ms later
         (60, "r1", "s1", [], "eviction_or_unknown"),
     ],
