@@ -26,6 +26,12 @@ ATTRIBUTION = ("replica", "prefix_hash", "prompt_version", "schema_version", "to
 # Shape causes that break a prefix. Healthy append-only traffic produces none of these,
 # so a few in one window, where the baseline had none, mean a change shipped.
 BREAKS = tuple(c for c in causes.SHAPE_CAUSES if c not in ("identical", "appended"))
+# The onset rules: the rule each cause raises when it starts, after a baseline without it.
+# A TTL lapse is news only when its misses alone are a drop the hit-ratio rule would call
+# one (``drop_rel`` of the requests): sparse traffic, which the hit-ratio rule has too
+# few requests to judge, loses its cache between requests; one user back from lunch
+# is not an incident.
+ONSETS = {**dict.fromkeys(BREAKS, "prefix_break"), "ttl_expired": "ttl_lapse"}
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Rules:
 class Alert:
     """One alert and its lifecycle."""
 
-    rule: str  # cached_drop | ttft_p95_rise | prefix_break
+    rule: str  # cached_drop | ttft_p95_rise | prefix_break | ttl_lapse
     group: dict[str, Any]
     started_at: datetime
     value: float
@@ -154,7 +160,8 @@ def evaluate(
 ) -> list[Alert]:
     """Every alert over the stored requests, oldest first, with its lifecycle."""
     rules = rules or Rules()
-    frame = _breaches(_baselined(windows(con, rules), rules), rules)
+    counted = windows(con, rules)
+    frame = _breaches(_baselined(counted, rules), rules)
     open_: dict[tuple, Alert] = {}
     done: list[Alert] = []
     for row in frame.sort("window").iter_rows(named=True):
@@ -172,17 +179,17 @@ def evaluate(
                 alert.resolved_at = row["window"]
                 done.append(alert)
     alerts = sorted(
-        done + list(open_.values()) + prefix_breaks(con, rules), key=lambda a: a.started_at
+        done + list(open_.values()) + onsets(con, rules, counted), key=lambda a: a.started_at
     )
     for alert in alerts:
         _attribute(con, alert, rules, table or providers.load_table())
-        if alert.rule == "prefix_break":  # its own cause first
+        if "cause" in alert.group:  # an onset alert: its own cause first
             alert.top_causes.sort(key=lambda c: c[0] != alert.group["cause"])
     return alerts
 
 
 def _breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
-    """Per window, group and shape cause: requests it broke, and how many it broke in the
+    """Per window, group and onset cause: requests it broke, and how many it broke in the
     ``baseline_windows`` before (the cause need not appear in every window)."""
     keys = ", ".join(rules.group_by)
     same = " AND ".join(f"b.{k} IS NOT DISTINCT FROM a.{k}" for k in rules.group_by)
@@ -192,35 +199,50 @@ def _breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
             SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
                    count(*) AS broken
             FROM requests r JOIN explanations e USING (id)
-            WHERE e.cause IN ({", ".join("?" for _ in BREAKS)}) GROUP BY ALL)
+            WHERE e.cause IN ({", ".join("?" for _ in ONSETS)}) GROUP BY ALL)
         SELECT a.*, coalesce(sum(b.broken), 0)::BIGINT AS before
         FROM c a LEFT JOIN c b ON b.cause = a.cause AND {same}
             AND b.window < a.window AND b.window >= a.window - to_seconds(?::BIGINT)
         GROUP BY ALL ORDER BY a.window""",
-        params=[rules.window_s, *BREAKS, rules.window_s * rules.baseline_windows],
+        params=[rules.window_s, *ONSETS, rules.window_s * rules.baseline_windows],
     ).pl()
 
 
-def prefix_breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> list[Alert]:
-    """Alerts for a shape cause that starts breaking prefixes: it breaks a request in a
-    window after none in the baseline windows (its onset), and at least ``min_breaks`` in
-    that window and the next. The alert starts at the onset and resolves at the first
-    window (of stored traffic) where the cause breaks none."""
+def onsets(con: duckdb.DuckDBPyConnection, rules: Rules, windows_: pl.DataFrame) -> list[Alert]:
+    """Alerts for a cause that starts (``ONSETS``): it breaks at least ``min_breaks``
+    requests in a window and the next, where the baseline windows had none. A TTL lapse
+    must miss ``drop_rel`` of the requests in those two windows (as ``windows_`` counts
+    them), and its baseline may have missed up to that share: a night can lapse now and
+    then before its lapses become the rule. The alert starts at the onset and resolves at
+    the first window (of stored traffic) where the cause breaks none."""
     frame = _breaks(con, rules)
     if not len(frame):
         return []
     (last,) = con.execute("SELECT max(ts) FROM requests").fetchall()[0]
     step = timedelta(seconds=rules.window_s)
+    keys = list(rules.group_by)
+    counts = {(*k, w): n for *k, w, n in windows_.select(*keys, "window", "requests").rows()}
+
+    def requests(group: tuple, first: datetime, n: int) -> int:
+        return sum(counts.get((*group, first + i * step), 0) for i in range(n))
+
     out = []
-    for key, rows in frame.group_by([*rules.group_by, "cause"], maintain_order=True):
-        group = dict(zip([*rules.group_by, "cause"], key, strict=True))
+    for key, rows in frame.group_by([*keys, "cause"], maintain_order=True):
+        group = dict(zip([*keys, "cause"], key, strict=True))
         broken = {r["window"]: r["broken"] for r in rows.iter_rows(named=True)}
-        onsets = (r["window"] for r in rows.iter_rows(named=True) if not r["before"])
-        for onset in sorted(onsets):
+        share = rules.drop_rel if group["cause"] == "ttl_expired" else 0.0
+        end = None  # of the last alert: the next starts after it
+        for r in rows.iter_rows(named=True):
+            onset, k = r["window"], rules.baseline_windows
             count = broken[onset] + broken.get(onset + step, 0)
-            if count < rules.min_breaks:
+            if (
+                (end and onset < end)
+                or r["before"] > share * requests(key[:-1], onset - k * step, k)
+                or count < rules.min_breaks
+                or count < share * requests(key[:-1], onset, 2)
+            ):
                 continue
-            alert = Alert("prefix_break", group, onset, float(count), 0.0)
+            alert = Alert(ONSETS[group["cause"]], group, onset, float(count), 0.0)
             end = onset + step
             while end in broken:
                 end += step
@@ -292,6 +314,8 @@ def slack_text(alert: Alert) -> str:
         "ttft_p95_rise": f"p95 TTFT {alert.baseline:.0f} → {alert.value:.0f} ms",
         "prefix_break": f"{alert.value:.0f} requests broke their prefix in its first two "
         "windows, none in the windows before",
+        "ttl_lapse": f"{alert.value:.0f} requests found their prefix expired in its first two "
+        "windows, the TTL having run out between requests",
     }[alert.rule]
     cause = alert.top_causes[0][0] if alert.top_causes else "unexplained"
     return (

@@ -57,6 +57,7 @@ def incidents(hours: float) -> list[Incident]:
 
     return [
         Incident("quiet_night_ttl", "ttl_expired", "/support", *span(0.02, 0.16)),
+        Incident("quiet_night_ttl", "ttl_expired", "/rag", *span(0.02, 0.16)),
         Incident("deploy_timestamp", "dynamic_value", "/support", *span(0.40, 0.47)),
         Incident("scale_out_round_robin", "routing", "/agent", *span(0.30, 0.37)),
         Incident("dynamic_tool_subsets", "tools_changed", "/agent", *span(0.50, 0.56)),
@@ -190,6 +191,11 @@ class TrafficGenerator:
     def active(self, route: str, t: float) -> Incident | None:
         return next((i for i in self.incidents if i.route == route and i.start <= t < i.end), None)
 
+    def _during(self, route: str, t: float, cause: str) -> bool:
+        """Whether an incident with this cause is active on the route at t."""
+        incident = self.active(route, t)
+        return incident is not None and incident.cause == cause
+
     # --- scheduling ------------------------------------------------------------------------
 
     def _push(self, t: float, session: _Session) -> None:
@@ -208,7 +214,7 @@ class TrafficGenerator:
                     "rag": rng.randint(2, 4),  # follow-up questions on the same documents
                 }[kind]
                 self._push(t, _Session(kind, user, turns, [], t))
-                if kind == "rag" and self.active("/rag", t):
+                if kind == "rag" and self._during("/rag", t, "concurrent_fanout"):
                     for k in range(7):  # fan-out: the same new documents, in parallel
                         twin = _Session("rag", f"{user}-{k}", 1, [], t, docs_key=user)
                         self._push(t + rng.uniform(0, 0.1), twin)
@@ -229,7 +235,7 @@ class TrafficGenerator:
         rng = self.rngs[kind]
         if kind == "agent":
             return rng.uniform(2, 12)
-        if self.active("/support", t) and self.active("/support", t).cause == "ttl_expired":
+        if self._during(f"/{kind}", t, "ttl_expired"):
             return rng.uniform(700, 1500)  # users drift away for longer than the TTL
         return rng.uniform(15, 150)
 

@@ -5,7 +5,9 @@ seeds) it stores and explains every request, evaluates the cache-hit rules,
 and scores them against the labels: an incident is caught when an alert on its
 route starts within two windows of the incident's first window and names the
 injected cause first; an alert that starts outside every incident (or the
-window before one) is a false alarm. Other seeds show whether the rules fit
+window before one) is a false alarm. An incident's first window is the window
+of its first request on its route: a quiet night that has no traffic for an
+hour shows nothing to alert on until a request arrives. Other seeds show whether the rules fit
 the traffic or only the one sample they were tuned on.
 
     python benchmarks/eval_alerts.py [--seeds 2,3,4,5] [FILE...]
@@ -18,8 +20,10 @@ import json
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,16 +38,19 @@ from collector.store import Store  # noqa: E402
 DELAY_WINDOWS = 2  # how late an alert may start, in windows after the incident's first
 
 
-def score(found: list[alerts.Alert], truth: dict, rules: alerts.Rules) -> tuple[list, list]:
-    """(one outcome per incident, the alerts outside every incident)."""
+def score(
+    found: list[alerts.Alert], seen: list[datetime], truth: dict, rules: alerts.Rules
+) -> tuple[list, list]:
+    """(one outcome per incident, the alerts outside every incident); ``seen`` holds
+    each incident's first request (``first_requests``)."""
     step = rules.window_s
 
     def at(seconds: float) -> datetime:
         return datetime.fromtimestamp(truth["start"] + seconds, UTC).replace(tzinfo=None)
 
     outcomes = []
-    for incident in truth["incidents"]:
-        first = at(incident["start"] - incident["start"] % step)
+    for incident, first in zip(truth["incidents"], seen, strict=True):
+        first -= timedelta(seconds=(first - at(0)).total_seconds() % step)
         raised = [
             a
             for a in found
@@ -74,15 +81,34 @@ def score(found: list[alerts.Alert], truth: dict, rules: alerts.Rules) -> tuple[
     return outcomes, false
 
 
-def cache_alerts(path: str, rules: alerts.Rules) -> list[alerts.Alert]:
-    """Every cache-hit alert (not TTFT) over one traffic file, stored and explained."""
+def first_requests(con: duckdb.DuckDBPyConnection, truth: dict) -> list[datetime]:
+    """The time of each incident's first request on its route."""
+    seen = []
+    for incident in truth["incidents"]:
+        since, until = (
+            datetime.fromtimestamp(truth["start"] + incident[k], UTC).replace(tzinfo=None)
+            for k in ("start", "end")
+        )
+        (first,) = con.execute(
+            "SELECT min(ts) FROM requests WHERE route = ? AND ts >= ? AND ts < ?",
+            [incident["route"], since, until],
+        ).fetchall()[0]
+        seen.append(first or since)
+    return seen
+
+
+def cache_alerts(path: str, rules: alerts.Rules) -> tuple[list[alerts.Alert], list[datetime]]:
+    """Every cache-hit alert (not TTFT) over one traffic file, stored and explained, and
+    each labelled incident's first request."""
+    truth = json.loads(Path(labels_path(path)).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"{tmp}/eval.duckdb")
         ingest_file(store, path, capture=True)
         explain_new(store, Explainer())
         found = alerts.evaluate(store.cursor(), rules)
+        seen = first_requests(store.cursor(), truth)
         store.close()
-    return [a for a in found if a.rule != "ttft_p95_rise"]
+    return [a for a in found if a.rule != "ttft_p95_rise"], seen
 
 
 def _report(name: str, outcomes: list, false: list) -> None:
@@ -120,7 +146,7 @@ def main() -> None:
         files += [f"{tmp}/seed{seed}.jsonl.gz" for seed in seeds]
         for path in files:
             truth = json.loads(Path(labels_path(path)).read_text())
-            outcomes, false = score(cache_alerts(path, rules), truth, rules)
+            outcomes, false = score(*cache_alerts(path, rules), truth, rules)
             _report(Path(path).name, outcomes, false)
             caught += sum(o["caught"] for o in outcomes)
             incidents += len(outcomes)

@@ -72,7 +72,7 @@ def summary(base: str, labels: dict) -> list[str]:
             (
                 a
                 for a in alerts
-                if a["rule"] in ("cached_drop", "prefix_break")
+                if a["rule"] != "ttft_p95_rise"
                 and json.loads(a["group_key"]).get("route") == incident["route"]
                 and since[:13] <= a["started_at"][:13] <= until[:13]
             ),

@@ -129,7 +129,7 @@ def test_generate_then_ingest_lands_every_request(tmp_path):
     )
     assert gen.returncode == 0, gen.stderr
     labels = json.loads((tmp_path / "traffic.labels.json").read_text())
-    assert labels["seed"] == 2 and len(labels["incidents"]) == 7
+    assert labels["seed"] == 2 and len(labels["incidents"]) == 8
     with gzip.open(out, "rt") as handle:
         ids = {json.loads(line)["id"] for line in handle}
     db = tmp_path / "db.duckdb"

@@ -10,6 +10,7 @@ _UNITS = {
     "cached_drop": lambda v: f"{v:.1%}",  # hit ratio
     "ttft_p95_rise": lambda v: f"{v:,.0f} ms",
     "prefix_break": lambda v: f"{v:,.0f} broken",  # requests whose prefix broke
+    "ttl_lapse": lambda v: f"{v:,.0f} expired",  # requests whose prefix expired
 }
 
 st.title("Alerts")
