@@ -9,10 +9,11 @@ token-exact differ needs.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import Any
+
+import msgspec
 
 from analysis.prompt import Prompt, Segment
 
@@ -20,14 +21,17 @@ _MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 FIXED = ("system", "tool")  # the kinds that open every request of a conversation
 
 
-def segment_map(raw: Any) -> list[list]:
-    """A stored segment map (JSON or list) as a list of [path, kind, start, end, hash]."""
+_DECODE = msgspec.json.Decoder(tuple[tuple, ...]).decode  # straight into tuples, 2.5x json's
+
+
+def segment_map(raw: Any) -> tuple[tuple, ...]:
+    """A stored segment map (JSON or list) as (path, kind, start, end, hash) tuples."""
     if isinstance(raw, str):
         try:
-            return json.loads(raw)
-        except ValueError:
-            return []
-    return list(raw or [])
+            return _DECODE(raw)
+        except msgspec.DecodeError:
+            return ()
+    return tuple(map(tuple, raw or ()))
 
 
 def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
