@@ -11,6 +11,7 @@ miss causes dominate its window, and what it costs per hour.
 
 from __future__ import annotations
 
+import bisect
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
@@ -162,30 +163,44 @@ def evaluate(
     rules = rules or Rules()
     counted = windows(con, rules)
     frame = _breaches(_baselined(counted, rules), rules)
-    open_: dict[tuple, Alert] = {}
-    done: list[Alert] = []
-    for row in frame.sort("window").iter_rows(named=True):
-        group = {k: row[k] for k in rules.group_by}
-        for rule, value, base in (
-            ("cached_drop", row["ratio"], row["base_ratio"]),
-            ("ttft_p95_rise", row["p95"], row["base_p95"]),
-        ):
-            key = (rule, json.dumps(group, sort_keys=True, default=str))
-            if row[rule] and key not in open_:
-                open_[key] = Alert(rule, group, row["window"], value, base)
-            elif not row[rule] and key in open_ and row["requests"] >= rules.min_requests:
-                alert = open_.pop(key)
-                alert.state = "resolved"
-                alert.resolved_at = row["window"]
-                done.append(alert)
-    alerts = sorted(
-        done + list(open_.values()) + onsets(con, rules, counted), key=lambda a: a.started_at
-    )
+    found = [
+        *_lifecycle(frame, rules, "cached_drop", "ratio", "base_ratio"),
+        *_lifecycle(frame, rules, "ttft_p95_rise", "p95", "base_p95"),
+    ]
+    alerts = sorted(found + onsets(con, rules, counted), key=lambda a: a.started_at)
     for alert in alerts:
         _attribute(con, alert, rules, table or providers.load_table())
         if "cause" in alert.group:  # an onset alert: its own cause first
             alert.top_causes.sort(key=lambda c: c[0] != alert.group["cause"])
     return alerts
+
+
+def _lifecycle(frame: pl.DataFrame, rules: Rules, rule: str, value: str, base: str) -> list[Alert]:
+    """One rule's alerts per group: each opens at a breaching window while none is open and
+    resolves at the next window that does not breach and has enough requests to say so."""
+    keys = list(rules.group_by)
+    settles = (
+        frame.filter(~pl.col(rule) & (pl.col("requests") >= rules.min_requests))
+        .group_by(keys)
+        .agg(pl.col("window").sort())
+    )
+    resolving = {tuple(r[:-1]): r[-1] for r in settles.rows()}
+    busy: dict[tuple, datetime | None] = {}  # group ─► the open alert's resolution
+    out = []
+    for row in frame.filter(pl.col(rule)).sort("window").iter_rows(named=True):
+        group = tuple(row[k] for k in keys)
+        if group in busy and (busy[group] is None or row["window"] < busy[group]):
+            continue
+        alert = Alert(
+            rule, dict(zip(keys, group, strict=True)), row["window"], row[value], row[base]
+        )
+        later = resolving.get(group, [])
+        i = bisect.bisect_right(later, row["window"])
+        if i < len(later):
+            alert.state, alert.resolved_at = "resolved", later[i]
+        busy[group] = alert.resolved_at
+        out.append(alert)
+    return out
 
 
 def _breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
