@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from analysis import causes, differ, fingerprint, providers, tokens
@@ -28,6 +30,7 @@ from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
 MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB); the oldest go first
 MAX_REQUESTS = 100_000  # requests remembered by session key; the oldest go first
+MAX_MEMO = 100_000  # remembered answers of what a provider caches of a shared prefix
 
 
 class Explanation(NamedTuple):
@@ -90,7 +93,7 @@ class _BlockIndex:
         full = len(self._young) + len(seen.hashes) > MAX_BLOCKS // 2
         if full or seen.ts - self._since > self.window_s:
             self._old, self._young, self._since = self._young, {}, seen.ts
-        self._young.update(dict.fromkeys(seen.hashes, seen))
+        self._young.update(zip(seen.hashes, repeat(seen)))
 
 
 def _epoch(value: Any) -> float:
@@ -108,6 +111,8 @@ def _chain(stored: Any) -> tuple[int, ...]:
 def _common(a: list[int], b: list[int]) -> int:
     """Leading equal entries of two hash chains (chained: equal once, equal before)."""
     lo, hi = 0, min(len(a), len(b))
+    if hi and a[hi - 1] == b[hi - 1]:  # one extends the other: the usual next turn
+        return hi
     while lo < hi:  # the largest n with a[n-1] == b[n-1]
         mid = (lo + hi + 1) // 2
         if a[mid - 1] == b[mid - 1]:
@@ -134,6 +139,7 @@ class Explainer:
         self._route_replicas: dict[str, dict[str, float]] = {}
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
+        self._cached: dict[tuple, int] = {}  # _cacheable's answers
 
     # --- state ----------------------------------------------------------------------------
 
@@ -196,7 +202,7 @@ class Explainer:
             row.get("replica"),
             hashes,
             segments,
-            tuple(s[4] for s in segments),
+            tuple(map(itemgetter(4), segments)),
             row.get("content"),
             row.get("encoding"),
         )
@@ -285,15 +291,22 @@ class Explainer:
         return self._prices[model]
 
     def _cacheable(self, rules: str, model: str | None, tokens_: int, total: int) -> int:
-        return providers.cacheable_tokens(
-            self.table,
-            rules,
-            model,
-            min(tokens_, total),
-            None,
-            int(self.table["profiles"][rules].get("increment", 64) or 64),
-            self._minimum(rules, model),
-        )
+        """What the provider caches of a shared prefix (memoized: prefixes come in blocks)."""
+        key = (rules, model, min(tokens_, total))
+        found = self._cached.get(key)
+        if found is None:
+            if len(self._cached) > MAX_MEMO:
+                self._cached.clear()
+            found = self._cached[key] = providers.cacheable_tokens(
+                self.table,
+                rules,
+                model,
+                key[2],
+                None,
+                int(self.table["profiles"][rules].get("increment", 64) or 64),
+                self._minimum(rules, model),
+            )
+        return found
 
     def _traffic(
         self, row: dict, pred: _Seen, now: float, rules: str, model: str | None, total: int
