@@ -65,8 +65,20 @@ def _columns(con, table):
 
 def test_blank_database_migrates_to_the_expected_schema(tmp_path):
     con = duckdb.connect(str(tmp_path / "db.duckdb"))
-    assert migrations.apply(con) == ["001_initial", "002_block_hashes_blob"]
+    assert migrations.apply(con) == [
+        "001_initial",
+        "002_block_hashes_blob",
+        "003_block_hashes_uncompressed",
+    ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
+    (ddl,) = con.execute(
+        "SELECT sql FROM duckdb_tables() WHERE table_name = 'requests'"
+    ).fetchall()[0]
+    assert "block_hashes BLOB USING COMPRESSION Uncompressed" in ddl
+    assert "PRIMARY KEY(id)" in ddl and "ts TIMESTAMP NOT NULL" in ddl
+    assert con.execute(
+        "SELECT count(*) FROM duckdb_indexes() WHERE index_name = 'requests_ts'"
+    ).fetchall() == [(1,)]
     assert set(_columns(con, "explanations")) >= {
         "id",
         "cause",
@@ -91,7 +103,7 @@ def test_hash_lists_stored_before_the_blob_migration_survive_it(tmp_path):
         "('a', TIMESTAMP '2026-01-01', ?, '/chat'), ('b', TIMESTAMP '2026-01-02', NULL, NULL)",
         [extremes],
     )
-    assert migrations.apply(con) == ["002_block_hashes_blob"]
+    assert migrations.apply(con) == ["002_block_hashes_blob", "003_block_hashes_uncompressed"]
     rows = con.execute("SELECT id, block_hashes, route FROM requests ORDER BY id").fetchall()
     assert [(i, fingerprint.unpack_hashes(h), r) for i, h, r in rows] == [
         ("a", extremes, "/chat"),
