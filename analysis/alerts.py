@@ -27,7 +27,8 @@ ATTRIBUTION = ("replica", "prefix_hash", "prompt_version", "schema_version", "to
 # Shape causes that break a prefix. Healthy append-only traffic produces none of these,
 # so a few in one window, where the baseline had none, mean a change shipped.
 BREAKS = tuple(c for c in causes.SHAPE_CAUSES if c not in ("identical", "appended"))
-# The onset rules: the rule each cause raises when it starts, after a baseline without it.
+# The onset rules: the rule each cause raises when it starts, after a baseline without it
+# (for a TTL lapse, with less of it).
 # A TTL lapse is news only when its misses alone are a drop the hit-ratio rule would call
 # one (``drop_rel`` of the requests): sparse traffic, which the hit-ratio rule has too
 # few requests to judge, loses its cache between requests; one user back from lunch
