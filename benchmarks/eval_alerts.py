@@ -7,8 +7,8 @@ route starts within two windows of the incident's first window and names the
 injected cause first; an alert that starts outside every incident (or the
 window before one) is a false alarm. An incident's first window is the window
 of its first request on its route: a quiet night that has no traffic for an
-hour shows nothing to alert on until a request arrives. Other seeds show whether the rules fit
-the traffic or only the one sample they were tuned on.
+hour shows nothing to alert on until a request arrives. Other seeds show
+whether the rules fit the traffic or only the one sample they were tuned on.
 
     python benchmarks/eval_alerts.py [--seeds 2,3,4,5] [FILE...]
 """
