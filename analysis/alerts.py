@@ -1,12 +1,14 @@
-"""Alert rules: cached-token drops and p95 TTFT rises, per group, with attribution.
+"""Alert rules: cached-token drops, p95 TTFT rises, prefix breaks and TTL lapses, per
+group, with attribution.
 
 Requests are aggregated per window and group in SQL; each window is compared
 with a baseline of the windows before it. A rule fires when the change passes
 both its absolute and its relative threshold with enough requests behind it,
 and resolves when a later window is back within them; there is at most one
-open alert per rule and group. Every alert says where the change concentrates
-(replica, prefix_hash, prompt_version, schema_version, tools_count), which
-miss causes dominate its window, and what it costs per hour.
+open alert per rule and group. The onset rules (prefix breaks, TTL lapses)
+read the explanations instead: a miss cause that starts. Every alert says where
+the change concentrates (replica, prefix_hash, prompt_version, schema_version,
+tools_count), which miss causes dominate its window, and what it costs per hour.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Rules:
     ttft_ratio: float = 1.5  # p95 TTFT must grow this many times
     ttft_abs_ms: float = 200.0  # and by this many milliseconds
     min_ttft_samples: int = 10
-    min_breaks: int = 2  # requests a shape cause, absent before, breaks in its first 2 windows
+    min_breaks: int = 2  # requests an onset cause (shape or TTL) breaks in its first 2 windows
 
     @classmethod
     def load(cls, path: str | None) -> Rules:

@@ -97,10 +97,11 @@ def first_requests(con: duckdb.DuckDBPyConnection, truth: dict) -> list[datetime
     return seen
 
 
-def cache_alerts(path: str, rules: alerts.Rules) -> tuple[list[alerts.Alert], list[datetime]]:
+def cache_alerts(
+    path: str, truth: dict, rules: alerts.Rules
+) -> tuple[list[alerts.Alert], list[datetime]]:
     """Every cache-hit alert (not TTFT) over one traffic file, stored and explained, and
-    each labelled incident's first request."""
-    truth = json.loads(Path(labels_path(path)).read_text())
+    the first request of each incident in its labels (``truth``)."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"{tmp}/eval.duckdb")
         ingest_file(store, path, capture=True)
@@ -146,7 +147,7 @@ def main() -> None:
         files += [f"{tmp}/seed{seed}.jsonl.gz" for seed in seeds]
         for path in files:
             truth = json.loads(Path(labels_path(path)).read_text())
-            outcomes, false = score(*cache_alerts(path, rules), truth, rules)
+            outcomes, false = score(*cache_alerts(path, truth, rules), truth, rules)
             _report(Path(path).name, outcomes, false)
             caught += sum(o["caught"] for o in outcomes)
             incidents += len(outcomes)

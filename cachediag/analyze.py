@@ -138,7 +138,8 @@ def explain(db: str, request_id: str | None, output: str) -> None:
 def alerts(
     db: str | None, server: str | None, rules: str | None, webhook: str | None, output: str
 ) -> None:
-    """Cached-token drops and p95 TTFT rises, per route and model, with their causes.
+    """Cached-token drops, p95 TTFT rises, prefix breaks and TTL lapses, per route and
+    model, with their causes.
 
     With --db, evaluates the rules over the stored requests (and stores the alerts);
     with --server, lists the server's alerts. Exit status 1 while any alert fires,

@@ -245,7 +245,7 @@ def test_labelled_sample_raises_the_right_alerts_and_no_others():
     sample = ROOT / "sample_data" / "traffic.jsonl.gz"
     labels = json.loads(sample.with_name("traffic.labels.json").read_text())
     rules = alerts.Rules()
-    outcomes, false = score(*cache_alerts(str(sample), rules), labels, rules)
+    outcomes, false = score(*cache_alerts(str(sample), labels, rules), labels, rules)
     assert [o for o in outcomes if not o["caught"]] == []
     assert {o["rule"] for o in outcomes if o["incident"] == "quiet_night_ttl"} == {"ttl_lapse"}
     assert false == [], [alerts.slack_text(a) for a in false]
