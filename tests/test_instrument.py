@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import threading
+from types import SimpleNamespace
 
 import anthropic
 import openai
@@ -17,7 +22,7 @@ from collector import instrument
 from collector.wrappers import instrument_anthropic, instrument_openai
 from tests.cases import base_spec, build
 from tests.fake_llm import FakeLLM
-from tests.servers import Server
+from tests.servers import ROOT, Server, free_port
 
 CHAT = build("openai_chat", base_spec())
 RESPONSES = build("openai_responses", base_spec())
@@ -198,6 +203,7 @@ def test_instrumentation_failures_never_reach_the_caller(spans, fake, monkeypatc
     assert client.chat.completions.create(**CHAT).usage.prompt_tokens == 2000
     span, attrs = _one(inst, exporter)  # recorded, just without a fingerprint
     assert attrs["gen_ai.usage.input_tokens"] == 2000 and "cachediag.prefix_hash" not in attrs
+    assert inst.failures() == 1
     weird = {"model": "gpt-4o", "messages": "not a list"}
     with inst.record_request(weird) as call:
         call.set_usage("not usage")
@@ -246,8 +252,6 @@ def test_next_turn_fingerprints_only_the_new_tail(spans):
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path):
-    from tests.servers import free_port
-
     inst = instrument.setup(endpoint=f"http://127.0.0.1:{free_port()}", max_queue_size=4)
     for _ in range(200):  # nobody listens: the exporter retries, the queue fills
         with inst.record_request(CHAT, route="/x"):
@@ -306,5 +310,210 @@ def test_readme_snippet_works_when_pasted(tmp_path):
         (row,) = server.api("requests?service=support-bot")["data"]
         assert (row["route"], row["prompt_tokens"], row["cached_tokens"]) == ("/chat", 2000, 1536)
         assert row["prefix_hash"]
+    finally:
+        server.stop()
+
+
+def _chat_client(create):
+    """A stand-in for openai.OpenAI whose chat.completions.create is ``create``."""
+    return SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+
+
+def test_sdk_exceptions_reach_the_caller_unchanged_and_ours_never_do(spans):
+    inst, exporter = spans
+    down, cut = ConnectionError("provider down"), ConnectionResetError("stream cut")
+
+    class Chunk:
+        @property
+        def usage(self):  # a chunk whose reading fails inside our event handler
+            raise RuntimeError("odd chunk")
+
+    def chunks():
+        yield Chunk()
+        raise cut
+
+    def create(**kwargs):
+        if not kwargs.get("stream"):
+            raise down
+        return chunks()
+
+    client = instrument_openai(_chat_client(create), inst)
+    with pytest.raises(ConnectionError) as caught:
+        client.chat.completions.create(**{**CHAT, "stream": False})
+    assert caught.value is down
+    stream = client.chat.completions.create(**CHAT, stream=True)
+    assert isinstance(next(stream), Chunk)  # our handler failed on it: counted, not raised
+    with pytest.raises(ConnectionResetError) as caught:
+        next(stream)
+    assert caught.value is cut
+    assert inst.failures() == 1
+    assert [s.attributes["error.type"] for s in _finished(inst, exporter)] == [
+        "ConnectionError",
+        "ConnectionResetError",
+    ]
+
+
+def test_a_full_fingerprint_queue_drops_and_counts_on_the_callers_thread(monkeypatch):
+    """The worker is held inside a fingerprint: two requests fill the queue, the next
+    one is dropped at once (counted, its span ended without a fingerprint) and never
+    fingerprinted on the caller's thread."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    inst = instrument.setup(tracer_provider=provider, max_pending=2)
+    started, release, threads = threading.Event(), threading.Event(), []
+    real = inst.attributes
+
+    def held(body, model=None):
+        threads.append(threading.get_ident())
+        started.set()
+        release.wait(60)  # bounded: a caller that blocked would fail below, not hang
+        return real(body, model)
+
+    monkeypatch.setattr(inst, "attributes", held)
+    with inst.record_request(CHAT, route="/first"):
+        pass
+    assert started.wait(60)
+    for route in ("/queued", "/queued", "/dropped"):
+        with inst.record_request(CHAT, route=route):
+            pass
+    assert inst.dropped_fingerprints() == 1
+    (dropped,) = exporter.get_finished_spans()  # ended at once, with what is known
+    assert dropped.attributes["cachediag.route"] == "/dropped"
+    assert "cachediag.encoding" not in dropped.attributes
+    release.set()
+    assert inst.flush(60_000)
+    done = exporter.get_finished_spans()[1:]
+    assert [s.attributes["cachediag.route"] for s in done] == ["/first", "/queued", "/queued"]
+    assert all(s.attributes["cachediag.tools_count"] == 3 for s in done)
+    assert len(threads) == 3 and threading.get_ident() not in threads
+    inst.shutdown(timeout_ms=10_000)
+
+
+def test_nothing_process_wide_is_changed(monkeypatch, tmp_path):
+    """setup() and fingerprinting leave os.environ and tiktoken's reader alone, also
+    while tiktoken loads an encoding (observed from inside its reader)."""
+    import tiktoken.load
+    import tiktoken.registry
+
+    from analysis import tokens
+
+    writes, seen = [], []
+
+    class Environ(dict):
+        def __setitem__(self, key, value):
+            writes.append(key)
+            super().__setitem__(key, value)
+
+        def __delitem__(self, key):
+            writes.append(key)
+            super().__delitem__(key)
+
+    real = tiktoken.load.read_file
+
+    def reader(path):
+        seen.append(tiktoken.load.read_file is reader)
+        return real(path)
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # empty: the ranks are read
+    monkeypatch.setattr(os, "environ", Environ(os.environ))
+    monkeypatch.setattr(tiktoken.load, "read_file", reader)
+    monkeypatch.setattr(tokens, "_resolved", {})
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    own = instrument.setup(endpoint=f"http://127.0.0.1:{free_port()}")
+    own.shutdown(timeout_ms=10_000)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    inst = instrument.setup(tracer_provider=provider)
+    with inst.record_request(CHAT):
+        pass
+    (span,) = _finished(inst, exporter)
+    assert span.attributes["cachediag.encoding"] == tokens.FALLBACK_ENCODING
+    assert seen == [True]  # the bundled ranks were read, through tiktoken's own reader
+    assert writes == [] and tiktoken.load.read_file is reader
+
+
+_HEAVY = ("numpy", "polars", "duckdb", "pyarrow")
+
+
+def test_instrumentation_imports_nothing_heavy():
+    """In a fresh interpreter: import, set up, fingerprint a request; none of the
+    collector's heavy libraries is loaded."""
+    script = f"""
+import sys
+from opentelemetry.sdk.trace import TracerProvider
+from collector import instrument, wrappers
+inst = instrument.setup(tracer_provider=TracerProvider())
+with inst.record_request({CHAT!r}):
+    pass
+assert inst.flush(60_000) and inst.failures() == 0
+print(sorted(m for m in {_HEAVY!r} if m in sys.modules))
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+_FORKED = """
+import os, signal, sys, time
+import openai
+from collector import instrument
+from collector.wrappers import instrument_openai
+from tests.cases import base_spec, build
+
+server, fake = sys.argv[1:]
+body = build("openai_chat", base_spec())
+inst = instrument.setup(service_name="forked", endpoint=server)
+
+
+def client(route):
+    plain = openai.OpenAI(api_key="k", base_url=fake + "/v1", max_retries=0)
+    return instrument_openai(plain, inst, route=route)
+
+
+client("/parent").chat.completions.create(**body)
+assert inst.flush(30_000)  # the parent fingerprinted and exported before forking
+started = time.monotonic()
+pid = os.fork()
+if pid == 0:  # the child, as a gunicorn worker: calls, then a normal exit (atexit runs)
+    signal.alarm(90)  # a child that hangs is killed (exit code -14), never left behind
+    child = client("/child")
+    for _ in range(3):
+        child.chat.completions.create(**body)
+    sys.exit(0)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), round(time.monotonic() - started, 2))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_child_forked_after_setup_sends_its_spans_and_exits(tmp_path, fake):
+    """As under gunicorn --preload: setup() and a call in the parent, then fork(); the
+    child's calls are fingerprinted and reach a real server, and the child exits."""
+    server = Server(tmp_path / "db.duckdb", "--workers", "0").start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _FORKED, server.url, fake.url],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,  # generous: the child exits in about a second, or is killed at 90 s
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        code, seconds = proc.stdout.split()
+        print(f"forked child exited with {code} after {seconds} s")
+        assert code == "0"
+        rows = server.api("requests?service=forked")["data"]
+        assert sorted(r["route"] for r in rows) == ["/child", "/child", "/child", "/parent"]
+        assert all(r["prefix_hash"] and r["tools_count"] == 3 for r in rows)
     finally:
         server.stop()
