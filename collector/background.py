@@ -110,21 +110,26 @@ class Worker:
     def __init__(
         self, handle: Callable[[Any], None], drop: Callable[[Any], None], size: int, name: str
     ) -> None:
+        if size < 1:
+            raise ValueError(f"the queue must hold at least one job, not {size}")
         self._handle, self._drop = handle, drop
         self._size, self._name = size, name
+        self._stopped = False
         self._start()
         _at_fork(
             self,
             before=Worker._before_fork,
             after_in_parent=Worker._after_fork_in_parent,
-            after_in_child=Worker._start,
+            after_in_child=Worker._after_fork_in_child,
         )
 
-    def _start(self) -> None:
+    def _reset(self) -> None:
         self._jobs: queue.Queue[Any] = queue.Queue(self._size)
         self._busy = threading.Lock()  # held while a job runs
         self._fork_held = False
-        self._stopped = False
+
+    def _start(self) -> None:
+        self._reset()
         self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
         self._thread.start()
 
@@ -192,3 +197,10 @@ class Worker:
         if self._fork_held:
             self._fork_held = False
             self._busy.release()
+
+    def _after_fork_in_child(self) -> None:
+        """The parent's thread is not here: start ours (unless the parent had stopped)."""
+        if self._stopped:
+            self._reset()
+        else:
+            self._start()
