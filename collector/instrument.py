@@ -247,7 +247,8 @@ class Instrumentation:
         deadline = time.monotonic() + timeout_ms / 1000
         drained = self._worker.drain(timeout_ms / 1000)
         left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
-        return drained and bool(self.provider.force_flush(left_ms))
+        flushed = bool(self.provider.force_flush(left_ms))  # what has ended, in any case
+        return drained and flushed
 
     def shutdown(self, timeout_ms: int = TIMEOUT_MS) -> None:
         """Finish pending fingerprints (within ``timeout_ms``; the rest end without),
