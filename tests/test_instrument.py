@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import threading
+from types import SimpleNamespace
 
 import anthropic
 import openai
@@ -17,7 +22,7 @@ from collector import instrument
 from collector.wrappers import instrument_anthropic, instrument_openai
 from tests.cases import base_spec, build
 from tests.fake_llm import FakeLLM
-from tests.servers import Server
+from tests.servers import Server, free_port
 
 CHAT = build("openai_chat", base_spec())
 RESPONSES = build("openai_responses", base_spec())
@@ -198,6 +203,7 @@ def test_instrumentation_failures_never_reach_the_caller(spans, fake, monkeypatc
     assert client.chat.completions.create(**CHAT).usage.prompt_tokens == 2000
     span, attrs = _one(inst, exporter)  # recorded, just without a fingerprint
     assert attrs["gen_ai.usage.input_tokens"] == 2000 and "cachediag.prefix_hash" not in attrs
+    assert inst.failures() == 1
     weird = {"model": "gpt-4o", "messages": "not a list"}
     with inst.record_request(weird) as call:
         call.set_usage("not usage")
@@ -246,13 +252,11 @@ def test_next_turn_fingerprints_only_the_new_tail(spans):
 
 
 def test_full_queue_drops_and_counts_without_blocking(tmp_path):
-    from tests.servers import free_port
-
     inst = instrument.setup(endpoint=f"http://127.0.0.1:{free_port()}", max_queue_size=4)
     for _ in range(200):  # nobody listens: the exporter retries, the queue fills
         with inst.record_request(CHAT, route="/x"):
             pass
-    inst._jobs.join()  # every span ended (fingerprinted); the export queue did not keep up
+    assert inst._worker.drain(60)  # every span ended (fingerprinted); the export queue did not
     assert inst.dropped_spans() > 0
 
 
@@ -275,10 +279,7 @@ def test_end_to_end_into_a_running_server(tmp_path, fake):
 
 def test_readme_snippet_works_when_pasted(tmp_path):
     """The README's "instrument an OpenAI service" lines, run as a user would."""
-    import os
     import re
-    import subprocess
-    import sys
     from pathlib import Path
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
@@ -308,3 +309,79 @@ def test_readme_snippet_works_when_pasted(tmp_path):
         assert row["prefix_hash"]
     finally:
         server.stop()
+
+
+def _chat_client(create):
+    """A stand-in for openai.OpenAI whose chat.completions.create is ``create``."""
+    return SimpleNamespace(chat=SimpleNamespace(completions=SimpleNamespace(create=create)))
+
+
+def test_sdk_exceptions_reach_the_caller_unchanged_and_ours_never_do(spans):
+    inst, exporter = spans
+    down, cut = ConnectionError("provider down"), ConnectionResetError("stream cut")
+
+    class Chunk:
+        @property
+        def usage(self):  # a chunk whose reading fails inside our event handler
+            raise RuntimeError("odd chunk")
+
+    def chunks():
+        yield Chunk()
+        raise cut
+
+    def create(**kwargs):
+        if not kwargs.get("stream"):
+            raise down
+        return chunks()
+
+    client = instrument_openai(_chat_client(create), inst)
+    with pytest.raises(ConnectionError) as caught:
+        client.chat.completions.create(**{**CHAT, "stream": False})
+    assert caught.value is down
+    stream = client.chat.completions.create(**CHAT, stream=True)
+    assert isinstance(next(stream), Chunk)  # our handler failed on it: counted, not raised
+    with pytest.raises(ConnectionResetError) as caught:
+        next(stream)
+    assert caught.value is cut
+    assert inst.failures() == 1
+    assert [s.attributes["error.type"] for s in _finished(inst, exporter)] == [
+        "ConnectionError",
+        "ConnectionResetError",
+    ]
+
+
+def test_a_full_fingerprint_queue_drops_and_counts_on_the_callers_thread(monkeypatch):
+    """The worker is held inside a fingerprint: two requests fill the queue, the next
+    one is dropped at once (counted, its span ended without a fingerprint) and never
+    fingerprinted on the caller's thread."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    inst = instrument.setup(tracer_provider=provider, max_pending=2)
+    started, release, threads = threading.Event(), threading.Event(), []
+    real = inst.attributes
+
+    def held(body, model=None):
+        threads.append(threading.get_ident())
+        started.set()
+        release.wait(60)  # bounded: a caller that blocked would fail below, not hang
+        return real(body, model)
+
+    monkeypatch.setattr(inst, "attributes", held)
+    with inst.record_request(CHAT, route="/first"):
+        pass
+    assert started.wait(60)
+    for route in ("/queued", "/queued", "/dropped"):
+        with inst.record_request(CHAT, route=route):
+            pass
+    assert inst.dropped_fingerprints() == 1
+    (dropped,) = exporter.get_finished_spans()  # ended at once, with what is known
+    assert dropped.attributes["cachediag.route"] == "/dropped"
+    assert "cachediag.encoding" not in dropped.attributes
+    release.set()
+    assert inst.flush(60_000)
+    done = exporter.get_finished_spans()[1:]
+    assert [s.attributes["cachediag.route"] for s in done] == ["/first", "/queued", "/queued"]
+    assert all(s.attributes["cachediag.tools_count"] == 3 for s in done)
+    assert len(threads) == 3 and threading.get_ident() not in threads
+    inst.shutdown(timeout_ms=10_000)
