@@ -308,9 +308,10 @@ class Background:
         self._wake.set()
         return self._idle.wait(timeout)
 
-    def _pace(self, _rows: int) -> None:
-        """After each chunk: while ingest is busy, rest (1 - DUTY) / DUTY times as long as
-        the chunk took."""
+    def _pace(self, rows: int) -> None:
+        """After each chunk: count it; while ingest is busy, rest (1 - DUTY) / DUTY times
+        as long as the chunk took."""
+        self.explained += rows
         now = time.monotonic()
         if not self._hurry.is_set() and now - self._last_commit < ACTIVE_S:
             self._hurry.wait((now - self._chunk_start) * (1 - DUTY) / DUTY)
@@ -326,10 +327,9 @@ class Background:
             cursor=self._cursor,
         )
         if self.last_rowid is None:
-            last, counts = resume(self.store, self.explainer, **how)
+            last, _ = resume(self.store, self.explainer, **how)
         else:
-            last, counts = explain_new(self.store, self.explainer, self.last_rowid, **how)
-        self.explained += counts.total()
+            last, _ = explain_new(self.store, self.explainer, self.last_rowid, **how)
         if not self._stop.is_set():  # a stopped pass is no place to go on from
             self.last_rowid = last
 
