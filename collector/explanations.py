@@ -273,10 +273,11 @@ def _collector_paused() -> Iterator[None]:
 class Background:
     """Explains new rows as they commit, on its own thread, without holding up ingest.
 
-    It starts by resuming from what is stored (``resume``), then explains the rows
-    committed after the last pass. It shares the GIL with ingest, so while commits keep
-    coming it paces itself to a DUTY share of the time and catches up when ingest goes
-    quiet (or when someone waits on ``flush``). ``close`` stops it between two rows.
+    Its first pass (on ``catch_up``, a commit or ``flush``) resumes from what is
+    stored; the next ones explain the rows committed since. It shares the GIL with
+    ingest, so while commits keep coming it paces itself to a DUTY share of the time
+    and catches up when ingest goes quiet (or when someone waits on ``flush``).
+    ``close`` stops it between two rows.
     """
 
     def __init__(self, store: Store) -> None:
@@ -291,9 +292,14 @@ class Background:
         self._hurry = threading.Event()  # flush or close: stop pacing
         self._last_commit = 0.0
         self._chunk_start = 0.0
-        self._wake.set()  # the first pass resumes at once
         self._thread = threading.Thread(target=self._run, name="cachediag-explain", daemon=True)
         self._thread.start()
+
+    def catch_up(self) -> None:
+        """Start a pass now, without waiting for a commit: rows that a stop left without
+        an explanation are explained (the server calls this once it is serving)."""
+        self._idle.clear()
+        self._wake.set()
 
     def poke(self) -> None:
         """New rows were committed."""

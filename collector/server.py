@@ -314,6 +314,8 @@ def serve(config: Config) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    if httpd.collector.explain:
+        httpd.collector.explain.catch_up()
     host, port = httpd.server_address[:2]
     log.info(
         "cachediag serving OTLP/HTTP and the API on http://%s:%s (db %s)", host, port, config.db
