@@ -308,11 +308,13 @@ class Background:
         self._wake.set()
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until every committed row is explained."""
+        """Wait until every committed row is explained (False when stopped first)."""
         self._hurry.set()
         self._idle.clear()
         self._wake.set()
-        return self._idle.wait(timeout)
+        if self._stop.is_set():  # else a stop from now on ends the wait (see _run)
+            return False
+        return self._idle.wait(timeout) and not self._stop.is_set()
 
     def _pace(self, rows: int) -> None:
         """After each chunk: count it; while ingest is busy, rest (1 - DUTY) / DUTY times
@@ -355,6 +357,7 @@ class Background:
                 self._hurry.clear()
                 self._idle.set()
         self._cursor.close()
+        self._idle.set()  # no flush waits for a stopped thread
 
     def stop(self) -> None:
         """Ask the thread to stop after the row at hand (or its query) and return."""

@@ -323,6 +323,8 @@ def serve(config: Config) -> None:
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
+        if httpd.collector.explain:  # first: a request waiting on a flush returns at once
+            httpd.collector.explain.stop()
         if grpc_server is not None:
             grpc_server.stop(grace=GRPC_GRACE_S).wait(GRPC_GRACE_S + 1)
         httpd.server_close()

@@ -453,3 +453,20 @@ def test_background_resumes_from_what_is_stored_and_stops_when_asked(tmp_path):
     after = _explanations(store)
     store.close()
     assert {k: after[k] for k in before} == before and after["s1-3"][10] == "s1-2"
+
+
+def test_a_flush_of_a_stopping_background_explainer_returns_at_once(tmp_path):
+    import threading
+
+    from collector.explanations import Background
+
+    store = _store(tmp_path, _turns(3))
+    background = Background(store)
+    background.stop()
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(background.flush(3600)))
+    waiter.start()
+    waiter.join(60)
+    assert not waiter.is_alive() and result == [False]
+    assert background.close() is True
+    store.close()
