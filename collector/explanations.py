@@ -121,12 +121,14 @@ class _Pass:
                 cur.close()
 
 
-def _chunks(cur: duckdb.DuckDBPyConnection, sql: str, params: list, rows: int) -> Iterator[list]:
-    """The rows of a query as dicts, ``rows`` at a time."""
+def _chunks(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list, rows: int
+) -> Iterator[Iterator[dict]]:
+    """The rows of a query, ``rows`` at a time, each made a dict when it is reached."""
     result = cur.execute(sql, params)
     names = [d[0] for d in result.description]
     while chunk := result.fetchmany(rows):
-        yield [dict(zip(names, values, strict=True)) for values in chunk]
+        yield (dict(zip(names, values, strict=True)) for values in chunk)
 
 
 def explain_new(
