@@ -78,12 +78,16 @@ class AlertLoop:
                     continue
             self._post(found)  # outside the store: a slow webhook holds up no stop
 
-    def close(self, timeout: float = STOP_S) -> bool:
-        """Stop the loop; True once it will not touch the store again (it may still be
-        posting to the webhook, which ends on its own)."""
+    def stop(self) -> None:
+        """Ask the loop to stop: its evaluation is interrupted, no more alerts posted."""
         self._stop.set()
         with contextlib.suppress(duckdb.Error):
             self._cursor.interrupt()
+
+    def close(self, timeout: float = STOP_S) -> bool:
+        """Stop the loop; True once it will not touch the store again (it may still be
+        posting to the webhook, which ends on its own)."""
+        self.stop()
         if not self._storing.acquire(timeout=timeout):
             return False
         try:

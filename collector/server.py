@@ -172,15 +172,21 @@ class Collector:
                 self.explain.poke()
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
 
+    def stop_background(self) -> None:
+        """Ask the explainer and the alert loop to stop (both at once, without waiting):
+        a request waiting on a flush or posting alerts returns at once."""
+        for loop in (self.explain, self.alerts):
+            if loop is not None:
+                loop.stop()
+
     def close(self) -> bool:
         """Stop the background threads, commit everything acknowledged or in flight, then
         close the database. False when a thread still holds the database after STOP_S:
         the database is then left open (what was committed is safe in its write-ahead
         log) and the process must end without finalizing (see ``serve``)."""
         deadline = time.monotonic() + STOP_S
+        self.stop_background()
         loops = [loop for loop in (self.alerts, self.explain) if loop is not None]
-        if self.explain:
-            self.explain.stop()  # both stop at once
         stopped = [loop.close(max(deadline - time.monotonic(), 0.1)) for loop in loops]
         stopped.append(self.writer.close(max(deadline - time.monotonic(), 1.0)))
         if self.pool:
@@ -323,8 +329,7 @@ def serve(config: Config) -> None:
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
-        if httpd.collector.explain:  # first: a request waiting on a flush returns at once
-            httpd.collector.explain.stop()
+        httpd.collector.stop_background()  # first: requests waiting on them return
         if grpc_server is not None:
             grpc_server.stop(grace=GRPC_GRACE_S).wait(GRPC_GRACE_S + 1)
         httpd.server_close()
