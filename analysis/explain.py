@@ -122,6 +122,21 @@ def _common(a: list[int], b: list[int]) -> int:
     return lo
 
 
+def _seen(row: dict) -> _Seen:
+    segments = segment_map(row.get("segments"))
+    return _Seen(
+        row["id"],
+        _epoch(row["ts"]),
+        row.get("request_model"),
+        row.get("replica"),
+        _chain(row.get("block_hashes")),
+        segments,
+        tuple(map(itemgetter(4), segments)),
+        row.get("content"),
+        row.get("encoding"),
+    )
+
+
 def _provider_rules(provider: str | None) -> str:
     name = (provider or "").lower()
     return name if name in providers.PROVIDERS else "generic"
@@ -192,25 +207,17 @@ class Explainer:
 
     def explain(self, row: dict) -> Explanation:
         """Explain one request (rows must come in time order)."""
-        now = _epoch(row["ts"])
-        hashes = _chain(row.get("block_hashes"))
-        segments = segment_map(row.get("segments"))
-        seen = _Seen(
-            row["id"],
-            now,
-            row.get("request_model"),
-            row.get("replica"),
-            hashes,
-            segments,
-            tuple(map(itemgetter(4), segments)),
-            row.get("content"),
-            row.get("encoding"),
-        )
+        seen = _seen(row)
         pred, same_session = self._predecessor(row, seen)
         try:
-            return self._explain(row, seen, pred, now, same_session)
+            return self._explain(row, seen, pred, seen.ts, same_session)
         finally:
             self._remember(row, seen)
+
+    def remember(self, row: dict) -> None:
+        """Take in an already explained request without explaining it again: the state a
+        restart needs to explain the requests after it (rows must come in time order)."""
+        self._remember(row, _seen(row))
 
     def _explain(
         self, row: dict, seen: _Seen, pred: _Seen | None, now: float, same_session: bool

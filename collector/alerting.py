@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+
+import duckdb
 
 from analysis import alerts
 from collector.notify import post
 from collector.store import Store, save_alerts
 
 log = logging.getLogger(__name__)
+
+STOP_S = 3.0  # how long close() waits for the loop to leave the database
 
 
 class AlertLoop:
@@ -27,6 +32,8 @@ class AlertLoop:
         self.evaluations = 0
         self._posted: set[str] = set()
         self._stop = threading.Event()
+        self._cursor = store.cursor()  # the loop's reads; close() interrupts them
+        self._storing = threading.Lock()  # held while the loop reads or writes the store
         self._thread = threading.Thread(target=self._run, name="cachediag-alerts", daemon=True)
         self._thread.start()
 
@@ -34,12 +41,22 @@ class AlertLoop:
         """One evaluation: store every alert, post the newly firing ones."""
         cur = self.store.cursor()
         try:
-            found = alerts.evaluate(cur, self.rules)
+            found = self._store_evaluation(cur)
         finally:
             cur.close()
+        self._post(found)
+        return found
+
+    def _store_evaluation(self, cur: duckdb.DuckDBPyConnection) -> list[alerts.Alert]:
+        found = alerts.evaluate(cur, self.rules)
         save_alerts(self.store, [a.row() for a in found])
         self.evaluations += 1
+        return found
+
+    def _post(self, found: list[alerts.Alert]) -> None:
         for alert in found:
+            if self._stop.is_set():  # stopping: what is left is posted after the next start
+                return
             new = alert.state == "firing" and alert.id not in self._posted
             if (
                 new
@@ -47,15 +64,34 @@ class AlertLoop:
                 and post(self.webhook, alerts.slack_text(alert), alert.to_dict())
             ):
                 self._posted.add(alert.id)
-        return found
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
-            try:
-                self.evaluate()
-            except Exception:  # logged; the next interval tries again
-                log.exception("evaluating alert rules failed")
+            with self._storing:
+                if self._stop.is_set():
+                    return
+                try:
+                    found = self._store_evaluation(self._cursor)
+                except Exception:  # logged; the next interval tries again
+                    if not self._stop.is_set():  # else interrupted by close()
+                        log.exception("evaluating alert rules failed")
+                    continue
+            self._post(found)  # outside the store: a slow webhook holds up no stop
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask the loop to stop: its evaluation is interrupted, no more alerts posted."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        with contextlib.suppress(duckdb.Error):
+            self._cursor.interrupt()
+
+    def close(self, timeout: float = STOP_S) -> bool:
+        """Stop the loop; True once it will not touch the store again (it may still be
+        posting to the webhook, which ends on its own)."""
+        self.stop()
+        if not self._storing.acquire(timeout=timeout):
+            return False
+        try:
+            self._cursor.close()
+        finally:
+            self._storing.release()
+        return True

@@ -4,6 +4,15 @@ The same pass serves `cachediag explain --db FILE` (everything, offline) and
 the server (new rows as they commit, on a background thread, with the
 explainer's state kept between passes). Rows are read on their own cursor
 in chunks and explanations written as frames, never row by row.
+
+The explanations table is where a server resumes: when it starts (or after a
+failed pass) it explains only the requests that have none yet, after priming
+the explainer with the explained requests it would still remember, so a stop
+or a restart never re-explains anything and the next request still finds its
+predecessor. Priming reads the explained requests of the explainer's own
+forgetting horizon (``Explainer.window_s``, the longest provider TTL) before
+the newest one, at most ``MAX_REQUESTS`` of them: bounded in time and memory
+whatever the database holds.
 """
 
 from __future__ import annotations
@@ -15,11 +24,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
+import duckdb
 import polars as pl
 
-from analysis.explain import Explainer
+from analysis.explain import MAX_REQUESTS, Explainer
 from collector.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,6 +38,7 @@ CHUNK = 10_000
 BACKGROUND_CHUNK = 2_000
 ACTIVE_S = 0.25  # a commit this recent means ingest is busy
 DUTY = 0.1  # share of the time the background explainer takes while ingest is busy
+STOP_S = 3.0  # how long close() waits for the explain thread to stop
 _COLUMNS = (
     "id",
     "ts",
@@ -63,6 +74,63 @@ SCHEMA = {
 }
 
 
+def _select(where: str, order: str = "r.ts, r.id", limit: str = "") -> str:
+    """The rows a pass reads, with what the explainer needs of each."""
+    # The time as epoch seconds: cheaper to fetch than a datetime, and what the explainer
+    # computes with.
+    columns = ", ".join("epoch(r.ts) AS ts" if c == "ts" else f"r.{c}" for c in _COLUMNS)
+    return (
+        f"SELECT r.rowid AS rowid, {columns}, c.content FROM requests r "
+        f"LEFT JOIN request_content c USING (id) WHERE {where} ORDER BY {order} {limit}"
+    )
+
+
+_EXPLAINED = "EXISTS (SELECT 1 FROM explanations e WHERE e.id = r.id)"
+# The newest explained requests within the window before the newest of them, oldest first.
+_PRIME = (
+    f"WITH newest AS (SELECT max(r.ts) AS ts FROM requests r WHERE {_EXPLAINED}) "
+    "SELECT * FROM ("
+    + _select(
+        f"{_EXPLAINED} AND r.ts >= (SELECT ts FROM newest) - to_microseconds(?)",
+        "r.ts DESC, r.id DESC",
+        "LIMIT ?",
+    )
+    + ") ORDER BY ts, id"
+)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """How a pass runs: ``progress`` after each chunk, whether the garbage collector is
+    paused, and ``stop``, checked before every row; ``cursor`` is read on (another thread
+    may interrupt it), or the pass opens one of its own."""
+
+    progress: Callable[[int], None]
+    chunk_rows: int
+    pause_gc: bool
+    stop: threading.Event
+    cursor: duckdb.DuckDBPyConnection | None
+
+    @contextlib.contextmanager
+    def reading(self, store: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor or store.cursor()
+        try:
+            yield cur
+        finally:
+            if self.cursor is None:
+                cur.close()
+
+
+def _chunks(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list, rows: int
+) -> Iterator[Iterator[dict]]:
+    """The rows of a query, ``rows`` at a time, each made a dict when it is reached."""
+    result = cur.execute(sql, params)
+    names = [d[0] for d in result.description]
+    while chunk := result.fetchmany(rows):
+        yield (dict(zip(names, values, strict=True)) for values in chunk)
+
+
 def explain_new(
     store: Store,
     explainer: Explainer,
@@ -70,44 +138,124 @@ def explain_new(
     progress: Callable[[int], None] = lambda n: None,
     chunk_rows: int = CHUNK,
     pause_gc: bool = True,
+    *,
+    stop: threading.Event | None = None,
+    cursor: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[int, Counter]:
-    """Explain requests stored after ``after_rowid``; returns the last rowid and the causes.
-    ``pause_gc`` turns the cyclic garbage collector off for the pass (see below)."""
-    # The time as epoch seconds: cheaper to fetch than a datetime, and what the explainer
-    # computes with.
-    columns = ", ".join("epoch(r.ts) AS ts" if c == "ts" else f"r.{c}" for c in _COLUMNS)
-    cur = store.cursor()
-    result = cur.execute(
-        f"SELECT r.rowid, {columns}, c.content FROM requests r "
-        "LEFT JOIN request_content c USING (id) WHERE r.rowid > ? ORDER BY r.ts, r.id",
-        [after_rowid],
-    )
-    names = ["rowid", *_COLUMNS, "content"]
-    last, counts = after_rowid, Counter()
-    # Each chunk's explanations are written on a second thread while the next chunk is
-    # explained: DuckDB lets go of the GIL while it inserts.
-    with (
-        _collector_paused() if pause_gc else contextlib.nullcontext(),
-        ThreadPoolExecutor(1, thread_name_prefix="cachediag-save") as writer,
-    ):
-        saved = None
-        while chunk := result.fetchmany(chunk_rows):
-            out = []
-            for values in chunk:
-                row = dict(zip(names, values, strict=True))
-                last = max(last, row["rowid"])
-                explanation = explainer.explain(row)
-                counts[explanation.cause] += 1
-                out.append(explanation)
-            frame = pl.DataFrame(out, schema=SCHEMA, orient="row")
-            if saved is not None:
-                saved.result()
-            saved = writer.submit(store.save_explanations, frame)
-            progress(len(chunk))
-        if saved is not None:
-            saved.result()
-    cur.close()
+    """Explain requests stored after ``after_rowid``; returns the last rowid read and the
+    causes. ``pause_gc`` turns the cyclic garbage collector off for the pass (see below).
+    Once ``stop`` is set the pass ends after the row at hand, keeping what it explained
+    (the rowid it returns is then no place to go on from: ``resume`` is)."""
+    how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
+    with how.reading(store) as cur:
+        last, counts = _explain(store, explainer, cur, ("r.rowid > ?", [after_rowid]), how)
+    return max(after_rowid, last), counts
+
+
+def resume(
+    store: Store,
+    explainer: Explainer,
+    progress: Callable[[int], None] = lambda n: None,
+    chunk_rows: int = CHUNK,
+    pause_gc: bool = True,
+    *,
+    stop: threading.Event | None = None,
+    cursor: duckdb.DuckDBPyConnection | None = None,
+) -> tuple[int, Counter]:
+    """Explain only the stored requests without an explanation, ``explainer`` primed
+    first; returns the rowid to go on from with ``explain_new``, and the causes."""
+    how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
+    with how.reading(store) as cur:
+        # Read before the pass's query: a row committed in between is in the pass.
+        (high,) = cur.execute("SELECT coalesce(max(rowid), -1) FROM requests").fetchone()
+        primed = prime(store, explainer, stop=how.stop, cursor=cur)
+        last, counts = _explain(store, explainer, cur, (f"NOT {_EXPLAINED}", []), how)
+    log.info("explainer primed with %d stored requests; %d explained", primed, counts.total())
+    return max(high, last), counts
+
+
+def prime(
+    store: Store,
+    explainer: Explainer,
+    *,
+    stop: threading.Event | None = None,
+    cursor: duckdb.DuckDBPyConnection | None = None,
+) -> int:
+    """Give ``explainer`` the explained requests it would still remember, without
+    explaining them again; returns how many."""
+    how = _Pass(lambda n: None, CHUNK, False, stop or threading.Event(), cursor)
+    primed = 0
+    with how.reading(store) as cur:
+        params = [int(explainer.window_s * 1e6), MAX_REQUESTS]
+        for chunk in _chunks(cur, _PRIME, params, CHUNK):
+            for row in chunk:
+                if how.stop.is_set():
+                    return primed
+                explainer.remember(row)
+                primed += 1
+    return primed
+
+
+def _explain(
+    store: Store,
+    explainer: Explainer,
+    cur: duckdb.DuckDBPyConnection,
+    rows: tuple[str, list],
+    how: _Pass,
+) -> tuple[int, Counter]:
+    """One pass over the requests ``WHERE rows[0]`` (parameters ``rows[1]``), in time
+    order; returns the largest rowid read (or -1) and the causes."""
+    last, counts = -1, Counter()
+    saver = _Saver(store)
+    try:
+        with _collector_paused() if how.pause_gc else contextlib.nullcontext():
+            for chunk in _chunks(cur, _select(rows[0]), rows[1], how.chunk_rows):
+                out = []
+                for row in chunk:
+                    if how.stop.is_set():
+                        break
+                    last = max(last, row["rowid"])
+                    out.append(explainer.explain(row))
+                counts.update(e.cause for e in out)
+                saver.save(pl.DataFrame(out, schema=SCHEMA, orient="row"))
+                how.progress(len(out))
+                if how.stop.is_set():
+                    break
+    finally:
+        saver.wait()
     return last, counts
+
+
+class _Saver:
+    """Writes a chunk's explanations on a thread of its own while the next chunk is
+    explained (DuckDB lets go of the GIL while it inserts); one write at a time, each
+    waited for before the next and at the end of the pass."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, frame: pl.DataFrame) -> None:
+        self.wait()
+        self._thread = threading.Thread(
+            target=self._write, args=(frame,), name="cachediag-save", daemon=True
+        )
+        self._thread.start()
+
+    def _write(self, frame: pl.DataFrame) -> None:
+        try:
+            self.store.save_explanations(frame)
+        except Exception as exc:  # raised in the pass, by the next save or wait
+            self._error = exc
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 @contextlib.contextmanager
@@ -127,16 +275,19 @@ def _collector_paused() -> Iterator[None]:
 class Background:
     """Explains new rows as they commit, on its own thread, without holding up ingest.
 
-    It shares the GIL with ingest, so while commits keep coming it paces itself
-    to a DUTY share of the time and catches up when ingest goes quiet (or when
-    someone waits on ``flush``).
+    Its first pass (on ``catch_up``, a commit or ``flush``) resumes from what is
+    stored; the next ones explain the rows committed since. It shares the GIL with
+    ingest, so while commits keep coming it paces itself to a DUTY share of the time
+    and catches up when ingest goes quiet (or when someone waits on ``flush``).
+    ``close`` stops it between two rows.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.explainer = Explainer()
-        self.last_rowid = -1
+        self.last_rowid: int | None = None  # None: resume from what is stored
         self.explained = 0
+        self._cursor = store.cursor()  # this thread's reads; close() interrupts them
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -146,6 +297,12 @@ class Background:
         self._thread = threading.Thread(target=self._run, name="cachediag-explain", daemon=True)
         self._thread.start()
 
+    def catch_up(self) -> None:
+        """Start a pass now, without waiting for a commit: rows that a stop left without
+        an explanation are explained (the server calls this once it is serving)."""
+        self._idle.clear()
+        self._wake.set()
+
     def poke(self) -> None:
         """New rows were committed."""
         self._last_commit = time.monotonic()
@@ -153,44 +310,68 @@ class Background:
         self._wake.set()
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until every committed row is explained."""
+        """Wait until every committed row is explained (False when stopped first)."""
         self._hurry.set()
         self._idle.clear()
         self._wake.set()
-        return self._idle.wait(timeout)
+        if self._stop.is_set():  # else a stop from now on ends the wait (see _run)
+            return False
+        return self._idle.wait(timeout) and not self._stop.is_set()
 
-    def _pace(self, _rows: int) -> None:
-        """After each chunk: while ingest is busy, rest (1 - DUTY) / DUTY times as long as
-        the chunk took."""
+    def _pace(self, rows: int) -> None:
+        """After each chunk: count it; while ingest is busy, rest (1 - DUTY) / DUTY times
+        as long as the chunk took."""
+        self.explained += rows
         now = time.monotonic()
         if not self._hurry.is_set() and now - self._last_commit < ACTIVE_S:
             self._hurry.wait((now - self._chunk_start) * (1 - DUTY) / DUTY)
         self._chunk_start = time.monotonic()
 
+    def _pass(self) -> None:
+        # The collector stays on: a paced pass lasts as long as ingest keeps coming.
+        how = dict(
+            progress=self._pace,
+            chunk_rows=BACKGROUND_CHUNK,
+            pause_gc=False,
+            stop=self._stop,
+            cursor=self._cursor,
+        )
+        if self.last_rowid is None:
+            last, _ = resume(self.store, self.explainer, **how)
+        else:
+            last, _ = explain_new(self.store, self.explainer, self.last_rowid, **how)
+        if not self._stop.is_set():  # a stopped pass is no place to go on from
+            self.last_rowid = last
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait()
+        while self._wake.wait() and not self._stop.is_set():
             self._wake.clear()
             self._chunk_start = time.monotonic()
             try:
-                # The collector stays on: a paced pass lasts as long as ingest keeps coming.
-                self.last_rowid, counts = explain_new(
-                    self.store,
-                    self.explainer,
-                    self.last_rowid,
-                    self._pace,
-                    BACKGROUND_CHUNK,
-                    pause_gc=False,
-                )
-                self.explained += sum(counts.values())
-            except Exception:  # logged; the next commit tries again
+                self._pass()
+            except Exception:
+                if self._stop.is_set():  # interrupted by close()
+                    break
                 log.exception("explaining new requests failed")
+                # The next pass starts again from what is stored, with a fresh state.
+                self.explainer, self.last_rowid = Explainer(), None
             if not self._wake.is_set():
                 self._hurry.clear()
                 self._idle.set()
+        self._cursor.close()
+        self._idle.set()  # no flush waits for a stopped thread
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ask the thread to stop after the row at hand (or its query) and return."""
         self._stop.set()
         self._hurry.set()
         self._wake.set()
-        self._thread.join(timeout=30)
+        with contextlib.suppress(duckdb.Error):
+            self._cursor.interrupt()
+
+    def close(self, timeout: float = STOP_S) -> bool:
+        """Stop; True when the thread ended within ``timeout``. What it explained is
+        kept; the rest is explained after the next start."""
+        self.stop()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()

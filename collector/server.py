@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "CACHEDIAG_TOKEN"  # bearer token the server requires, when set
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # refused bodies up to this size are read and dropped
+STOP_S = 3.0  # at a stop, how long the background threads get to leave the database
+GRPC_GRACE_S = 1.0  # at a stop, how long gRPC calls in flight get to finish
 _SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs"}
 
 
@@ -168,16 +172,29 @@ class Collector:
                 self.explain.poke()
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
 
-    def close(self) -> None:
-        """Commit everything acknowledged or in flight, then close the database."""
-        if self.alerts:
-            self.alerts.close()
-        if self.explain:
-            self.explain.close()
-        self.writer.close()
+    def stop_background(self) -> None:
+        """Ask the explainer and the alert loop to stop (both at once, without waiting):
+        a request waiting on a flush or posting alerts returns at once."""
+        for loop in (self.explain, self.alerts):
+            if loop is not None:
+                loop.stop()
+
+    def close(self) -> bool:
+        """Stop the background threads, commit everything acknowledged or in flight, then
+        close the database. False when a thread still holds the database after STOP_S:
+        the database is then left open (what was committed is safe in its write-ahead
+        log) and the process must end without finalizing (see ``serve``)."""
+        deadline = time.monotonic() + STOP_S
+        self.stop_background()
+        loops = [loop for loop in (self.alerts, self.explain) if loop is not None]
+        stopped = [loop.close(max(deadline - time.monotonic(), 0.1)) for loop in loops]
+        stopped.append(self.writer.close(max(deadline - time.monotonic(), 1.0)))
         if self.pool:
-            self.pool.shutdown()
+            self.pool.shutdown(cancel_futures=True)
+        if not all(stopped):
+            return False
         self.store.close()
+        return True
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -303,6 +320,8 @@ def serve(config: Config) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    if httpd.collector.explain:
+        httpd.collector.explain.catch_up()
     host, port = httpd.server_address[:2]
     log.info(
         "cachediag serving OTLP/HTTP and the API on http://%s:%s (db %s)", host, port, config.db
@@ -310,10 +329,16 @@ def serve(config: Config) -> None:
     try:
         httpd.serve_forever(poll_interval=0.2)
     finally:
+        httpd.collector.stop_background()  # first: requests waiting on them return
         if grpc_server is not None:
-            grpc_server.stop(grace=10).wait()
+            grpc_server.stop(grace=GRPC_GRACE_S).wait(GRPC_GRACE_S + 1)
         httpd.server_close()
-        httpd.collector.close()
+        if not httpd.collector.close():
+            # A thread still inside DuckDB while the interpreter finalizes aborts the
+            # process: end it here instead. Everything acknowledged was committed.
+            log.error("a background thread did not stop in %s s; exiting at once", STOP_S)
+            logging.shutdown()
+            os._exit(1)
 
 
 def _start_grpc(collector: Collector, config: Config) -> Any:

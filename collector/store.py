@@ -251,10 +251,11 @@ class Writer:
                 batch.error = error
                 batch.done.set()
 
-    def close(self) -> None:
-        """Commit everything queued, then stop."""
+    def close(self, timeout: float | None = None) -> bool:
+        """Commit everything queued, then stop; True when done within ``timeout``."""
         self._queue.put(None)
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 def save_alerts(store: Store, rows: list[dict]) -> None:

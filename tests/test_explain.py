@@ -317,3 +317,156 @@ def test_explain_pass_pauses_the_garbage_collector_only_when_asked(tmp_path, pau
     store.close()
     assert during == [not pause_gc] * 2 and gc.isenabled()
     assert causes == {"r0": "cold_start", "r1": "no_miss", "r2": "no_miss"}
+
+
+def test_an_explainer_primed_with_explained_requests_explains_the_next_as_if_it_had_run():
+    earlier = [row("a", 0, body()), row("b", 30, body(turns=("Hello?", "More?")))]
+    later = row("c", 60, body(turns=("Hello?", "More?", "And?")), cached=0)
+    primed = Explainer()
+    for r in earlier:
+        primed.remember(r)
+    out = primed.explain(later)
+    assert out == explain(*earlier, later)[2] and out.predecessor_id == "b"
+
+
+def _insert(store, rows):
+    """Store ``rows`` (made with ``row``), one transaction each, in the order given."""
+    from collector.store import Store
+
+    for r in rows:
+        stored = dict(r, signal="span", start_ns=int(r["ts"] * 1e9))
+        stored.pop("ts")
+        stored["segments"] = json.dumps(stored["segments"])
+        stored["block_hashes"] = fingerprint.pack_hashes(stored["block_hashes"])
+        store.insert(Store.frame([stored]), [])
+
+
+def _store(tmp_path, rows, name="db.duckdb"):
+    from collector.store import Store
+
+    store = Store(str(tmp_path / name))
+    _insert(store, rows)
+    return store
+
+
+def _explanations(store):
+    found = store.con.execute("SELECT * EXCLUDE (explained_at) FROM explanations").fetchall()
+    return {r[0]: r for r in found}
+
+
+def _turns(n, t0=1_763_800_000, session="s1", step=30):
+    """``n`` turns of one growing conversation, ``step`` seconds apart."""
+    turns = [f"Question {k}?" for k in range(n)]
+    return [
+        row(f"{session}-{k}", t0 + step * k, body(turns=turns[: k + 1]), session=session)
+        for k in range(n)
+    ]
+
+
+def test_resume_explains_only_what_has_no_explanation_and_primes_from_the_rest(tmp_path):
+    from collector.explanations import explain_new, resume
+
+    rows = _turns(4)
+    store = _store(tmp_path, rows[:3])
+    explain_new(store, Explainer())
+    before = _explanations(store)
+    assert resume(store, Explainer()) == (2, {})  # nothing without an explanation
+    _insert(store, rows[3:])
+    high, counts = resume(store, Explainer())
+    after = _explanations(store)
+    store.close()
+    assert (high, counts) == (3, {"no_miss": 1})
+    assert {k: after[k] for k in before} == before  # the old explanations, untouched
+    # primed: the new turn finds the stored one before it
+    assert after["s1-3"] == explain(*rows)[3]
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 3])
+def test_a_stopped_pass_keeps_what_it_explained_and_resume_explains_the_rest(tmp_path, stop_after):
+    """Stop and resume give what one uninterrupted pass gives, also when rows were
+    stored out of time order (the pass reads by time, so the rowids it has read are no
+    place to go on from)."""
+    import threading
+
+    from collector.explanations import explain_new, resume
+
+    rows = _turns(3, session="a") + _turns(3, session="b", t0=1_763_800_010)
+    stored = rows[3:] + rows[:3]  # b's turns before a's, though a's start first
+    store = _store(tmp_path, stored)
+    stop = threading.Event()
+    seen = []
+
+    def progress(n):
+        seen.append(n)
+        if sum(seen) >= stop_after:
+            stop.set()
+
+    if stop_after:
+        explain_new(store, Explainer(), chunk_rows=stop_after, progress=progress, stop=stop)
+    else:
+        stop.set()
+        assert explain_new(store, Explainer(), stop=stop)[1] == {}
+    assert len(_explanations(store)) == stop_after
+    high, counts = resume(store, Explainer())
+    assert high == 5 and counts.total() == len(rows) - stop_after
+    whole = _store(tmp_path, stored, "whole.duckdb")
+    explain_new(whole, Explainer())
+    assert _explanations(store) == _explanations(whole)
+    store.close()
+    whole.close()
+
+
+def test_priming_reads_the_explainers_window_and_at_most_max_requests(tmp_path, monkeypatch):
+    from collector import explanations
+
+    window = Explainer().window_s
+    old = row("old", 1_763_800_000, body(), session="old")
+    recent = _turns(3, t0=1_763_800_000 + window + 60)
+    store = _store(tmp_path, [old, *recent])
+    explanations.explain_new(store, Explainer())
+    _insert(store, [row("unexplained", 1_763_800_000 + 2 * window, body(), session="u")])
+    primed = Explainer()
+    assert explanations.prime(store, primed) == 3  # not "old": past the window
+    assert set(primed._sessions) == {"s1"}
+    monkeypatch.setattr(explanations, "MAX_REQUESTS", 2)
+    bounded = Explainer()
+    assert explanations.prime(store, bounded) == 2
+    assert bounded._sessions["s1"].id == "s1-2"  # the newest are kept
+    store.close()
+
+
+def test_background_resumes_from_what_is_stored_and_stops_when_asked(tmp_path):
+    from collector.explanations import Background
+
+    rows = _turns(4)
+    store = _store(tmp_path, rows[:3])
+    first = Background(store)
+    assert first.flush(60) and first.explained == 3
+    assert first.close() is True
+    before = _explanations(store)
+    second = Background(store)
+    assert second.flush(60) and second.explained == 0  # a restart re-explains nothing
+    _insert(store, rows[3:])
+    second.poke()
+    assert second.flush(60) and second.explained == 1
+    assert second.close() is True
+    after = _explanations(store)
+    store.close()
+    assert {k: after[k] for k in before} == before and after["s1-3"][10] == "s1-2"
+
+
+def test_a_flush_of_a_stopping_background_explainer_returns_at_once(tmp_path):
+    import threading
+
+    from collector.explanations import Background
+
+    store = _store(tmp_path, _turns(3))
+    background = Background(store)
+    background.stop()
+    result = []
+    waiter = threading.Thread(target=lambda: result.append(background.flush(3600)))
+    waiter.start()
+    waiter.join(60)
+    assert not waiter.is_alive() and result == [False]
+    assert background.close() is True
+    store.close()

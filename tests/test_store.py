@@ -205,3 +205,14 @@ def test_read_only_open_needs_no_writer(tmp_path):
     with pytest.raises(duckdb.Error):
         reader.con.execute("DELETE FROM requests")
     reader.close()
+
+
+def test_writer_close_commits_what_is_queued_and_waits_only_as_long_as_asked(tmp_path):
+    store = Store(str(tmp_path / "db.duckdb"))
+    writer = Writer(store)
+    with store._lock:  # a commit that cannot finish yet
+        batch = writer.try_submit(Store.frame(_rows(3)), [])
+        assert writer.close(timeout=0.1) is False
+    assert writer.close(timeout=30) is True
+    assert batch.done.is_set() and batch.error is None and writer.committed_rows == 3
+    store.close()
