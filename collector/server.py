@@ -164,6 +164,11 @@ class Collector:
         self.reserve(length)
         return Reservation(self, length)
 
+    @property
+    def inflight(self) -> int:
+        """Bytes of export bodies (decompressed) being read or decoded now."""
+        return self._inflight
+
     def reserve(self, delta: int, held: int = 0) -> None:
         """Grow (or shrink) the in-flight bytes by ``delta``; 429 when growing past the
         budget, unless the caller (holding ``held`` bytes) is alone in flight."""
