@@ -187,17 +187,20 @@ class Handler(BaseHTTPRequestHandler):
             self._discard_body()
             self._error(reply, content_type)
             return
-        with held:
-            try:
-                body = self._read_body(held.size)
-                encoding = self.headers.get("Content-Encoding")
-                payload = collector.ingest(sig, content_type, encoding, body, held)
-            except Reply as reply:
-                self._error(reply, content_type)
-                return
-            except Exception:  # noqa: BLE001 - answered 500, traceback logged
-                self._crash(content_type)
-                return
+        try:  # the reservation is released before any answer is written
+            body = self._read_body(held.size)
+            encoding = self.headers.get("Content-Encoding")
+            payload = collector.ingest(sig, content_type, encoding, body, held)
+        except Reply as reply:
+            held.release()
+            self._error(reply, content_type)
+            return
+        except Exception:  # noqa: BLE001 - answered 500, traceback logged
+            held.release()
+            self._crash(content_type)
+            return
+        finally:
+            held.release()
         self._send(HTTPStatus.OK, payload, content_type)
 
     def do_GET(self) -> None:  # noqa: N802
