@@ -103,7 +103,17 @@ def _stats(collector: Any, q: dict[str, str]) -> dict:
         pending_rows=collector.writer.pending_rows,
         explained_rows=explain.explained if explain else 0,
         inflight_bytes=collector.inflight,
+        db_memory_bytes=_db_memory(collector),
     )
+
+
+def _db_memory(collector: Any) -> int:
+    """Bytes DuckDB holds now (buffer pool, indexes, uncheckpointed rows)."""
+    cur = collector.store.cursor()
+    try:
+        return int(cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0])
+    finally:
+        cur.close()
 
 
 def _group(q: dict[str, str]) -> str | None:
