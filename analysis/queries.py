@@ -50,16 +50,25 @@ REQUEST_FIELDS = (
 )
 
 
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_DURATION = re.compile(r"([0-9]{1,12})([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_SECONDS = 3660 * 86400  # ten years: the longest window or TTL a query takes
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 def seconds(text: str) -> int:
-    """A duration like 60, 5m, 1h or 1d in seconds; ValueError for anything else."""
-    match = _DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"{text!r}: expected a duration like 60, 5m, 1h or 1d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
+    """A duration like 60, 5m, 1h or 1d in seconds, up to ten years; ValueError otherwise."""
+    match = _DURATION.fullmatch(text.strip())
+    value = int(match.group(1)) * _UNITS[match.group(2)] if match else 0
+    if not 0 < value <= MAX_SECONDS:
+        raise ValueError(f"{text[:40]!r}: expected a duration like 60, 5m, 1h or 1d, at most 3660d")
+    return value
+
+
+def clamped_sum(expr: str) -> str:
+    """SQL: sum of ``expr`` (cast to HUGEINT first) clamped into BIGINT, so rows holding
+    extreme token counts (old databases stored -2^63) cannot overflow a series."""
+    return f"greatest(least(sum(({expr})::HUGEINT), {_INT64[1]}), {_INT64[0]})::BIGINT"
 
 
 def traffic(cur: duckdb.DuckDBPyConnection) -> Iterator[dict]:
@@ -142,8 +151,8 @@ def timeseries(
     series = cur.sql(
         f"""
         SELECT {bucket} AS window, {key}::VARCHAR AS "group", count(*) AS requests,
-               sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt_tokens,
-               sum(coalesce(cached_tokens, 0))::BIGINT AS cached_tokens,
+               {clamped_sum("coalesce(prompt_tokens, 0)")} AS prompt_tokens,
+               {clamped_sum("coalesce(cached_tokens, 0)")} AS cached_tokens,
                quantile_cont(ttft_ms, [0.5, 0.95, 0.99]) AS ttft
         FROM requests WHERE {where} GROUP BY ALL""",
         params=[window_s, *params],
@@ -151,7 +160,8 @@ def timeseries(
     misses = cur.sql(
         f"""
         SELECT {bucket} AS window, {key}::VARCHAR AS "group", request_model AS model,
-               sum(coalesce(prompt_tokens, 0) - coalesce(cached_tokens, 0))::BIGINT AS missed
+               {clamped_sum("coalesce(prompt_tokens, 0)::HUGEINT - coalesce(cached_tokens, 0)")}
+                   AS missed
         FROM requests WHERE {where} GROUP BY ALL""",
         params=[window_s, *params],
     ).pl()
@@ -254,8 +264,8 @@ def routing(cur: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
                (SELECT count(*) FROM sessions s WHERE s.route = r.route AND s.replicas > 1)
                    AS sessions_on_several_replicas,
                count(*) FILTER (r.session_key IS NULL) AS requests_without_key,
-               sum(coalesce(r.cached_tokens, 0)) / nullif(sum(coalesce(r.prompt_tokens, 0)), 0)
-                   AS hit_ratio
+               sum(coalesce(r.cached_tokens, 0)::DOUBLE)
+                   / nullif(sum(coalesce(r.prompt_tokens, 0)::DOUBLE), 0) AS hit_ratio
         FROM requests r WHERE {aliased} GROUP BY r.route ORDER BY 1""",
         params=[*params, *params],
     ).pl()

@@ -22,8 +22,6 @@ from analysis import queries
 JSON_TYPE = "application/json"
 ARROW_TYPE = "application/vnd.apache.arrow.stream"
 MAX_LIMIT = 10_000
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class BadRequest(ValueError):
@@ -34,19 +32,21 @@ def _time(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        if re.fullmatch(r"\d+(\.\d+)?", value):
+        if re.fullmatch(r"[0-9]{1,12}(\.[0-9]{1,9})?", value):
             return datetime.fromtimestamp(float(value), UTC).replace(tzinfo=None)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
-    except ValueError:
-        raise BadRequest(f"{name}={value!r}: expected ISO 8601 or epoch seconds") from None
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(
+            f"{name}={value[:40]!r}: expected ISO 8601 or epoch seconds (years 1 to 9999)"
+        ) from None
 
 
 def _int(value: str | None, name: str, default: int, low: int, high: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
-        raise BadRequest(f"{name}={value!r}: expected a whole number from {low} to {high}")
+    if not re.fullmatch(r"[0-9]{1,15}", value) or not low <= int(value) <= high:
+        raise BadRequest(f"{name}={value[:40]!r}: expected a whole number from {low} to {high}")
     return int(value)
 
 
@@ -80,7 +80,11 @@ def _encode(frame: pl.DataFrame, arrow: bool, **meta: Any) -> tuple[bytes, str]:
         buf = io.BytesIO()
         frame.write_ipc_stream(buf)
         return buf.getvalue(), ARROW_TYPE
-    iso = frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    iso = frame.with_columns(
+        pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        # JSON has no NaN or Infinity: a stored extreme becomes null, not invalid JSON
+        pl.when(pl.col(pl.Float64).is_finite()).then(pl.col(pl.Float64)).name.keep(),
+    )
     body = {"data": iso.to_dicts(), "count": len(frame), **meta}
     return json.dumps(body, default=str).encode(), JSON_TYPE
 
@@ -98,7 +102,18 @@ def _stats(collector: Any, q: dict[str, str]) -> dict:
         committed_rows=collector.writer.committed_rows,
         pending_rows=collector.writer.pending_rows,
         explained_rows=explain.explained if explain else 0,
+        inflight_bytes=collector.inflight,
+        db_memory_bytes=_db_memory(collector),
     )
+
+
+def _db_memory(collector: Any) -> int:
+    """Bytes DuckDB holds now (buffer pool, indexes, uncheckpointed rows)."""
+    cur = collector.store.cursor()
+    try:
+        return int(cur.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()[0])
+    finally:
+        cur.close()
 
 
 def _group(q: dict[str, str]) -> str | None:

@@ -13,7 +13,8 @@ from http import HTTPStatus
 from typing import Any
 
 from collector import otlp
-from collector.server import Collector, Reply
+from collector.receiver import Reply, authorized
+from collector.server import Collector
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,18 @@ def start(collector: Collector, host: str, port: int) -> Any:
 
     def export(sig: str):
         def handler(body: bytes, context: Any) -> bytes:
-            token = collector.config.token
             metadata = dict(context.invocation_metadata())
             try:
-                if token and metadata.get("authorization") != f"Bearer {token}":
+                if not authorized(collector.config.token, metadata.get("authorization")):
                     raise Reply(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
-                collector.admit(len(body))
-                try:
-                    return collector.ingest(sig, otlp.PROTOBUF, None, body)
-                finally:
-                    collector.release(len(body))
+                with collector.admit(len(body)) as held:
+                    return collector.ingest(sig, otlp.PROTOBUF, None, body, held)
             except Reply as reply:
                 context.abort(_status(grpc, reply), reply.message)
+            except Exception:  # noqa: BLE001 - answered INTERNAL, traceback logged
+                log.exception("OTLP/gRPC %s export failed", sig)
+                collector.stats.add(server_errors=1)
+                context.abort(grpc.StatusCode.INTERNAL, "internal error; see the server log")
 
         return handler
 

@@ -10,30 +10,47 @@ and a client's exporter retries.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import signal
 import threading
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from analysis import alerts as alert_rules
-from collector import alerting, api, explanations, otlp
+from collector import alerting, explanations, otlp
 from collector.ingest import Prepared, prepare
+from collector.receiver import Handler, HTTPServer, Reply
 from collector.store import Store, Writer
+from collector.workers import DecodePool, WorkerCrashed
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "CACHEDIAG_TOKEN"  # bearer token the server requires, when set
+READ_TIMEOUT_ENV = "CACHEDIAG_READ_TIMEOUT_S"  # a request that stalls this long is dropped
+IDLE_TIMEOUT_ENV = "CACHEDIAG_IDLE_TIMEOUT_S"  # a keep-alive connection idle this long is closed
+MAX_CONNECTIONS_ENV = "CACHEDIAG_MAX_CONNECTIONS"  # open connections past this get 503
 DEFAULT_MAX_BODY = 20 * 1024 * 1024
-DRAIN_LIMIT = 64 * 1024 * 1024  # refused bodies up to this size are read and dropped
 STOP_S = 3.0  # at a stop, how long the background threads get to leave the database
 GRPC_GRACE_S = 1.0  # at a stop, how long gRPC calls in flight get to finish
-_SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs"}
+
+
+def _env(name: str, default: float) -> Callable[[], float]:
+    """A Config default read from the environment variable ``name`` when it is set."""
+
+    def read() -> float:
+        try:
+            value = float(os.environ.get(name) or default)
+        except ValueError:
+            value = -1.0
+        if value <= 0:
+            log.warning("%s=%r is not a positive number; using %s", name, os.environ[name], default)
+            return default
+        return value
+
+    return read
 
 
 @dataclass
@@ -46,7 +63,7 @@ class Config:
     grpc_port: int | None = None  # OTLP/gRPC port; None leaves gRPC off
     token: str | None = None
     max_body: int = DEFAULT_MAX_BODY  # bytes, before and after decompression
-    inflight_bytes: int = 128 * 1024 * 1024  # bodies being read or decoded at once
+    inflight_bytes: int = 128 * 1024 * 1024  # decompressed bodies being read or decoded at once
     workers: int = 0  # decoding processes; 0 decodes in the request thread
     max_pending_rows: int = 50_000
     retry_after: int = 1  # seconds, sent with 429/503
@@ -54,6 +71,11 @@ class Config:
     alert_every_s: float = 60.0  # evaluate the alert rules this often; 0 turns it off
     alert_rules: str | None = None  # TOML file with an [alerts] table
     webhook: str | None = None  # POST newly firing alerts here
+    # a request whose headers or body stall this long is dropped (its budget released);
+    # its whole body must arrive within receiver.BODY_DEADLINE_READS times as long
+    read_timeout_s: float = field(default_factory=_env(READ_TIMEOUT_ENV, 5.0))
+    idle_timeout_s: float = field(default_factory=_env(IDLE_TIMEOUT_ENV, 30.0))
+    max_connections: int = field(default_factory=lambda: int(_env(MAX_CONNECTIONS_ENV, 256)()))
 
 
 @dataclass
@@ -65,6 +87,10 @@ class Stats:
     skipped_not_llm: int = 0
     rejected: int = 0
     throttled: int = 0
+    timed_out: int = 0  # requests dropped because the client stalled
+    refused_connections: int = 0  # connections past max_connections
+    worker_restarts: int = 0  # decode workers that died and were replaced
+    server_errors: int = 0  # requests answered 500
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -77,12 +103,26 @@ class Stats:
             return {k: v for k, v in vars(self).items() if k != "lock"}
 
 
-class Reply(Exception):
-    """An HTTP answer other than success, raised from anywhere in the ingest path."""
+class Reservation:
+    """Bytes of the in-flight budget one export holds; released once, on every path."""
 
-    def __init__(self, status: HTTPStatus, message: str, retry: bool = False) -> None:
-        super().__init__(message)
-        self.status, self.message, self.retry = status, message, retry
+    def __init__(self, collector: Collector, size: int) -> None:
+        self._collector, self.size = collector, size
+
+    def resize(self, size: int) -> None:
+        """Hold ``size`` bytes instead; 429 when growing past the budget."""
+        self._collector.reserve(size - self.size, self.size)
+        self.size = size
+
+    def release(self) -> None:
+        self._collector.reserve(-self.size)
+        self.size = 0
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.release()
 
 
 class Collector:
@@ -100,9 +140,8 @@ class Collector:
         self.stats = Stats()
         self._inflight = 0
         self._inflight_lock = threading.Lock()
-        # spawn, not fork: this process already runs DuckDB's threads.
-        self.pool: Executor | None = (
-            ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn"))
+        self.pool: DecodePool | None = (
+            DecodePool(config.workers, lambda: self.stats.add(worker_restarts=1))
             if config.workers > 0
             else None
         )
@@ -118,42 +157,60 @@ class Collector:
             else None
         )
 
-    def admit(self, length: int) -> None:
+    def admit(self, length: int) -> Reservation:
         """Reserve room for a body of ``length`` bytes, or refuse with 413/429."""
         if length > self.config.max_body:
             raise Reply(
                 HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                 f"body of {length} bytes exceeds the {self.config.max_body}-byte limit",
             )
+        self.reserve(length)
+        return Reservation(self, length)
+
+    @property
+    def inflight(self) -> int:
+        """Bytes of export bodies (decompressed) being read or decoded now."""
+        return self._inflight
+
+    def reserve(self, delta: int, held: int = 0) -> None:
+        """Grow (or shrink) the in-flight bytes by ``delta``; 429 when growing past the
+        budget, unless the caller (holding ``held`` bytes) is alone in flight."""
         with self._inflight_lock:
-            if self._inflight and self._inflight + length > self.config.inflight_bytes:
+            alone = self._inflight <= held
+            if delta > 0 and not alone and self._inflight + delta > self.config.inflight_bytes:
                 self.stats.add(throttled=1)
                 raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "server busy; retry later", True)
-            self._inflight += length
+            self._inflight += delta
 
-    def release(self, length: int) -> None:
-        with self._inflight_lock:
-            self._inflight -= length
-
-    def ingest(self, sig: str, content_type: str, encoding: str | None, body: bytes) -> bytes:
-        """Decode, map and commit one export; the response body to acknowledge it."""
-        if self.writer.pending_rows >= self.config.max_pending_rows:
-            self.stats.add(throttled=1)
-            raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
-        args = (sig, content_type, encoding, body, self.config.max_body)
-        with self._inflight_lock:
-            self._decoding += 1
+    def _inflate(self, body: bytes, encoding: str | None, held: Reservation) -> bytes:
+        """The body decompressed, its inflated size counted in the budget: room for the
+        worst case (max_body) is held while inflating, then only what it became."""
+        if (encoding or "identity").strip().lower() in ("", "identity"):
+            return body
+        held.resize(len(body) + self.config.max_body)
         try:
-            prepared: Prepared = (
-                self.pool.submit(prepare, *args).result() if self.pool else prepare(*args)
-            )
+            data = otlp.inflate(body, encoding, self.config.max_body)
         except otlp.TooLarge as exc:
             raise Reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
         except otlp.DecodeError as exc:
             raise Reply(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        finally:
-            with self._inflight_lock:
-                self._decoding -= 1
+        held.resize(len(body) + len(data))
+        return data
+
+    def ingest(
+        self,
+        sig: str,
+        content_type: str,
+        encoding: str | None,
+        body: bytes,
+        held: Reservation,
+    ) -> bytes:
+        """Decode, map and commit one export; the response body to acknowledge it."""
+        if self.writer.pending_rows >= self.config.max_pending_rows:
+            self.stats.add(throttled=1)
+            raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
+        data = self._inflate(body, encoding, held)
+        prepared = self._prepare(sig, content_type, data)
         self.stats.add(
             exports=1,
             records=prepared.records,
@@ -171,6 +228,20 @@ class Collector:
             if self.explain:
                 self.explain.poke()
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
+
+    def _prepare(self, sig: str, content_type: str, data: bytes) -> Prepared:
+        args = (sig, content_type, None, data, self.config.max_body)
+        with self._inflight_lock:
+            self._decoding += 1
+        try:
+            return self.pool.run(prepare, *args) if self.pool else prepare(*args)
+        except otlp.TooLarge as exc:
+            raise Reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(exc)) from None
+        except (otlp.DecodeError, WorkerCrashed) as exc:
+            raise Reply(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        finally:
+            with self._inflight_lock:
+                self._decoding -= 1
 
     def stop_background(self) -> None:
         """Ask the explainer and the alert loop to stop (both at once, without waiting):
@@ -190,116 +261,18 @@ class Collector:
         stopped = [loop.close(max(deadline - time.monotonic(), 0.1)) for loop in loops]
         stopped.append(self.writer.close(max(deadline - time.monotonic(), 1.0)))
         if self.pool:
-            self.pool.shutdown(cancel_futures=True)
+            self.pool.shutdown()
         if not all(stopped):
             return False
         self.store.close()
         return True
 
 
-class Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 front: OTLP POSTs and API GETs."""
-
-    protocol_version = "HTTP/1.1"
-    server: _HTTPServer
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s " + fmt, self.address_string(), *args)
-
-    def _send(
-        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
-    ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _error(self, reply: Reply, content_type: str) -> None:
-        headers = (
-            {"Retry-After": str(self.server.collector.config.retry_after)} if reply.retry else {}
-        )
-        if reply.status >= 400 and reply.status != HTTPStatus.UNAUTHORIZED:
-            log.info("%s %s: %s", self.path, int(reply.status), reply.message)
-        ctype = otlp.JSON if content_type != otlp.PROTOBUF else otlp.PROTOBUF
-        self._send(
-            reply.status, otlp.status_body(ctype, int(reply.status), reply.message), ctype, headers
-        )
-
-    def _discard_body(self) -> None:
-        """Read and drop a refused body, so the client sees our answer rather than a
-        broken pipe; past DRAIN_LIMIT the connection is closed instead."""
-        length = int(self.headers.get("Content-Length") or -1)
-        if not 0 <= length <= DRAIN_LIMIT:
-            self.close_connection = True
-            return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 16))
-            if not chunk:
-                break
-            length -= len(chunk)
-
-    def _authorized(self) -> bool:
-        token = self.server.collector.config.token
-        return not token or self.headers.get("Authorization", "") == f"Bearer {token}"
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        collector = self.server.collector
-        try:
-            if not self._authorized():
-                raise Reply(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
-            sig = _SIGNALS.get(self.path.split("?")[0])
-            if sig is None:
-                raise Reply(HTTPStatus.NOT_FOUND, "POST /v1/traces or /v1/logs")
-            if content_type not in (otlp.PROTOBUF, otlp.JSON):
-                raise Reply(
-                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                    f"Content-Type {content_type!r}; send {otlp.PROTOBUF} or {otlp.JSON}",
-                )
-            length = int(self.headers.get("Content-Length") or -1)
-            if length < 0:
-                raise Reply(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
-            collector.admit(length)
-        except Reply as reply:
-            self._discard_body()
-            self._error(reply, content_type)
-            return
-        try:
-            body = self.rfile.read(length)
-            payload = collector.ingest(
-                sig, content_type, self.headers.get("Content-Encoding"), body
-            )
-        except Reply as reply:
-            self._error(reply, content_type)
-            return
-        finally:
-            collector.release(length)
-        self._send(HTTPStatus.OK, payload, content_type)
-
-    def do_GET(self) -> None:  # noqa: N802
-        if not self._authorized():
-            self._error(Reply(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token"), otlp.JSON)
-            return
-        status, body, content_type = api.handle(
-            self.server.collector, self.path, self.headers.get("Accept", "")
-        )
-        self._send(status, body, content_type)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() waits for in-flight requests
-    block_on_close = True
-    collector: Collector
-
-
-def make_server(config: Config) -> _HTTPServer:
+def make_server(config: Config) -> HTTPServer:
     """A bound (not yet serving) HTTP server with its collector."""
     collector = Collector(config)
     try:
-        httpd = _HTTPServer((config.host, config.port), Handler)
+        httpd = HTTPServer((config.host, config.port), Handler)
     except OSError:
         collector.close()
         raise

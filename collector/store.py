@@ -63,6 +63,7 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
 }
 _COLUMNS = [c for c in REQUEST_SCHEMA if c != "start_ns"]
 CHECKPOINT_MIB = 256
+MEMORY_LIMIT_MIB = 512  # DuckDB's default, 80 % of RAM, let its buffer pool grow with the data
 
 
 class StoreLocked(RuntimeError):
@@ -88,6 +89,7 @@ class Store:
             # Fewer, larger checkpoints: block-hash lists make the WAL grow fast, and
             # checkpointing every 16 MiB (the default) halves the insert rate.
             self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_MIB}MiB'")
+            self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT_MIB}MiB'")
             migrations.apply(self.con)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:

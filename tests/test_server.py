@@ -166,6 +166,10 @@ def test_bearer_token(tmp_path):
         assert srv.request("GET", "/api/v1/requests")[0] == 401
         ok = srv.request("POST", "/v1/traces", body, {**PB, "Authorization": "Bearer s3cret"})
         assert ok[0] == 200
+        lower = {"Authorization": "bearer  s3cret"}  # RFC 7235: the scheme is case-insensitive
+        assert srv.request("GET", "/api/v1/stats", headers=lower)[0] == 200
+        wrong = {"Authorization": "Bearer s3cre"}
+        assert srv.request("GET", "/api/v1/stats", headers=wrong)[0] == 401
     finally:
         srv.stop()
 
