@@ -18,7 +18,9 @@ miss, and one cause explains it:
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import itemgetter
@@ -60,11 +62,16 @@ class _Seen(NamedTuple):
     ts: float
     model: str | None
     replica: str | None
-    hashes: tuple[int, ...]
+    hashes: bytes  # packed int64s; read them through ``chain``
     segments: tuple[tuple, ...]  # (path, kind, start, end, hash) each
     marks: tuple  # the segments' hashes, in order
     content: str | None
     encoding: str | None
+
+    @property
+    def chain(self) -> Sequence[int]:
+        """The block hashes as ints."""
+        return memoryview(self.hashes).cast("q")
 
 
 class _BlockIndex:
@@ -90,25 +97,27 @@ class _BlockIndex:
     def add(self, seen: _Seen) -> None:
         if self._since is None:
             self._since = seen.ts
-        full = len(self._young) + len(seen.hashes) > MAX_BLOCKS // 2
+        full = len(self._young) + len(seen.hashes) // 8 > MAX_BLOCKS // 2
         if full or seen.ts - self._since > self.window_s:
             self._old, self._young, self._since = self._young, {}, seen.ts
-        self._young.update(zip(seen.hashes, repeat(seen)))
+        self._young.update(zip(seen.chain, repeat(seen)))
 
 
 def _epoch(value: Any) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-def _chain(stored: Any) -> tuple[int, ...]:
-    """A stored hash chain as ints that are only ever compared: packed chains are read in
-    the machine's byte order, which is faster than the stored order and just as unique."""
+def _chain(stored: Any) -> bytes:
+    """A stored hash chain, packed: its ints are only ever compared, so packed chains are
+    read in the machine's byte order, which is faster than the stored order and just as
+    unique. Bytes, which the garbage collector does not track: a remembered request
+    costs 8 bytes a block rather than a Python int's 40."""
     if isinstance(stored, bytes) and len(stored) % 8 == 0:
-        return tuple(memoryview(stored).cast("q").tolist())
-    return tuple(fingerprint.unpack_hashes(stored))
+        return stored
+    return array("q", fingerprint.unpack_hashes(stored)).tobytes()
 
 
-def _common(a: list[int], b: list[int]) -> int:
+def _common(a: Sequence[int], b: Sequence[int]) -> int:
     """Leading equal entries of two hash chains (chained: equal once, equal before)."""
     lo, hi = 0, min(len(a), len(b))
     if hi and a[hi - 1] == b[hi - 1]:  # one extends the other: the usual next turn
@@ -166,7 +175,8 @@ class Explainer:
         last = self._sessions.get(key) if key else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
             return last, True
-        hashes, lo, hi, found = new.hashes, 0, len(new.hashes), None
+        hashes = new.chain
+        lo, hi, found = 0, len(hashes), None
         while lo < hi:  # the deepest block some earlier request holds
             mid = (lo + hi) // 2
             seen = self._blocks.get(hashes[mid])
@@ -241,11 +251,11 @@ class Explainer:
                 verdict,
                 "no earlier request shares this prefix",
             )
-        common = _common(pred.hashes, seen.hashes)
+        common = _common(pred.chain, seen.chain)
         expected = self._cacheable(rules, model, common * block, total)
         # A session's earlier request could have been reused whole; another conversation
         # only as far as the prefix they share (its own turns are not ours to break).
-        reusable = min(len(pred.hashes), len(seen.hashes)) if same_session else common
+        reusable = min(len(pred.hashes), len(seen.hashes)) // 8 if same_session else common
         missed = max(self._cacheable(rules, model, reusable * block, total) - reported, 0)
         if same_session and (_broken(pred, seen, common) or model != pred.model):
             cause, segment, path, token = self._shape(pred, seen)
@@ -388,4 +398,4 @@ def _broken(pred: _Seen, seen: _Seen, common: int) -> bool:
     """
     if pred.marks and seen.marks:
         return seen.marks[: len(pred.marks)] != pred.marks
-    return common < min(len(pred.hashes), len(seen.hashes))
+    return common < min(len(pred.hashes), len(seen.hashes)) // 8
