@@ -5,6 +5,11 @@ span ids as base64 and gets them wrong. It takes int64 values as strings or
 numbers, enum values as numbers or names, camelCase or snake_case field
 names, and ignores unknown fields. Bodies are decompressed with a hard bound,
 so a gzip bomb cannot inflate past the size limit.
+
+Limits: an AnyValue nests at most ``MAX_DEPTH`` arrays/key-value lists (deeper,
+or JSON too deep to parse, makes the whole export a ``DecodeError``); in JSON
+an int64 or uint64 field out of its range, or a value of the wrong type, rejects
+its span or log record alone (counted in ``Decoded.rejected``, the rest kept).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ try:  # compiled when the package was installed with a C compiler at hand
 except ImportError:  # pragma: no cover - exercised on machines without one
     _wire = None
 
+MAX_DEPTH = 30  # arrays/kvlists in one AnyValue: upb refuses 100 nested messages, 31 kvlists
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _KINDS = {
@@ -37,6 +43,10 @@ _KINDS = {
     "SPAN_KIND_CONSUMER": 5,
 }
 _STATUS = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT64 = (0, 2**64 - 1)
+_INT32 = (-(2**31), 2**31 - 1)
+_MESSAGE_CHARS = 300  # of an error message echoed back to the client
 
 
 class DecodeError(ValueError):
@@ -45,6 +55,22 @@ class DecodeError(ValueError):
 
 class TooLarge(ValueError):
     """The body, or what it inflates to, passes the size limit."""
+
+
+class BadValue(ValueError):
+    """One span or log record holds a value of the wrong type or out of range."""
+
+
+def _too_deep() -> DecodeError:
+    return DecodeError(f"an attribute value nests more than {MAX_DEPTH} arrays or lists")
+
+
+def brief(text: object) -> str:
+    """``text`` fit for an error message: bounded, and encodable (no lone surrogates)."""
+    out = str(text)
+    if len(out) > _MESSAGE_CHARS:
+        out = out[:_MESSAGE_CHARS] + "..."
+    return out.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(slots=True)
@@ -99,12 +125,15 @@ def inflate(data: bytes, encoding: str | None, limit: int) -> bytes:
 # --- protobuf ----------------------------------------------------------------------------------
 
 
-def _value(v: common_pb2.AnyValue) -> Any:
+def _value(v: common_pb2.AnyValue, left: int = MAX_DEPTH) -> Any:
+    """An AnyValue as Python; ``left``: array/kvlist levels still allowed in it."""
     kind = v.WhichOneof("value")
+    if kind in ("array_value", "kvlist_value") and left <= 0:
+        raise _too_deep()
     if kind == "array_value":
-        return [_value(x) for x in v.array_value.values]
+        return [_value(x, left - 1) for x in v.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
+        return {kv.key: _value(kv.value, left - 1) for kv in v.kvlist_value.values}
     if kind == "bytes_value":
         return v.bytes_value.hex()
     return getattr(v, kind) if kind else None
@@ -147,7 +176,7 @@ class _Arrays:
         flat = _int_varints(raw, sum(counts))
         if flat is None:
             for out, key, arr in self.pending:
-                out[key] = [_value(x) for x in arr.values]
+                out[key] = [_value(x, MAX_DEPTH - 1) for x in arr.values]
             return
         for (out, key, _), part in zip(
             self.pending, np.split(flat, np.cumsum(counts)[:-1]), strict=True
@@ -193,7 +222,7 @@ def decode_traces_protobuf(data: bytes) -> Decoded:
     always for bodies the compiled reader refuses, so the error says what upb says)."""
     if _wire is not None:
         try:
-            records, rejected, error = _wire.decode_traces(data, Record)
+            records, rejected, error = _wire.decode_traces(data, Record, MAX_DEPTH)
             return Decoded(records, rejected, error)
         except ValueError:
             pass
@@ -279,27 +308,61 @@ def _get(obj: dict, camel: str, default: Any = None) -> Any:
     return obj.get(snake, default)
 
 
-def _json_value(v: Any) -> Any:
+def _int(raw: Any, bounds: tuple[int, int], what: str) -> int:
+    """An integer field, written as a number or a decimal string, within ``bounds``."""
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, str):
+        try:
+            raw = int(raw)
+        except ValueError:
+            raise BadValue(f"{what} {brief(repr(raw))} is not an integer") from None
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise BadValue(f"{what} {brief(repr(raw))} is not an integer")
+    if not bounds[0] <= raw <= bounds[1]:
+        raise BadValue(f"{what} {raw} is outside {bounds[0]}..{bounds[1]}")
+    return raw
+
+
+def _str(raw: Any, what: str) -> str:
+    if not isinstance(raw, str):
+        raise BadValue(f"{what} {brief(repr(raw))} is not a string")
+    return raw
+
+
+def _json_value(v: Any, left: int = MAX_DEPTH) -> Any:
+    """A JSON AnyValue as Python; ``left``: array/kvlist levels still allowed in it."""
     if not isinstance(v, dict) or not v:
         return None
     key, raw = next(iter(v.items()))
-    if key in ("stringValue", "string_value", "boolValue", "bool_value"):
+    if key in ("stringValue", "string_value"):
+        return _str(raw, "stringValue")
+    if key in ("boolValue", "bool_value"):
+        if not isinstance(raw, bool):
+            raise BadValue(f"boolValue {brief(repr(raw))} is not true or false")
         return raw
     if key in ("intValue", "int_value"):
-        return int(raw)
+        return _int(raw, _INT64, "intValue")
     if key in ("doubleValue", "double_value"):
         return float(raw)
-    if key in ("arrayValue", "array_value"):
-        return [_json_value(x) for x in (raw or {}).get("values", [])]
-    if key in ("kvlistValue", "kvlist_value"):
-        return _json_attrs((raw or {}).get("values", []))
+    if key in ("arrayValue", "array_value", "kvlistValue", "kvlist_value"):
+        if left <= 0:
+            raise _too_deep()
+        values = (raw or {}).get("values", [])
+        if key in ("arrayValue", "array_value"):
+            return [_json_value(x, left - 1) for x in values]
+        return _json_attrs(values, left - 1)
     if key in ("bytesValue", "bytes_value"):
         return base64.b64decode(raw).hex()
     return None
 
 
-def _json_attrs(kvs: Any) -> dict[str, Any]:
-    return {kv["key"]: _json_value(kv.get("value")) for kv in kvs or [] if "key" in kv}
+def _json_attrs(kvs: Any, left: int = MAX_DEPTH) -> dict[str, Any]:
+    return {
+        _str(kv["key"], "attribute key"): _json_value(kv.get("value"), left)
+        for kv in kvs or []
+        if "key" in kv
+    }
 
 
 def _hex_id(value: Any, size: int) -> str | None:
@@ -310,18 +373,26 @@ def _hex_id(value: Any, size: int) -> str | None:
         return None
 
 
-def _enum(value: Any, names: dict[str, int]) -> int:
-    return names.get(value, 0) if isinstance(value, str) else int(value or 0)
+def _enum(value: Any, names: dict[str, int], what: str) -> int:
+    return names.get(value, 0) if isinstance(value, str) else _int(value or 0, _INT32, what)
 
 
 def _loads(data: bytes) -> dict:
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from None
+        raise DecodeError(f"invalid JSON: {brief(exc)}") from None
+    except RecursionError:  # the C scanner counts its depth: no stack is exhausted
+        raise DecodeError("JSON nested too deep; flatten the export") from None
     if not isinstance(doc, dict):
         raise DecodeError("an OTLP JSON export must be an object")
     return doc
+
+
+def _label(item: Any, index: int) -> str:
+    """How an error message names one span or log record: its place, name and id."""
+    found = [item.get(k) for k in ("name", "spanId", "span_id")] if isinstance(item, dict) else []
+    return " ".join([f"#{index} of its scope", *(brief(repr(v)) for v in found if v)])
 
 
 def decode_traces_json(data: bytes | dict) -> Decoded:
@@ -331,36 +402,40 @@ def decode_traces_json(data: bytes | dict) -> Decoded:
         for rs in _get(doc, "resourceSpans", []):
             resource = _json_attrs(_get(rs.get("resource") or {}, "attributes"))
             for ss in _get(rs, "scopeSpans", []):
-                for sp in ss.get("spans", []):
-                    record = _json_span(sp, resource)
-                    if record is None:
+                for index, sp in enumerate(ss.get("spans", [])):
+                    try:
+                        out.records.append(_json_span(sp, resource))
+                    except BadValue as exc:
                         out.rejected += 1
-                        out.error = "span with a missing or malformed hex traceId/spanId"
-                    else:
-                        out.records.append(record)
+                        out.error = f"span {_label(sp, index)}: {exc}"
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"not an OTLP JSON trace export: {exc}") from None
+        raise DecodeError(f"not an OTLP JSON trace export: {brief(exc)}") from None
     return out
 
 
-def _json_span(sp: dict, resource: dict) -> Record | None:
+def _json_span(sp: dict, resource: dict) -> Record:
     trace_id, span_id = _hex_id(_get(sp, "traceId"), 16), _hex_id(_get(sp, "spanId"), 8)
     if trace_id is None or span_id is None:
-        return None
-    parent = _get(sp, "parentSpanId") or ""
+        raise BadValue("missing or malformed hex traceId/spanId")
     status = sp.get("status") or {}
-    events = [(e.get("name", ""), int(_get(e, "timeUnixNano", 0))) for e in sp.get("events", [])]
+    events = [
+        (
+            _str(e.get("name", ""), "event name"),
+            _int(_get(e, "timeUnixNano", 0), _UINT64, "event timeUnixNano"),
+        )
+        for e in sp.get("events", [])
+    ]
     return Record(
         "span",
         trace_id,
         span_id,
-        parent.lower(),
-        sp.get("name", ""),
-        _enum(sp.get("kind"), _KINDS),
-        int(_get(sp, "startTimeUnixNano", 0)),
-        int(_get(sp, "endTimeUnixNano", 0)),
-        _enum(status.get("code"), _STATUS),
-        status.get("message", ""),
+        _hex_id(_get(sp, "parentSpanId"), 8) or "",
+        _str(sp.get("name", ""), "name"),
+        _enum(sp.get("kind"), _KINDS, "kind"),
+        _int(_get(sp, "startTimeUnixNano", 0), _UINT64, "startTimeUnixNano"),
+        _int(_get(sp, "endTimeUnixNano", 0), _UINT64, "endTimeUnixNano"),
+        _enum(status.get("code"), _STATUS, "status code"),
+        _str(status.get("message", ""), "status message"),
         _json_attrs(sp.get("attributes")),
         resource,
         events,
@@ -374,31 +449,37 @@ def decode_logs_json(data: bytes | dict) -> Decoded:
         for rl in _get(doc, "resourceLogs", []):
             resource = _json_attrs(_get(rl.get("resource") or {}, "attributes"))
             for sl in _get(rl, "scopeLogs", []):
-                for lr in _get(sl, "logRecords", []):
-                    ts = int(_get(lr, "timeUnixNano", 0) or _get(lr, "observedTimeUnixNano", 0))
-                    trace_id = _hex_id(_get(lr, "traceId", ""), 16) or ""
-                    span_id = _hex_id(_get(lr, "spanId", ""), 8) or ""
-                    out.records.append(
-                        Record(
-                            "log",
-                            trace_id,
-                            span_id,
-                            "",
-                            _get(lr, "eventName", ""),
-                            0,
-                            ts,
-                            ts,
-                            0,
-                            "",
-                            _json_attrs(lr.get("attributes")),
-                            resource,
-                            [],
-                            _json_value(lr.get("body")),
-                        )
-                    )
+                for index, lr in enumerate(_get(sl, "logRecords", [])):
+                    try:
+                        out.records.append(_json_log(lr, resource))
+                    except BadValue as exc:
+                        out.rejected += 1
+                        out.error = f"log record {_label(lr, index)}: {exc}"
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"not an OTLP JSON logs export: {exc}") from None
+        raise DecodeError(f"not an OTLP JSON logs export: {brief(exc)}") from None
     return out
+
+
+def _json_log(lr: dict, resource: dict) -> Record:
+    ts = _int(_get(lr, "timeUnixNano", 0), _UINT64, "timeUnixNano") or _int(
+        _get(lr, "observedTimeUnixNano", 0), _UINT64, "observedTimeUnixNano"
+    )
+    return Record(
+        "log",
+        _hex_id(_get(lr, "traceId", ""), 16) or "",
+        _hex_id(_get(lr, "spanId", ""), 8) or "",
+        "",
+        _str(_get(lr, "eventName", ""), "eventName"),
+        0,
+        ts,
+        ts,
+        0,
+        "",
+        _json_attrs(lr.get("attributes")),
+        resource,
+        [],
+        _json_value(lr.get("body")),
+    )
 
 
 def decode(signal: str, content_type: str, data: bytes) -> Decoded:
@@ -414,6 +495,7 @@ def decode(signal: str, content_type: str, data: bytes) -> Decoded:
 
 def response_body(signal: str, content_type: str, rejected: int, error: str) -> bytes:
     """The Export*ServiceResponse in the request's content type."""
+    error = brief(error)
     if content_type == JSON:
         if not rejected:
             return b"{}"
@@ -440,7 +522,7 @@ _GRPC_CODES = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}
 
 def status_body(content_type: str, http_status: int, message: str) -> bytes:
     """A google.rpc.Status error body in the request's content type, as OTLP asks."""
-    code = _GRPC_CODES.get(http_status, 2)
+    code, message = _GRPC_CODES.get(http_status, 2), brief(message)
     if content_type == PROTOBUF:
         return status_pb2.Status(code=code, message=message).SerializeToString()
     return json.dumps({"code": code, "message": message}).encode()
