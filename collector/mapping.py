@@ -79,7 +79,7 @@ _RANGES = {
     "start_ns": (0, _MAX_TIME_NS),
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SEGMENTS = msgspec.json.Decoder(list[tuple[str, str, int, int, Any]])
+_SEGMENTS = msgspec.json.Decoder(list[tuple[str, str, int, int, Any]]).decode
 
 
 class Rejected(ValueError):
@@ -291,4 +291,4 @@ def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
         "attributes": json.dumps(attrs, default=str) if attrs else None,
     }
     _check(row)
-    return row, None if content is None or content.isascii() else _mend(content)
+    return row, content if content is None or content.isascii() else _mend(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 from typing import Any
 
@@ -152,3 +153,16 @@ def deep_json(depth: int, kind: str = "arrayValue") -> str:
         else ('{"kvlistValue":{"values":[{"key":"k","value":', "}]}}")
     )
     return open_ * depth + '{"intValue":"1"}' + close * depth
+
+
+def json_with_value(signal: str, value: str, body: bool = False) -> bytes:
+    """A one-record JSON export whose attribute "x" (or log body) is the raw JSON ``value``."""
+    attributes = {"gen_ai.system": "openai", "x": 0}
+    message = traces([{"attributes": attributes}])
+    if signal == "logs":
+        message = logs([{"attributes": attributes, "body": 0}])
+    text = json.dumps(to_json(message))
+    marker = '"body": {"intValue": "0"}' if body else '"key": "x", "value": {"intValue": "0"}'
+    replacement = f'"body": {value}' if body else f'"key": "x", "value": {value}'
+    assert marker in text
+    return text.replace(marker, replacement).encode()

@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector import otlp
-from tests.otlp_build import deep_any, deep_json, logs, to_json, traces, with_raw_attribute
+from tests.otlp_build import (
+    deep_any,
+    deep_json,
+    json_with_value,
+    logs,
+    to_json,
+    traces,
+    with_raw_attribute,
+)
 
 scalars = st.one_of(
     st.text(max_size=8),
@@ -231,18 +239,6 @@ TRACE_DECODERS = {
 }
 
 
-def _json_export(signal: str, value: str, body: bool = False) -> bytes:
-    """A one-record JSON export whose attribute "x" (or log body) is the raw JSON ``value``."""
-    message = traces([{"attributes": {"gen_ai.system": "openai", "x": 0}}])
-    if signal == "logs":
-        message = logs([{"attributes": {"gen_ai.system": "openai", "x": 0}, "body": 0}])
-    text = json.dumps(to_json(message))
-    marker = '"body": {"intValue": "0"}' if body else '"key": "x", "value": {"intValue": "0"}'
-    replacement = f'"body": {value}' if body else f'"key": "x", "value": {value}'
-    assert marker in text
-    return text.replace(marker, replacement).encode()
-
-
 @pytest.mark.parametrize("kind", ["array", "kvlist"])
 @pytest.mark.parametrize("decoder", sorted(TRACE_DECODERS))
 def test_nesting_up_to_the_limit_decodes_and_past_it_is_refused(decoder, kind):
@@ -275,13 +271,13 @@ def test_deep_protobuf_values_are_refused_without_exhausting_the_stack(decoder, 
 def test_deep_json_is_refused(depth, kind):
     value = deep_json(depth, kind)
     with pytest.raises(otlp.DecodeError, match="deep|nests"):
-        otlp.decode_traces_json(_json_export("traces", value))
+        otlp.decode_traces_json(json_with_value("traces", value))
     for body in (False, True):
         with pytest.raises(otlp.DecodeError, match="deep|nests"):
-            otlp.decode_logs_json(_json_export("logs", value, body))
+            otlp.decode_logs_json(json_with_value("logs", value, body))
     with pytest.raises(otlp.DecodeError, match="deep"):
         otlp.decode_traces_json(b"[" * 100_000 + b"]" * 100_000)
-    at_limit = otlp.decode_traces_json(_json_export("traces", deep_json(otlp.MAX_DEPTH, kind)))
+    at_limit = otlp.decode_traces_json(json_with_value("traces", deep_json(otlp.MAX_DEPTH, kind)))
     assert len(at_limit.records) == 1
 
 
@@ -330,7 +326,8 @@ def test_a_json_log_record_out_of_range_is_rejected_alone(raw):
 
 
 def test_error_messages_are_bounded_and_encodable():
-    decoded = otlp.decode_traces_json(_json_export("traces", '{"intValue": "' + "9" * 5000 + '"}'))
+    huge = '{"intValue": "' + "9" * 5000 + '"}'
+    decoded = otlp.decode_traces_json(json_with_value("traces", huge))
     assert decoded.rejected == 1 and len(decoded.error) < 600
     lone = otlp.response_body("traces", otlp.PROTOBUF, 1, "span '\ud800' " + "x" * 10_000)
     assert len(lone) < 600
