@@ -19,8 +19,6 @@ import math
 import re
 from typing import Any
 
-import msgspec
-
 from analysis import fingerprint
 from analysis import usage as usage_mod
 from collector import attributes as A
@@ -79,7 +77,6 @@ _RANGES = {
     "start_ns": (0, _MAX_TIME_NS),
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SEGMENTS = msgspec.json.Decoder(list[tuple[str, str, int, int, Any]]).decode
 
 
 class Rejected(ValueError):
@@ -191,20 +188,6 @@ def _verdict(attrs: dict[str, Any], raw: Any) -> str | None:
     return json.dumps(found) if found else None
 
 
-def _segments(value: Any) -> str | None:
-    """The segment map as sent, if it is one: [[path, kind, start, end, hash], ...]."""
-    text = _str(value)
-    if text is None:
-        return None
-    try:
-        spans = _SEGMENTS(text)
-    except (msgspec.DecodeError, RecursionError):
-        raise Rejected("cachediag.segments is not a segment map") from None
-    if any(not 0 <= s[2] <= s[3] <= MAX_TOKENS for s in spans):
-        raise Rejected("cachediag.segments has a token span out of range")
-    return text
-
-
 def _check(row: dict[str, Any]) -> None:
     """Raise ``Rejected`` unless every value fits its column and is plausible; mend text."""
     for name, (low, high) in _RANGES.items():
@@ -278,7 +261,7 @@ def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
         "encoding": _str(attrs.pop(A.ENCODING.name, None)),
         "block_size": _int(attrs.pop(A.BLOCK_SIZE.name, None)),
         "block_hashes": fingerprint.pack_hashes(hashes),
-        "segments": _segments(attrs.pop(A.SEGMENTS.name, None)),
+        "segments": _str(attrs.pop(A.SEGMENTS.name, None)),
         "total_tokens": _int(attrs.pop(A.TOTAL_TOKENS.name, None)),
         "prompt_tokens": use.prompt_tokens,
         "cached_tokens": use.cached_tokens,

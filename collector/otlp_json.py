@@ -75,7 +75,10 @@ def _json_value(v: Any, left: int = MAX_DEPTH) -> Any:
     if key in ("intValue", "int_value"):
         return _int(raw, _INT64, "intValue")
     if key in ("doubleValue", "double_value"):
-        return float(raw)
+        try:
+            return float(raw)
+        except OverflowError:  # an integer past the double range: as the JSON 1e400 reads
+            return float("inf") if raw > 0 else float("-inf")
     if key in ("arrayValue", "array_value", "kvlistValue", "kvlist_value"):
         if left <= 0:
             raise too_deep()

@@ -221,8 +221,6 @@ OUT_OF_RANGE = {
     "usage json with inf": {"cachediag.usage": '{"prompt_tokens": 1e400}'},
     "usage json too deep": {"cachediag.usage": '{"a":' + "[" * 5000 + "]" * 5000 + "}"},
     "usage json deep": {"cachediag.usage": '{"a":' + "[" * 40 + "]" * 40 + "}"},
-    "segments not a map": {"cachediag.segments": '{"x": 1}'},
-    "segments span reversed": {"cachediag.segments": '[["tools[0]", "tool", 9, 3, "h"]]'},
 }
 
 

@@ -325,6 +325,12 @@ def test_a_json_log_record_out_of_range_is_rejected_alone(raw):
     assert "log record #0" in decoded.error and "timeUnixNano" in decoded.error
 
 
+@pytest.mark.parametrize("raw", ["1e400", "1" + "0" * 400, '"1e400"', '"Infinity"'])
+def test_doubles_past_the_range_read_as_infinity(raw):
+    decoded = otlp.decode_traces_json(json_with_value("traces", '{"doubleValue": ' + raw + "}"))
+    assert decoded.records[0].attributes["x"] == float("inf")
+
+
 def test_error_messages_are_bounded_and_encodable():
     huge = '{"intValue": "' + "9" * 5000 + '"}'
     decoded = otlp.decode_traces_json(json_with_value("traces", huge))
