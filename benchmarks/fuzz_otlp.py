@@ -244,6 +244,8 @@ def _client(server: Server, tally: Tally, seed: int, count: int, deadline: float
         with tally.lock:
             tally.statuses[status] += 1
             tally.sent += 1
+            if tally.sent % 10_000 == 0:
+                print(f"... {tally.sent:,} sent", file=sys.stderr, flush=True)
     conn.close()
 
 
