@@ -19,6 +19,8 @@ from libc.string cimport memcpy
 
 import numpy as np
 
+API = 2  # collector.otlp.WIRE_API: bumped whenever decode_traces changes its contract
+
 
 class WireError(ValueError):
     """The bytes are not a well-formed export this reader handles."""

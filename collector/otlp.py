@@ -9,6 +9,7 @@ export a ``DecodeError``, and no decoder recurses further than that.
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,26 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
+log = logging.getLogger(__name__)
+WIRE_API = 2  # of collector/_wire.pyx: 2 bounds AnyValue depth; older builds are not used
+
+
+def _current(wire: Any) -> Any:
+    """The compiled reader if it was built from this _wire.pyx; None otherwise."""
+    if wire is not None and getattr(wire, "API", 1) != WIRE_API:
+        log.warning(
+            "collector/_wire was built from an older _wire.pyx (no depth limit); decoding "
+            "with upb instead. Rebuild it: python setup.py build_ext --inplace"
+        )
+        return None
+    return wire
+
+
 try:  # compiled when the package was installed with a C compiler at hand
     from collector import _wire
 except ImportError:  # pragma: no cover - exercised on machines without one
     _wire = None
+_wire = _current(_wire)
 
 MAX_DEPTH = 30  # arrays/kvlists in one AnyValue: upb refuses 100 nested messages, 31 kvlists
 PROTOBUF = "application/x-protobuf"

@@ -429,3 +429,13 @@ def test_arbitrary_json_only_ever_raises_decode_errors(doc):
     for decode in (otlp.decode_traces_json, otlp.decode_logs_json):
         with contextlib.suppress(otlp.DecodeError):
             decode(data)
+
+
+def test_a_compiled_reader_built_from_an_older_pyx_is_not_used():
+    import types
+
+    stale = types.ModuleType("collector._wire")  # API 1: no depth limit, no API attribute
+    assert otlp._current(stale) is None
+    assert otlp._current(None) is None
+    if otlp._wire is not None:
+        assert otlp._current(otlp._wire) is otlp._wire
