@@ -6,8 +6,10 @@ message objects attribute by attribute; at ~20 attributes and a 200-entry
 block-hash array per span that walk, not the parse, is what limits ingest.
 This reader goes over the bytes once and builds the same records: strings
 decoded strictly as UTF-8, int-only arrays as numpy int64 arrays, bytes as
-hex, unknown fields skipped. Anything it cannot read raises ``WireError``
-and the caller falls back to upb, which says what was wrong.
+hex, unknown fields skipped. AnyValues nest at most ``max_depth`` levels of
+arrays and key-value lists (every recursion here is bounded by it, so no input
+can exhaust the C stack). Anything it cannot read raises ``WireError`` and the
+caller falls back to upb, which says what was wrong.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -16,6 +18,8 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
 import numpy as np
+
+API = 2  # collector.otlp.WIRE_API: bumped whenever decode_traces changes its contract
 
 
 class WireError(ValueError):
@@ -110,8 +114,18 @@ cdef object _int_array(const unsigned char* b, Py_ssize_t start, Py_ssize_t end)
     return np.frombuffer(out, dtype=np.int64)
 
 
-cdef object _any(const unsigned char* b, Py_ssize_t start, Py_ssize_t end, bint arrays):
-    """One AnyValue; with ``arrays``, int-only arrays come out as numpy arrays."""
+cdef int _deeper(int left) except -1:
+    """Levels of nesting left below this one; raises past the limit."""
+    if left <= 0:
+        raise WireError("AnyValue nested too deep")
+    return left - 1
+
+
+cdef object _any(
+    const unsigned char* b, Py_ssize_t start, Py_ssize_t end, bint arrays, int left
+):
+    """One AnyValue; with ``arrays``, int-only arrays come out as numpy arrays.
+    ``left``: levels of array/kvlist nesting still allowed below it."""
     cdef Py_ssize_t pos = start, n
     cdef uint64_t tag, raw
     cdef double real
@@ -134,12 +148,12 @@ cdef object _any(const unsigned char* b, Py_ssize_t start, Py_ssize_t end, bint 
             n = _length(b, &pos, end)
             out = _int_array(b, pos, pos + n) if arrays else None
             if out is None:
-                out = _values(b, pos, pos + n)
+                out = _values(b, pos, pos + n, _deeper(left))
             pos += n
         elif tag == 0x32:  # 6 kvlist_value
             n = _length(b, &pos, end)
             out = {}
-            _key_values(b, pos, pos + n, 0x0A, out, False)
+            _key_values(b, pos, pos + n, 0x0A, out, False, _deeper(left))
             pos += n
         elif tag == 0x3A:  # 7 bytes_value
             n = _length(b, &pos, end)
@@ -150,7 +164,7 @@ cdef object _any(const unsigned char* b, Py_ssize_t start, Py_ssize_t end, bint 
     return out
 
 
-cdef list _values(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
+cdef list _values(const unsigned char* b, Py_ssize_t start, Py_ssize_t end, int left):
     cdef Py_ssize_t pos = start, n
     cdef uint64_t tag
     cdef list out = []
@@ -158,7 +172,7 @@ cdef list _values(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
         tag = _varint(b, &pos, end)
         if tag == 0x0A:
             n = _length(b, &pos, end)
-            out.append(_any(b, pos, pos + n, False))
+            out.append(_any(b, pos, pos + n, False, left))
             pos += n
         else:
             _skip(b, &pos, end, tag & 7)
@@ -166,7 +180,7 @@ cdef list _values(const unsigned char* b, Py_ssize_t start, Py_ssize_t end):
 
 
 cdef int _key_value(
-    const unsigned char* b, Py_ssize_t start, Py_ssize_t end, dict out, bint arrays
+    const unsigned char* b, Py_ssize_t start, Py_ssize_t end, dict out, bint arrays, int left
 ) except -1:
     cdef Py_ssize_t pos = start, n
     cdef uint64_t tag
@@ -180,7 +194,7 @@ cdef int _key_value(
             pos += n
         elif tag == 0x12:
             n = _length(b, &pos, end)
-            value = _any(b, pos, pos + n, arrays)
+            value = _any(b, pos, pos + n, arrays, left)
             pos += n
         else:
             _skip(b, &pos, end, tag & 7)
@@ -189,7 +203,13 @@ cdef int _key_value(
 
 
 cdef int _key_values(
-    const unsigned char* b, Py_ssize_t start, Py_ssize_t end, uint64_t want, dict out, bint arrays
+    const unsigned char* b,
+    Py_ssize_t start,
+    Py_ssize_t end,
+    uint64_t want,
+    dict out,
+    bint arrays,
+    int left,
 ) except -1:
     """Every KeyValue under tag ``want`` of one message, into ``out``."""
     cdef Py_ssize_t pos = start, n
@@ -198,7 +218,7 @@ cdef int _key_values(
         tag = _varint(b, &pos, end)
         if tag == want:
             n = _length(b, &pos, end)
-            _key_value(b, pos, pos + n, out, arrays)
+            _key_value(b, pos, pos + n, out, arrays, left)
             pos += n
         else:
             _skip(b, &pos, end, tag & 7)
@@ -227,9 +247,11 @@ cdef class _Out:
     cdef public int rejected
     cdef public str error
     cdef object factory
+    cdef int max_depth
 
-    def __init__(self, factory):
+    def __init__(self, factory, int max_depth):
         self.records, self.rejected, self.error, self.factory = [], 0, "", factory
+        self.max_depth = max_depth
 
 
 cdef int _span(
@@ -263,7 +285,7 @@ cdef int _span(
             end_ns = _fixed64(b, &pos, end)
         elif tag == 0x4A:
             n = _length(b, &pos, end)
-            _key_value(b, pos, pos + n, attributes, True)
+            _key_value(b, pos, pos + n, attributes, True, out.max_depth)
             pos += n
         elif tag == 0x5A:
             n = _length(b, &pos, end)
@@ -306,7 +328,7 @@ cdef int _resource_spans(const unsigned char* b, Py_ssize_t start, Py_ssize_t en
         tag = _varint(b, &pos, end)
         if tag == 0x0A:
             n = _length(b, &pos, end)
-            _key_values(b, pos, pos + n, 0x0A, resource, False)
+            _key_values(b, pos, pos + n, 0x0A, resource, False, out.max_depth)
             pos += n
         else:
             _skip(b, &pos, end, tag & 7)
@@ -330,13 +352,14 @@ cdef int _resource_spans(const unsigned char* b, Py_ssize_t start, Py_ssize_t en
     return 0
 
 
-def decode_traces(const unsigned char[::1] data not None, factory):
+def decode_traces(const unsigned char[::1] data not None, factory, int max_depth):
     """(records, rejected, error) of a serialized ExportTraceServiceRequest;
-    ``factory`` builds a record from the span's fields."""
+    ``factory`` builds a record from the span's fields; AnyValues nest at most
+    ``max_depth`` levels of arrays and key-value lists."""
     cdef const unsigned char* b = &data[0] if data.shape[0] else NULL
     cdef Py_ssize_t pos = 0, end = data.shape[0], n
     cdef uint64_t tag
-    cdef _Out out = _Out(factory)
+    cdef _Out out = _Out(factory, max_depth)
     while pos < end:
         tag = _varint(b, &pos, end)
         if tag == 0x0A:

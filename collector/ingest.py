@@ -23,20 +23,31 @@ class Prepared:
 
 
 def from_records(decoded: otlp.Decoded) -> Prepared:
-    """Map decoded records to a frame; records that are not LLM calls are counted."""
-    rows, contents = [], []
+    """Map decoded records to a frame; records that are not LLM calls are counted, and
+    so are records whose values cannot be stored (rejected: the others still are)."""
+    rows, contents, skipped = [], [], 0
+    rejected, error = decoded.rejected, decoded.error
     for record in decoded.records:
-        mapped = mapping.map_record(record)
+        try:
+            mapped = mapping.map_record(record)
+        except mapping.Rejected as exc:
+            rejected += 1
+            error = otlp.brief(f"{record.signal} {_label(record)}: {exc}")
+            continue
         if mapped is None:
+            skipped += 1
             continue
         row, content = mapped
         rows.append(row)
         if content is not None:
             contents.append((row["id"], content))
-    skipped = len(decoded.records) - len(rows)
-    return Prepared(
-        Store.frame(rows), contents, len(decoded.records), skipped, decoded.rejected, decoded.error
-    )
+    return Prepared(Store.frame(rows), contents, len(decoded.records), skipped, rejected, error)
+
+
+def _label(record: otlp.Record) -> str:
+    """How an error message names a record: its ids and name, escaped and bounded."""
+    ident = record.id or record.trace_id + record.span_id
+    return " ".join(repr(v)[:80] for v in (ident, record.name) if v) or "without id"
 
 
 def prepare(sig: str, content_type: str, encoding: str | None, body: bytes, limit: int) -> Prepared:

@@ -5,19 +5,24 @@ instrumentations emit: GenAI semantic conventions old and new, OpenLLMetry /
 Traceloop, OpenInference, OpenLIT, and raw provider usage JSON. Token counts
 are normalized so that ``prompt_tokens`` always means all input tokens.
 Records that are not LLM calls are skipped (and counted by the caller);
-attributes nobody claimed are kept as JSON.
+attributes nobody claimed are kept as JSON. Every value is checked against
+what its column holds and what is plausible before it becomes a row: a record
+that fails raises ``Rejected`` (the caller counts it and stores the rest), and
+lone surrogates in text become U+FFFD so every string encodes as UTF-8.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from typing import Any
 
 from analysis import fingerprint
 from analysis import usage as usage_mod
 from collector import attributes as A
-from collector.otlp import Record
+from collector.otlp import MAX_DEPTH, Record
 
 _PROVIDER = (A.PROVIDER.name, A.SYSTEM.name, "llm.provider", "llm.system")
 _OPERATION = (A.OPERATION.name, "llm.request.type")
@@ -58,6 +63,25 @@ _RAW_JSON = (A.USAGE.name, "output.value", "llm.response.body", "gen_ai.response
 _LLM_PREFIXES = ("gen_ai.", "llm.", "cachediag.")
 _FIRST_TOKEN_EVENTS = ("first_token", "first_chunk")
 
+MAX_TOKENS = 2**31  # in one request, any count: past every context window, far from overflow
+_INT32_MAX = 2**31 - 1  # tools_count and block_size are INTEGER columns
+_MAX_TIME_NS = 2**63 - 1  # start_ns is BIGINT nanoseconds (years 1970..2262 here)
+_RANGES = {
+    "prompt_tokens": (0, MAX_TOKENS),
+    "cached_tokens": (0, MAX_TOKENS),
+    "cache_write_tokens": (0, MAX_TOKENS),
+    "output_tokens": (0, MAX_TOKENS),
+    "total_tokens": (0, MAX_TOKENS),
+    "tools_count": (0, _INT32_MAX),
+    "block_size": (1, _INT32_MAX),
+    "start_ns": (0, _MAX_TIME_NS),
+}
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class Rejected(ValueError):
+    """A record whose values cannot be stored as a row (out of range, not finite)."""
+
 
 def _pop(attrs: dict[str, Any], names: tuple[str, ...]) -> Any:
     """The first present value among ``names``; all of them are consumed."""
@@ -74,6 +98,8 @@ def _int(value: Any) -> int | None:
         return None if value is None or isinstance(value, bool) else int(value)
     except (TypeError, ValueError):
         return None
+    except OverflowError:  # an infinite double
+        raise Rejected(f"integer attribute {value!r} is not finite") from None
 
 
 def _float(value: Any) -> float | None:
@@ -97,16 +123,37 @@ def _raw_response(attrs: dict[str, Any], body: Any) -> Any:
         value = attrs.pop(name, None)
         if isinstance(value, str) and value[:1] == "{":
             try:
-                return json.loads(value)
+                found = json.loads(value)
             except ValueError:
                 continue
+            except RecursionError:
+                found = None  # too deep for the parser
+            if found is None or not _shallow(found):
+                raise Rejected(f"{name} nests more than {MAX_DEPTH} levels")
+            return found
     return body if isinstance(body, dict) else None
+
+
+def _shallow(obj: Any) -> bool:
+    """Does ``obj`` nest at most MAX_DEPTH lists and objects?"""
+    stack = [(obj, MAX_DEPTH)]
+    while stack:
+        node, room = stack.pop()
+        if isinstance(node, dict | list):
+            if room == 0:
+                return False
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, room - 1) for child in children)
+    return True
 
 
 def _usage(attrs: dict[str, Any], provider: str | None, raw: Any) -> usage_mod.Usage:
     prompt, cached = _int(_pop(attrs, _INPUT)), _int(_pop(attrs, _CACHE_READ))
     write, output = _int(_pop(attrs, _CACHE_WRITE)), _int(_pop(attrs, _OUTPUT))
-    from_raw = usage_mod.from_provider(raw)
+    try:
+        from_raw = usage_mod.from_provider(raw)
+    except OverflowError:  # an infinite number in the provider's usage
+        raise Rejected("the provider usage holds a token count that is not finite") from None
     prompt = prompt if prompt is not None else from_raw.prompt_tokens
     cached = cached if cached is not None else from_raw.cached_tokens
     write = write if write is not None else from_raw.cache_write_tokens
@@ -141,6 +188,24 @@ def _verdict(attrs: dict[str, Any], raw: Any) -> str | None:
     return json.dumps(found) if found else None
 
 
+def _check(row: dict[str, Any]) -> None:
+    """Raise ``Rejected`` unless every value fits its column and is plausible; mend text."""
+    for name, (low, high) in _RANGES.items():
+        value = row[name]
+        if value is not None and not low <= value <= high:
+            raise Rejected(f"{name} {value} is outside {low}..{high}")
+    if row["ttft_ms"] is not None and not math.isfinite(row["ttft_ms"]):
+        raise Rejected(f"ttft_ms {row['ttft_ms']} is not finite")
+    for name, value in row.items():
+        if type(value) is str and not value.isascii():
+            row[name] = _mend(value)
+
+
+def _mend(text: str) -> str:
+    """``text`` with lone surrogates (valid in JSON, not in UTF-8) as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def _operation_from_name(name: str) -> str | None:
     """GenAI span names are ``{operation} {model}``."""
     head, _, rest = name.partition(" ")
@@ -160,7 +225,8 @@ def record_id(record: Record) -> str:
 
 
 def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
-    """The request row of one record and its captured content; None if not an LLM call."""
+    """The request row of one record and its captured content; None if not an LLM call.
+    Raises ``Rejected`` when a value cannot be stored."""
     if not is_llm_call(record):
         return None
     attrs = dict(record.attributes)
@@ -207,4 +273,5 @@ def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
         "provider_verdict": _verdict(attrs, raw),
         "attributes": json.dumps(attrs, default=str) if attrs else None,
     }
-    return row, content
+    _check(row)
+    return row, content if content is None or content.isascii() else _mend(content)

@@ -1,16 +1,15 @@
 """OTLP decoding: protobuf and JSON trace/log exports ─► plain records.
 
-The JSON decoder is our own: protobuf's json_format reads OTLP's hex trace and
-span ids as base64 and gets them wrong. It takes int64 values as strings or
-numbers, enum values as numbers or names, camelCase or snake_case field
-names, and ignores unknown fields. Bodies are decompressed with a hard bound,
-so a gzip bomb cannot inflate past the size limit.
+The JSON decoder lives in ``collector.otlp_json``. Bodies are decompressed with
+a hard bound, so a gzip bomb cannot inflate past the size limit. An AnyValue
+nests at most ``MAX_DEPTH`` arrays/key-value lists: deeper makes the whole
+export a ``DecodeError``, and no decoder recurses further than that.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import logging
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,22 +20,31 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
 
+log = logging.getLogger(__name__)
+WIRE_API = 2  # of collector/_wire.pyx: 2 bounds AnyValue depth; older builds are not used
+
+
+def _current(wire: Any) -> Any:
+    """The compiled reader if it was built from this _wire.pyx; None otherwise."""
+    if wire is not None and getattr(wire, "API", 1) != WIRE_API:
+        log.warning(
+            "collector/_wire was built from an older _wire.pyx (no depth limit); decoding "
+            "with upb instead. Rebuild it: python setup.py build_ext --inplace"
+        )
+        return None
+    return wire
+
+
 try:  # compiled when the package was installed with a C compiler at hand
     from collector import _wire
 except ImportError:  # pragma: no cover - exercised on machines without one
     _wire = None
+_wire = _current(_wire)
 
+MAX_DEPTH = 30  # arrays/kvlists in one AnyValue: upb refuses 100 nested messages, 31 kvlists
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_KINDS = {
-    "SPAN_KIND_UNSPECIFIED": 0,
-    "SPAN_KIND_INTERNAL": 1,
-    "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3,
-    "SPAN_KIND_PRODUCER": 4,
-    "SPAN_KIND_CONSUMER": 5,
-}
-_STATUS = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+_MESSAGE_CHARS = 300  # of an error message echoed back to the client
 
 
 class DecodeError(ValueError):
@@ -45,6 +53,22 @@ class DecodeError(ValueError):
 
 class TooLarge(ValueError):
     """The body, or what it inflates to, passes the size limit."""
+
+
+class BadValue(ValueError):
+    """One span or log record holds a value of the wrong type or out of range."""
+
+
+def too_deep() -> DecodeError:
+    return DecodeError(f"an attribute value nests more than {MAX_DEPTH} arrays or lists")
+
+
+def brief(text: object) -> str:
+    """``text`` fit for an error message: bounded, and encodable (no lone surrogates)."""
+    out = str(text)
+    if len(out) > _MESSAGE_CHARS:
+        out = out[:_MESSAGE_CHARS] + "..."
+    return out.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(slots=True)
@@ -99,12 +123,15 @@ def inflate(data: bytes, encoding: str | None, limit: int) -> bytes:
 # --- protobuf ----------------------------------------------------------------------------------
 
 
-def _value(v: common_pb2.AnyValue) -> Any:
+def _value(v: common_pb2.AnyValue, left: int = MAX_DEPTH) -> Any:
+    """An AnyValue as Python; ``left``: array/kvlist levels still allowed in it."""
     kind = v.WhichOneof("value")
+    if kind in ("array_value", "kvlist_value") and left <= 0:
+        raise too_deep()
     if kind == "array_value":
-        return [_value(x) for x in v.array_value.values]
+        return [_value(x, left - 1) for x in v.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: _value(kv.value) for kv in v.kvlist_value.values}
+        return {kv.key: _value(kv.value, left - 1) for kv in v.kvlist_value.values}
     if kind == "bytes_value":
         return v.bytes_value.hex()
     return getattr(v, kind) if kind else None
@@ -147,7 +174,7 @@ class _Arrays:
         flat = _int_varints(raw, sum(counts))
         if flat is None:
             for out, key, arr in self.pending:
-                out[key] = [_value(x) for x in arr.values]
+                out[key] = [_value(x, MAX_DEPTH - 1) for x in arr.values]
             return
         for (out, key, _), part in zip(
             self.pending, np.split(flat, np.cumsum(counts)[:-1]), strict=True
@@ -193,7 +220,7 @@ def decode_traces_protobuf(data: bytes) -> Decoded:
     always for bodies the compiled reader refuses, so the error says what upb says)."""
     if _wire is not None:
         try:
-            records, rejected, error = _wire.decode_traces(data, Record)
+            records, rejected, error = _wire.decode_traces(data, Record, MAX_DEPTH)
             return Decoded(records, rejected, error)
         except ValueError:
             pass
@@ -268,137 +295,21 @@ def decode_logs_protobuf(data: bytes) -> Decoded:
     return out
 
 
-# --- JSON --------------------------------------------------------------------------------------
-
-
-def _get(obj: dict, camel: str, default: Any = None) -> Any:
-    """A field by its camelCase or snake_case name."""
-    if camel in obj:
-        return obj[camel]
-    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in camel)
-    return obj.get(snake, default)
-
-
-def _json_value(v: Any) -> Any:
-    if not isinstance(v, dict) or not v:
-        return None
-    key, raw = next(iter(v.items()))
-    if key in ("stringValue", "string_value", "boolValue", "bool_value"):
-        return raw
-    if key in ("intValue", "int_value"):
-        return int(raw)
-    if key in ("doubleValue", "double_value"):
-        return float(raw)
-    if key in ("arrayValue", "array_value"):
-        return [_json_value(x) for x in (raw or {}).get("values", [])]
-    if key in ("kvlistValue", "kvlist_value"):
-        return _json_attrs((raw or {}).get("values", []))
-    if key in ("bytesValue", "bytes_value"):
-        return base64.b64decode(raw).hex()
-    return None
-
-
-def _json_attrs(kvs: Any) -> dict[str, Any]:
-    return {kv["key"]: _json_value(kv.get("value")) for kv in kvs or [] if "key" in kv}
-
-
-def _hex_id(value: Any, size: int) -> str | None:
-    text = (value or "").lower()
-    try:
-        return text if len(bytes.fromhex(text)) == size else None
-    except ValueError:
-        return None
-
-
-def _enum(value: Any, names: dict[str, int]) -> int:
-    return names.get(value, 0) if isinstance(value, str) else int(value or 0)
-
-
-def _loads(data: bytes) -> dict:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise DecodeError("an OTLP JSON export must be an object")
-    return doc
+# --- JSON (collector.otlp_json, which builds on the types above) -------------------------------
 
 
 def decode_traces_json(data: bytes | dict) -> Decoded:
-    doc = data if isinstance(data, dict) else _loads(data)
-    out = Decoded([])
-    try:
-        for rs in _get(doc, "resourceSpans", []):
-            resource = _json_attrs(_get(rs.get("resource") or {}, "attributes"))
-            for ss in _get(rs, "scopeSpans", []):
-                for sp in ss.get("spans", []):
-                    record = _json_span(sp, resource)
-                    if record is None:
-                        out.rejected += 1
-                        out.error = "span with a missing or malformed hex traceId/spanId"
-                    else:
-                        out.records.append(record)
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"not an OTLP JSON trace export: {exc}") from None
-    return out
+    """An OTLP/JSON trace export (bytes, or a document already parsed)."""
+    from collector import otlp_json
 
-
-def _json_span(sp: dict, resource: dict) -> Record | None:
-    trace_id, span_id = _hex_id(_get(sp, "traceId"), 16), _hex_id(_get(sp, "spanId"), 8)
-    if trace_id is None or span_id is None:
-        return None
-    parent = _get(sp, "parentSpanId") or ""
-    status = sp.get("status") or {}
-    events = [(e.get("name", ""), int(_get(e, "timeUnixNano", 0))) for e in sp.get("events", [])]
-    return Record(
-        "span",
-        trace_id,
-        span_id,
-        parent.lower(),
-        sp.get("name", ""),
-        _enum(sp.get("kind"), _KINDS),
-        int(_get(sp, "startTimeUnixNano", 0)),
-        int(_get(sp, "endTimeUnixNano", 0)),
-        _enum(status.get("code"), _STATUS),
-        status.get("message", ""),
-        _json_attrs(sp.get("attributes")),
-        resource,
-        events,
-    )
+    return otlp_json.decode_traces(data)
 
 
 def decode_logs_json(data: bytes | dict) -> Decoded:
-    doc = data if isinstance(data, dict) else _loads(data)
-    out = Decoded([])
-    try:
-        for rl in _get(doc, "resourceLogs", []):
-            resource = _json_attrs(_get(rl.get("resource") or {}, "attributes"))
-            for sl in _get(rl, "scopeLogs", []):
-                for lr in _get(sl, "logRecords", []):
-                    ts = int(_get(lr, "timeUnixNano", 0) or _get(lr, "observedTimeUnixNano", 0))
-                    trace_id = _hex_id(_get(lr, "traceId", ""), 16) or ""
-                    span_id = _hex_id(_get(lr, "spanId", ""), 8) or ""
-                    out.records.append(
-                        Record(
-                            "log",
-                            trace_id,
-                            span_id,
-                            "",
-                            _get(lr, "eventName", ""),
-                            0,
-                            ts,
-                            ts,
-                            0,
-                            "",
-                            _json_attrs(lr.get("attributes")),
-                            resource,
-                            [],
-                            _json_value(lr.get("body")),
-                        )
-                    )
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"not an OTLP JSON logs export: {exc}") from None
-    return out
+    """An OTLP/JSON logs export (bytes, or a document already parsed)."""
+    from collector import otlp_json
+
+    return otlp_json.decode_logs(data)
 
 
 def decode(signal: str, content_type: str, data: bytes) -> Decoded:
@@ -414,6 +325,7 @@ def decode(signal: str, content_type: str, data: bytes) -> Decoded:
 
 def response_body(signal: str, content_type: str, rejected: int, error: str) -> bytes:
     """The Export*ServiceResponse in the request's content type."""
+    error = brief(error)
     if content_type == JSON:
         if not rejected:
             return b"{}"
@@ -440,7 +352,7 @@ _GRPC_CODES = {400: 3, 401: 16, 404: 5, 411: 3, 413: 8, 415: 3, 429: 8, 503: 14}
 
 def status_body(content_type: str, http_status: int, message: str) -> bytes:
     """A google.rpc.Status error body in the request's content type, as OTLP asks."""
-    code = _GRPC_CODES.get(http_status, 2)
+    code, message = _GRPC_CODES.get(http_status, 2), brief(message)
     if content_type == PROTOBUF:
         return status_pb2.Status(code=code, message=message).SerializeToString()
     return json.dumps({"code": code, "message": message}).encode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import random
 from typing import Any
 
@@ -91,3 +92,77 @@ def to_json(message) -> dict:
 
     fix(doc)
     return doc
+
+
+# --- hostile exports: raw wire bytes no well-behaved encoder would write ----------------------
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def deep_any(depth: int, kind: str = "array") -> bytes:
+    """A serialized AnyValue of ``depth`` nested arrays (or kvlists) around an int, built
+    inside out as headers, so a 100,000-deep one costs no recursion and linear time."""
+    inner = b"\x18\x01"  # int_value 1
+    size, headers = len(inner), []
+    for _ in range(depth):
+        if kind == "array":  # AnyValue{5: ArrayValue{1: AnyValue}}
+            head = b"\x0a" + _varint(size)
+        else:  # AnyValue{6: KeyValueList{1: KeyValue{1: "k", 2: AnyValue}}}
+            kv = b"\x0a\x01k\x12" + _varint(size)
+            head = b"\x0a" + _varint(len(kv) + size) + kv
+        tag = b"\x2a" if kind == "array" else b"\x32"
+        head = tag + _varint(len(head) + size) + head
+        size += len(head)
+        headers.append(head)
+    return b"".join(reversed(headers)) + inner
+
+
+def with_raw_attribute(signal: str, key: str, value: bytes, body: bool = False) -> bytes:
+    """A one-record traces or logs export whose attribute ``key`` (or log body) is the
+    serialized AnyValue ``value``, whatever it holds."""
+    kv = field(1, key.encode()) + field(2, value)
+    if signal == "traces":
+        span = traces([{"attributes": {"gen_ai.system": "openai"}}]).resource_spans[0]
+        record = span.scope_spans[0].spans[0].SerializeToString() + field(9, kv)
+        resource = span.resource.SerializeToString()
+    else:
+        log = logs([{"attributes": {"gen_ai.system": "openai"}}]).resource_logs[0]
+        extra = field(5, value) if body else field(6, kv)
+        record = log.scope_logs[0].log_records[0].SerializeToString() + extra
+        resource = log.resource.SerializeToString()
+    return field(1, field(1, resource) + field(2, field(2, record)))
+
+
+def deep_json(depth: int, kind: str = "arrayValue") -> str:
+    """A JSON AnyValue of ``depth`` nested arrayValues (or kvlistValues) around an int."""
+    open_, close = (
+        ('{"arrayValue":{"values":[', "]}}")
+        if kind == "arrayValue"
+        else ('{"kvlistValue":{"values":[{"key":"k","value":', "}]}}")
+    )
+    return open_ * depth + '{"intValue":"1"}' + close * depth
+
+
+def json_with_value(signal: str, value: str, body: bool = False) -> bytes:
+    """A one-record JSON export whose attribute "x" (or log body) is the raw JSON ``value``."""
+    attributes = {"gen_ai.system": "openai", "x": 0}
+    message = traces([{"attributes": attributes}])
+    if signal == "logs":
+        message = logs([{"attributes": attributes, "body": 0}])
+    text = json.dumps(to_json(message))
+    marker = '"body": {"intValue": "0"}' if body else '"key": "x", "value": {"intValue": "0"}'
+    replacement = f'"body": {value}' if body else f'"key": "x", "value": {value}'
+    assert marker in text
+    return text.replace(marker, replacement).encode()
