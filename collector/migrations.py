@@ -108,10 +108,28 @@ def _003_block_hashes_uncompressed(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE INDEX requests_ts ON requests (ts)")
 
 
+def _004_null_impossible_token_counts(con: duckdb.DuckDBPyConnection) -> None:
+    """Token counts outside 0..2^31 (stored before ingest checked ranges, e.g. -2^63) become
+    NULL: they are no count any provider reports, and summing them overflowed the series,
+    the alert windows and the explainer's arithmetic. Ingest now rejects such spans."""
+    for column in (
+        "total_tokens",
+        "prompt_tokens",
+        "cached_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+    ):
+        con.execute(
+            f"UPDATE requests SET {column} = NULL "
+            f"WHERE {column} < 0 OR {column} > {2**31}"  # mapping.MAX_TOKENS when written
+        )
+
+
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _001_initial,
     _002_block_hashes_blob,
     _003_block_hashes_uncompressed,
+    _004_null_impossible_token_counts,
 )
 
 

@@ -69,6 +69,7 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "001_initial",
         "002_block_hashes_blob",
         "003_block_hashes_uncompressed",
+        "004_null_impossible_token_counts",
     ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
     (ddl,) = con.execute(
@@ -103,7 +104,7 @@ def test_hash_lists_stored_before_the_blob_migration_survive_it(tmp_path):
         "('a', TIMESTAMP '2026-01-01', ?, '/chat'), ('b', TIMESTAMP '2026-01-02', NULL, NULL)",
         [extremes],
     )
-    assert migrations.apply(con) == ["002_block_hashes_blob", "003_block_hashes_uncompressed"]
+    assert migrations.apply(con)[:2] == ["002_block_hashes_blob", "003_block_hashes_uncompressed"]
     rows = con.execute("SELECT id, block_hashes, route FROM requests ORDER BY id").fetchall()
     assert [(i, fingerprint.unpack_hashes(h), r) for i, h, r in rows] == [
         ("a", extremes, "/chat"),
@@ -112,6 +113,25 @@ def test_hash_lists_stored_before_the_blob_migration_survive_it(tmp_path):
     with pytest.raises(duckdb.ConstraintException):  # the key came back with the table
         con.execute("INSERT INTO requests (id, ts) VALUES ('a', now())")
     assert _columns(con, "requests") == EXPECTED_REQUESTS
+
+
+def test_impossible_token_counts_stored_before_range_checks_become_null(tmp_path):
+    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR)")
+    for version in range(3):
+        migrations.MIGRATIONS[version](con)
+        con.execute("INSERT INTO schema_migrations VALUES (?, 'old')", [version + 1])
+    con.execute(
+        "INSERT INTO requests (id, ts, prompt_tokens, cached_tokens, output_tokens) VALUES "
+        "('a', TIMESTAMP '2026-01-01', -9223372036854775808, 5, 9223372036854775807), "
+        "('b', TIMESTAMP '2026-01-02', 2147483648, 0, 2147483649)"
+    )
+    assert migrations.apply(con) == ["004_null_impossible_token_counts"]
+    rows = con.execute(
+        "SELECT id, prompt_tokens, cached_tokens, output_tokens FROM requests ORDER BY id"
+    ).fetchall()
+    assert rows == [("a", None, 5, None), ("b", 2**31, 0, None)]
+    assert con.execute("SELECT sum(output_tokens)::BIGINT FROM requests").fetchall() == [(None,)]
 
 
 def _rows(n, start=0):
