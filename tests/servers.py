@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,8 @@ class Server:
         self.db, self.port = db, port or free_port()
         self.args = args
         self.proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._stderr: list[str] = []
 
     def start(self, timeout: float = 60) -> Server:
         cmd = [
@@ -59,9 +62,21 @@ class Server:
             seen.append(line)
             if "cachediag serving" in line:
                 selector.close()
+                self._drain(seen)
                 return self
         self.stop()
         raise RuntimeError("server did not start:\n" + "".join(seen))
+
+    def _drain(self, seen: list[str]) -> None:
+        """Keep reading stderr: a server logging many refusals would otherwise fill the
+        pipe, block in its logger and stop answering."""
+        self._stderr = seen
+        proc = self.proc
+        assert proc is not None and proc.stderr is not None
+        self._reader = threading.Thread(
+            target=lambda: seen.extend(iter(proc.stderr.readline, "")), daemon=True
+        )
+        self._reader.start()
 
     @property
     def url(self) -> str:
@@ -93,13 +108,23 @@ class Server:
             return ""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, sig)
+        if self._reader is None:  # never served: nothing reads stderr yet
+            try:
+                _, err = self.proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                _, err = self.proc.communicate()
+            self.proc = None
+            return err or ""
         try:
-            _, err = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, err = self.proc.communicate()
+            self.proc.wait()
         self.proc = None
-        return err or ""
+        self._reader.join(timeout=10)
+        self._reader = None
+        return "".join(self._stderr)
 
     def rss_kib(self) -> int:
         assert self.proc is not None
