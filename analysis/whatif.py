@@ -9,7 +9,6 @@ missed tokens beside what was observed.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from datetime import datetime
 from statistics import quantiles
 
 from analysis import fingerprint, providers
+from analysis.segmaps import segment_map
 from analysis.simulate import ProviderModel, Simulator
 
 WARMUP_LEAD_S = 5.0  # a warmup request runs this long before the traffic it serves
@@ -53,9 +53,8 @@ class Outcome:
 
 def _stable_blocks(segments: str | list | None, block_size: int) -> int:
     """Full blocks inside the tools + system part (what a warmup request would cache)."""
-    spans = json.loads(segments) if isinstance(segments, str) else (segments or [])
     end = 0
-    for _path, kind, _start, stop, _hash in spans:
+    for _path, kind, _start, stop, _hash in segment_map(segments):
         if kind not in ("tool", "system"):
             break
         end = stop

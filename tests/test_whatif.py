@@ -54,6 +54,15 @@ def test_warmup_serves_the_stable_prefix_on_every_replica():
     assert warm.cached_tokens >= 6 * 1280 > cold.cached_tokens
 
 
+def test_a_malformed_segment_map_warms_nothing_and_breaks_nothing():
+    rows = _traffic(sessions=6, turns=1)
+    for row, bad in zip(rows, ["{", "[[1, 2]]", '"x"', "[", "null", "[" * 5000], strict=False):
+        row["segments"] = bad
+    warm = compare(rows, ProviderModel(replicas=3, router="sticky"), warmup=True)["/chat"][1]
+    cold = compare(rows, ProviderModel(replicas=3, router="sticky"))["/chat"][1]
+    assert warm.requests == len(rows) and warm.cached_tokens == cold.cached_tokens
+
+
 def test_cli_prints_the_saving_per_day(tmp_path):
     gen = subprocess.run(
         [
