@@ -8,31 +8,31 @@ import sys
 
 import click
 
-from cachediag.cli import InputError, main, output_format
+from cachediag.cli import InputError, check_database, main, open_store, output_format
 
 
 def _writable(db: str):
     """The store of an existing database no server holds, or a one-line error."""
-    from collector.store import Store, StoreLocked
-
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
-    try:
-        return Store(db)
-    except StoreLocked as exc:
-        raise InputError(str(exc)) from None
+    return open_store(db)
 
 
 def _read_only(db: str):
     """A read-only connection to an existing database, or a one-line error."""
     import duckdb
 
+    from collector.store import Store, StoreLocked
+
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    check_database(db)
     try:
-        return duckdb.connect(db, read_only=True)
+        return Store(db, read_only=True).con
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
     except duckdb.Error as exc:
-        raise InputError(f"{db}: cannot open it read-only ({exc})") from None
+        raise InputError(f"{db}: cannot open it read-only ({str(exc).splitlines()[0]})") from None
 
 
 @main.command()

@@ -82,7 +82,14 @@ def test_logged_record_is_unwrapped():
         ([1, 2], "JSON object"),
         ({"foo": 1}, "no request body"),
         ({"messages": [{"content": "hi"}]}, "not a valid openai_chat"),
-        ({"messages": "hello"}, "not a valid"),
+        ({"messages": "hello"}, "must be a list"),
+        ({"messages": 5}, "must be a list, not int"),
+        ({"messages": [5]}, "not a valid"),
+        ({"messages": [{"role": "user", "content": 5}]}, "must be a string"),
+        (
+            {"input": [{"role": "user", "content": 5, "type": "message"}], "tools": [7]},
+            "not a valid",
+        ),
     ],
 )
 def test_bad_bodies_raise_prompt_error(bad, message):
