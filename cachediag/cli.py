@@ -115,6 +115,21 @@ def _tokenizer(model: str | None, encoding: str | None):
         raise InputError(str(exc)) from None
 
 
+token_option = click.option(
+    "--token",
+    default=None,
+    help="Bearer token the cachediag server requires (sent as 'Authorization: Bearer "
+    "TOKEN'); default: the CACHEDIAG_TOKEN environment variable.",
+)
+
+
+def server_token(token: str | None) -> str | None:
+    """--token, else the variable the server's own token comes from (unset: none)."""
+    from collector.server import TOKEN_ENV
+
+    return token if token is not None else os.environ.get(TOKEN_ENV) or None
+
+
 request_format = click.option(
     "--request-format",
     type=click.Choice(FORMATS),

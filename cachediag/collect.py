@@ -10,7 +10,14 @@ from contextlib import contextmanager
 
 import click
 
-from cachediag.cli import InputError, check_database, main, open_store
+from cachediag.cli import (
+    InputError,
+    check_database,
+    main,
+    open_store,
+    server_token,
+    token_option,
+)
 
 INGEST_MEMORY_MIB = 384  # DuckDB's memory while `ingest` loads files (its default: 80 % of RAM)
 
@@ -35,9 +42,9 @@ INGEST_MEMORY_MIB = 384  # DuckDB's memory while `ingest` loads files (its defau
 @click.option("--no-grpc", is_flag=True, help="Do not serve OTLP/gRPC.")
 @click.option(
     "--token",
-    envvar="CACHEDIAG_TOKEN",
     default=None,
-    help="Require 'Authorization: Bearer TOKEN' (also CACHEDIAG_TOKEN).",
+    help="Require 'Authorization: Bearer TOKEN' on every request; default: the "
+    "CACHEDIAG_TOKEN environment variable.",
 )
 @click.option(
     "--workers",
@@ -120,7 +127,7 @@ def serve(
         host=host,
         port=port,
         grpc_port=None if no_grpc else grpc_port,
-        token=token,
+        token=server_token(token),
         workers=(os.cpu_count() or 1) if workers is None else workers,
         max_body=max_body_mib * 1024 * 1024,
         max_pending_rows=max_pending_rows,
@@ -330,12 +337,7 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
     is_flag=True,
     help="Send the rendered prompts too (redacted), for token-level diffs.",
 )
-@click.option(
-    "--token",
-    envvar="CACHEDIAG_TOKEN",
-    default=None,
-    help="Bearer token the endpoint requires (also CACHEDIAG_TOKEN).",
-)
+@token_option
 def replay(
     file: str, endpoint: str, speed: float, now: bool, token: str | None, capture_content: bool
 ) -> None:
@@ -352,8 +354,9 @@ def replay(
 
     if not os.path.isfile(file):
         raise InputError(f"{file}: no such file; pass a JSONL file of request records")
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    services = Services(endpoint, headers, capture_content)
+    from dashboard.client import bearer
+
+    services = Services(endpoint, bearer(server_token(token)) or None, capture_content)
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("replaying", total=None)
@@ -383,14 +386,16 @@ def replay(
     show_default=True,
     help="Port the dashboard listens on (loopback).",
 )
-def dashboard(server: str, port: int) -> None:
+@token_option
+def dashboard(server: str, port: int, token: str | None) -> None:
     """Run the Streamlit dashboard (Overview, Alerts, Misses, Prefixes, Routing).
 
-    It reads only the server's query API, never the database, and refreshes live.
-    Ctrl-C stops it.
+    It reads only the server's query API, never the database, and refreshes live;
+    every call sends the server's bearer token when there is one. Ctrl-C stops it.
     """
     from pathlib import Path
 
+    from collector.server import TOKEN_ENV
     from dashboard.client import SERVER_ENV
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -412,7 +417,10 @@ def dashboard(server: str, port: int) -> None:
     click.echo(f"dashboard on http://127.0.0.1:{port}, reading {server}")
     sys.stdout.flush()
     # Become Streamlit, so that a signal to this process reaches the dashboard itself.
-    os.execve(sys.executable, cmd, {**os.environ, SERVER_ENV: server})
+    env = {**os.environ, SERVER_ENV: server}
+    if server_token(token):
+        env[TOKEN_ENV] = server_token(token)  # the dashboard's client reads it from there
+    os.execve(sys.executable, cmd, env)
 
 
 @main.command()

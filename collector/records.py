@@ -194,12 +194,13 @@ def _decode(raw: bytes, capture: bool, memo: fingerprint.TokenMemo) -> otlp.Deco
     obj = prompt.load_json(text)
     if not isinstance(obj, dict):
         raise RecordError("expected a JSON object")
-    prompt.check_depth(obj)
     if "resourceSpans" in obj or "resource_spans" in obj:
+        prompt.check_depth(obj)
         return otlp.decode_traces_json(obj)
     if "resourceLogs" in obj or "resource_logs" in obj:
+        prompt.check_depth(obj)
         return otlp.decode_logs_json(obj)
-    return otlp.Decoded([request_record(obj, capture, memo)])
+    return otlp.Decoded([request_record(obj, capture, memo)])  # parse checks the body
 
 
 def _mapped(number: int, decoded: otlp.Decoded) -> _Line:
