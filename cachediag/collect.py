@@ -361,7 +361,7 @@ def replay(
         with Progress(transient=True) as bar:
             task = bar.add_task("replaying", total=None)
             sent = run(services, read_records(file), speed, now, lambda n: bar.advance(task, n))
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         raise InputError(f"{file}: {exc}") from None
     ok, dropped = services.finish()
     click.echo(

@@ -252,3 +252,19 @@ def test_alerts_server_sends_the_token(tmp_path, monkeypatch):
         assert runner.invoke(main, ["alerts", "--server", server.url]).exit_code == 0
     finally:
         server.stop()
+
+
+def test_a_database_a_server_holds_is_one_clear_line(tmp_path):
+    from tests.servers import Server
+
+    db = tmp_path / "db.duckdb"
+    server = Server(db, "--workers", "0", "--no-grpc").start()
+    try:
+        runner = CliRunner()
+        for args in (["explain"], ["alerts"], ["series"], ["simulate"], ["ingest", str(db)]):
+            result = runner.invoke(main, [*args, "--db", str(db)])
+            assert result.exit_code == 2, (args, result.output)
+            (line,) = result.output.strip().splitlines()
+            assert "is open in another process (a running cachediag serve?)" in line, line
+    finally:
+        server.stop()
