@@ -446,6 +446,7 @@ def demo(no_dashboard: bool, exit_after: bool, db: str) -> None:
     """
     from cachediag import demo as demo_mod
 
+    check_database(db)  # it is emptied: never delete a file that is not a database
     try:
         sys.exit(demo_mod.run(not no_dashboard, not exit_after, db))
     except RuntimeError as exc:

@@ -308,4 +308,5 @@ def ingest_file(
     except _Stopped as exc:
         report.stopped = str(exc)
     _store(store, pending, report)
+    advance(0, report.stored)
     return report

@@ -222,6 +222,7 @@ def test_a_bad_price_file_is_exit_2_and_one_line(tmp_path, prices, message):
         ["series", "--db"],
         ["simulate", "--db"],
         ["serve", "--port", "0", "--no-grpc", "--db"],
+        ["demo", "--no-dashboard", "--exit", "--db"],
     ],
 )
 def test_a_file_that_is_not_duckdb_is_exit_2_and_one_line(tmp_path, args):
