@@ -192,7 +192,13 @@ def ingest(files: tuple[str, ...], db: str, content: bool, memory_mib: int) -> N
         store.con.execute(f"SET memory_limit = '{memory_mib}MiB'")
         with _ingest_progress(sum(os.path.getsize(f) for f in files)) as advance:
             for path in files:
-                got = ingest_file(store, path, content, advance)
+                try:
+                    got = ingest_file(store, path, content, advance)
+                except OSError as exc:
+                    raise InputError(
+                        f"{path}: cannot read it ({exc.strerror or exc}); the files before "
+                        "it are stored"
+                    ) from None
                 stored, skipped = stored + got.stored, skipped + got.skipped
                 trouble = _report_file(path, got) or trouble
     except duckdb.Error as exc:

@@ -269,3 +269,23 @@ def test_a_database_a_server_holds_is_one_clear_line(tmp_path):
             assert "is open in another process (a running cachediag serve?)" in line, line
     finally:
         server.stop()
+
+
+def test_diff_of_json_nested_deep_inside_a_string_is_exit_2(tmp_path):
+    paths = []
+    for leaf in "12":
+        args = "[" * 900 + leaf + "]" * 900
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}}
+        body = {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+            ],
+        }
+        paths.append(tmp_path / f"{leaf}.json")
+        paths[-1].write_text(json.dumps(body))
+    result = CliRunner().invoke(main, ["diff", *map(str, paths)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "nested too deeply to compare" in line
