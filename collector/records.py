@@ -236,18 +236,11 @@ def read_lines(
         if not raw.strip():
             continue
         try:
-            yield _mapped(number, _decode(raw, capture, memo)), len(raw)
-        # RecursionError: a last guard for JSON held inside string attributes, which
-        # check_depth cannot see; everything the body itself nests is bounded above.
-        except (
-            ValueError,
-            TypeError,
-            KeyError,
-            AttributeError,
-            OverflowError,
-            RecursionError,
-        ) as exc:
+            line = _mapped(number, _decode(raw, capture, memo))
+        except _LINE_ERRORS as exc:
             report.refuse(number, str(exc).splitlines()[0][:200] or type(exc).__name__)
+            continue
+        yield line, len(raw)
 
 
 # What a line's own values can make the frame or the insert raise; anything else

@@ -238,3 +238,17 @@ def test_not_a_duckdb_file_is_one_line_and_exit_2(tmp_path):
     proc = _ingest(str(path), "--db", str(db))
     assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "not a DuckDB database" in proc.stderr
+
+
+def test_an_overlong_line_is_refused_without_being_held(tmp_path, monkeypatch):
+    from collector import records
+
+    monkeypatch.setattr(records, "MAX_LINE_BYTES", 2048)
+    r0, r1 = _records(2)
+    assert len(r0) < 2048
+    path = tmp_path / "long.jsonl"
+    path.write_text("\n".join([r0, "x" * 10_000, r1]) + "\n")
+    report, ids = _load(tmp_path, path)
+    assert ids == {"r0", "r1"} and report.lines == 3
+    assert len(report.first_bad) == 1 and report.first_bad[0][0] == 2
+    assert report.first_bad[0][1].startswith("longer than")
