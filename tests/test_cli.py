@@ -289,3 +289,12 @@ def test_diff_of_json_nested_deep_inside_a_string_is_exit_2(tmp_path):
     assert result.exit_code == 2, result.output
     (line,) = result.output.strip().splitlines()
     assert "nested too deeply to compare" in line
+
+
+def test_help_explains_the_new_flags():
+    runner = CliRunner()
+    for command in ("alerts", "dashboard", "replay", "serve"):
+        text = " ".join(runner.invoke(main, [command, "--help"]).output.split())
+        assert "--token" in text and "CACHEDIAG_TOKEN" in text, command
+    ingest = " ".join(runner.invoke(main, ["ingest", "--help"]).output.split())
+    assert "--memory-mib" in ingest and "reported with its number" in ingest
