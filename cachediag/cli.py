@@ -281,4 +281,4 @@ def lint(
 
 
 # The other commands register themselves on ``main`` when their modules load.
-from cachediag import analyze, collect  # noqa: E402, F401
+from cachediag import analyze, collect, loading  # noqa: E402, F401
