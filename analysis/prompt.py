@@ -19,6 +19,7 @@ tokenized one by one and still match the whole text token for token.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ from typing import Any, NamedTuple
 from analysis import jsonpath
 
 FORMATS = ("openai_chat", "openai_responses", "anthropic")
+# Deepest nesting of a request body (upb's limit too): everything downstream walks
+# JSON values recursively, so a deeper body is refused here, before any of it runs.
+MAX_DEPTH = 100
 
 # Keys that lead a tool or block, in this order; any others follow sorted.
 _LEADING_KEYS = (
@@ -46,6 +50,14 @@ _LEADING_KEYS = (
 )
 _ANTHROPIC_ONLY_BLOCKS = {"tool_use", "tool_result", "thinking", "redacted_thinking", "document"}
 _SYSTEM_ROLES = {"system", "developer"}
+# What each top-level part must be when present (None is the same as absent).
+_TOP_TYPES = {
+    "messages": (list,),
+    "tools": (list,),
+    "input": (str, list),
+    "system": (str, list),
+    "instructions": (str,),
+}
 
 
 class PromptError(ValueError):
@@ -105,20 +117,66 @@ class Prompt:
         return [s for s in self.segments if s.kind == "tool"]
 
 
+def load_json(text: str | bytes) -> Any:
+    """JSON text ─► a value, or PromptError saying what is wrong with it (invalid JSON,
+    nesting past what the decoder allows, an integer too long to convert)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PromptError(
+            f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:  # the C decoder's own depth bound; nothing of ours recursed yet
+        raise PromptError("JSON nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer past sys.get_int_max_str_digits()
+        raise PromptError(f"unreadable JSON value ({str(exc).split(':')[0]})") from None
+
+
+def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
+    """PromptError when ``value`` nests lists and objects deeper than ``limit``
+    (walked with an explicit stack, so any depth is safe to check)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth >= limit:
+                    raise PromptError(
+                        f"the body nests deeper than {limit} levels; no provider accepts that"
+                    )
+                stack.append((child, depth + 1))
+
+
 def parse(data: Any, fmt: str | None = None) -> Prompt:
-    """Parse a request body (or a logged record holding one) into a Prompt."""
+    """Parse a request body (or a logged record holding one) into a Prompt.
+
+    Anything that is not a request of a known format raises PromptError: wrong
+    types anywhere, nesting deeper than MAX_DEPTH."""
     body = unwrap(data)
-    fmt = fmt or detect(body)
-    if fmt not in FORMATS:
-        raise PromptError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    check_depth(body)
+    for key, types in _TOP_TYPES.items():
+        if body.get(key) is not None and not isinstance(body[key], types):
+            names = " or ".join("a string" if t is str else "a list" for t in types)
+            raise PromptError(f"'{key}' must be {names}, not {type(body[key]).__name__}")
     builder = {"openai_chat": _chat, "openai_responses": _responses, "anthropic": _anthropic}
     try:
+        fmt = fmt or detect(body)
+        if fmt not in FORMATS:
+            raise PromptError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
         segments = tuple(builder[fmt](body))
-    except (AttributeError, TypeError, KeyError) as exc:
-        raise PromptError(f"not a valid {fmt} request body ({exc})") from exc
+    except (AttributeError, TypeError, KeyError, IndexError) as exc:
+        what = f"{fmt} request" if fmt else "request"
+        raise PromptError(f"not a valid {what} body ({_type_error(exc)})") from None
     model = body.get("model")
     auto = isinstance(body.get("cache_control"), dict)
     return Prompt(fmt, model if isinstance(model, str) else None, segments, auto)
+
+
+def _type_error(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"missing {exc}"
+    return str(exc)
 
 
 def unwrap(data: Any) -> dict:

@@ -28,14 +28,58 @@ class Implication:
     cached_usd_per_mtok: float
 
 
+_NUMBERS = ("ttl_s", "minimum", "increment")
+
+
+class PricesError(ValueError):
+    """A price file that is not TOML of providers.toml's shape; the message says where."""
+
+
 def load_table(override: str | None = None) -> dict[str, Any]:
-    """The built-in table, merged with an override file when given."""
+    """The built-in table, merged with an override file when given (checked, so that a
+    wrong value is a PricesError here rather than a failure in the middle of a diff)."""
     text = resources.files("analysis").joinpath("providers.toml").read_text()
     table = tomllib.loads(text)
     if override:
         with open(override, "rb") as handle:
-            _merge(table, tomllib.load(handle))
+            try:
+                extra = tomllib.load(handle)
+            except UnicodeDecodeError:
+                raise PricesError("not UTF-8 text; expected TOML like providers.toml") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise PricesError(f"invalid TOML ({exc})") from None
+        _merge(table, extra)
+        _check(table)
     return table
+
+
+def _number(value: Any, where: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise PricesError(f"{where} must be a number >= 0, not {value!r}")
+
+
+def _check(table: dict[str, Any]) -> None:
+    profiles, prices = table.get("profiles"), table.get("prices")
+    if not isinstance(profiles, dict) or not isinstance(prices, dict):
+        raise PricesError("'profiles' and 'prices' must be tables, as in providers.toml")
+    for name, rules in profiles.items():
+        if not isinstance(rules, dict):
+            raise PricesError(f"profiles.{name} must be a table")
+        for key in _NUMBERS:
+            if key in rules:
+                _number(rules[key], f"profiles.{name}.{key}")
+        by_model = rules.get("minimum_by_model", {})
+        if not isinstance(by_model, dict):
+            raise PricesError(f"profiles.{name}.minimum_by_model must be a table")
+        for model, value in by_model.items():
+            _number(value, f"profiles.{name}.minimum_by_model.{model}")
+    if "default" not in prices:
+        raise PricesError("prices.default is missing")
+    for model, entry in prices.items():
+        if not isinstance(entry, dict) or not {"input", "cached"} <= entry.keys():
+            raise PricesError(f"prices.{model} must be {{ input = N, cached = N }}")
+        for key in ("input", "cached"):
+            _number(entry[key], f"prices.{model}.{key}")
 
 
 def _merge(base: dict, extra: dict) -> None:

@@ -8,31 +8,39 @@ import sys
 
 import click
 
-from cachediag.cli import InputError, main, output_format
+from cachediag.cli import (
+    InputError,
+    check_database,
+    main,
+    open_store,
+    output_format,
+    server_token,
+    token_option,
+)
 
 
 def _writable(db: str):
     """The store of an existing database no server holds, or a one-line error."""
-    from collector.store import Store, StoreLocked
-
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
-    try:
-        return Store(db)
-    except StoreLocked as exc:
-        raise InputError(str(exc)) from None
+    return open_store(db)
 
 
 def _read_only(db: str):
     """A read-only connection to an existing database, or a one-line error."""
     import duckdb
 
+    from collector.store import Store, StoreLocked
+
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
+    check_database(db)
     try:
-        return duckdb.connect(db, read_only=True)
+        return Store(db, read_only=True).con
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
     except duckdb.Error as exc:
-        raise InputError(f"{db}: cannot open it read-only ({exc})") from None
+        raise InputError(f"{db}: cannot open it read-only ({str(exc).splitlines()[0]})") from None
 
 
 @main.command()
@@ -128,6 +136,7 @@ def explain(db: str, request_id: str | None, output: str) -> None:
 @main.command()
 @click.option("--db", default=None, help="DuckDB file to evaluate (no server may hold it).")
 @click.option("--server", default=None, help="Or: a cachediag server URL to ask.")
+@token_option
 @click.option("--rules", default=None, help="TOML file with an [alerts] table of thresholds.")
 @click.option(
     "--webhook",
@@ -136,7 +145,12 @@ def explain(db: str, request_id: str | None, output: str) -> None:
 )
 @output_format
 def alerts(
-    db: str | None, server: str | None, rules: str | None, webhook: str | None, output: str
+    db: str | None,
+    server: str | None,
+    token: str | None,
+    rules: str | None,
+    webhook: str | None,
+    output: str,
 ) -> None:
     """Cached-token drops, p95 TTFT rises, prefix breaks and TTL lapses, per route and
     model, with their causes.
@@ -148,12 +162,16 @@ def alerts(
     import tomllib
 
     from analysis import alerts as rules_mod
+    from dashboard.client import ServerError
 
     if bool(db) == bool(server):
         raise InputError("give exactly one of --db FILE or --server URL")
     try:
-        found = _server_alerts(server) if server else _db_alerts(db, rules_mod.Rules.load(rules))
-    except (OSError, ValueError, tomllib.TOMLDecodeError) as exc:
+        if server:
+            found = _server_alerts(server, server_token(token))
+        else:
+            found = _db_alerts(db, rules_mod.Rules.load(rules))
+    except (OSError, ValueError, tomllib.TOMLDecodeError, ServerError) as exc:
         raise InputError(str(exc)) from None
     firing = [a for a in found if a["state"] == "firing"]
     if webhook:
@@ -185,11 +203,10 @@ def _db_alerts(db: str, rules) -> list[dict]:
     return [dict(a.to_dict(), text=rules_mod.slack_text(a)) for a in found]
 
 
-def _server_alerts(url: str) -> list[dict]:
-    import urllib.request
+def _server_alerts(url: str, token: str | None) -> list[dict]:
+    from dashboard.client import Client
 
-    with urllib.request.urlopen(url.rstrip("/") + "/api/v1/alerts", timeout=30) as response:
-        rows = json.load(response)["data"]
+    rows = Client(url, token=token or "").get("alerts")["data"]
     out = []
     for row in rows:
         group = json.loads(row["group_key"] or "{}")

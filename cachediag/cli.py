@@ -17,30 +17,70 @@ ENCODING_HELP = (
 )
 
 
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
 class InputError(click.ClickException):
     """Bad input: one line, exit status 2 (like diff(1))."""
 
     exit_code = 2
 
 
+def check_database(db: str) -> None:
+    """InputError unless ``db`` is absent (to be created) or a DuckDB database file."""
+    try:
+        with open(db, "rb") as handle:
+            head = handle.read(12)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise InputError(f"{db}: cannot read it ({exc.strerror or exc})") from None
+    if head[8:12] != DUCKDB_MAGIC:
+        raise InputError(
+            f"{db}: not a DuckDB database; pass a file that cachediag ingest or serve "
+            "wrote, or a new path"
+        )
+
+
+def open_store(db: str):
+    """The read-write store of ``db`` (created when absent), or a one-line InputError."""
+    import duckdb
+
+    from collector.store import Store, StoreLocked
+
+    check_database(db)
+    try:
+        return Store(db)
+    except StoreLocked as exc:
+        raise InputError(str(exc)) from None
+    except duckdb.Error as exc:
+        raise InputError(
+            f"{db}: cannot use it as a cachediag database ({str(exc).splitlines()[0]})"
+        ) from None
+
+
 def _load(path: str) -> Any:
+    from analysis.prompt import load_json
+
     try:
         if path == "-":
-            text = sys.stdin.read()
+            text = sys.stdin.buffer.read()
         else:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, "rb") as handle:
                 text = handle.read()
+        text = text.decode("utf-8")
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; pass the path of a JSON request body") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read it ({exc}); expected a UTF-8 JSON file") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
         raise InputError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: "
-            f"{exc.msg}; expected a request body"
+            f"{path}: not UTF-8 text (byte {exc.start:,}); expected a JSON request body"
         ) from None
+    try:
+        return load_json(text)
+    except PromptError as exc:
+        raise InputError(f"{path}: {exc}; expected a JSON request body") from None
 
 
 def _parse(path: str, fmt: str | None):
@@ -53,15 +93,17 @@ def _parse(path: str, fmt: str | None):
 
 
 def _table(prices: str | None) -> dict:
-    import tomllib
-
     from analysis import providers
 
     path = prices or os.environ.get(providers.PRICES_ENV)
     try:
         return providers.load_table(path)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"{path}: cannot use it as a price file ({exc})") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the price file ({exc.strerror or exc})") from None
+    except providers.PricesError as exc:
+        raise InputError(
+            f"{path}: cannot use it as a price file ({exc}); fix it or leave it out"
+        ) from None
 
 
 def _tokenizer(model: str | None, encoding: str | None):
@@ -71,6 +113,21 @@ def _tokenizer(model: str | None, encoding: str | None):
         return resolve(model, encoding)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+
+
+token_option = click.option(
+    "--token",
+    default=None,
+    help="Bearer token the cachediag server requires (sent as 'Authorization: Bearer "
+    "TOKEN'); default: the CACHEDIAG_TOKEN environment variable.",
+)
+
+
+def server_token(token: str | None) -> str | None:
+    """--token, else the variable the server's own token comes from (unset: none)."""
+    from collector.server import TOKEN_ENV
+
+    return token if token is not None else os.environ.get(TOKEN_ENV) or None
 
 
 request_format = click.option(
@@ -163,7 +220,14 @@ def diff(
 
     a, b = _parse(file_a, request_format), _parse(file_b, request_format)
     tokenizer = _tokenizer(b.model or a.model, encoding)
-    result = compare_prompts(a, b, tokenizer, provider, block_size, _table(prices))
+    table = _table(prices)
+    try:
+        result = compare_prompts(a, b, tokenizer, provider, block_size, table)
+    except RecursionError:  # JSON inside a string, canonicalised recursively (analysis/causes)
+        raise InputError(
+            f"{file_a}, {file_b}: a string holds JSON nested too deeply to compare; "
+            "flatten it or leave it out"
+        ) from None
     if output == "json":
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
@@ -217,4 +281,4 @@ def lint(
 
 
 # The other commands register themselves on ``main`` when their modules load.
-from cachediag import analyze, collect  # noqa: E402, F401
+from cachediag import analyze, collect, loading  # noqa: E402, F401

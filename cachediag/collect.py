@@ -8,7 +8,13 @@ import sys
 
 import click
 
-from cachediag.cli import InputError, main
+from cachediag.cli import (
+    InputError,
+    check_database,
+    main,
+    server_token,
+    token_option,
+)
 
 
 @main.command()
@@ -31,9 +37,9 @@ from cachediag.cli import InputError, main
 @click.option("--no-grpc", is_flag=True, help="Do not serve OTLP/gRPC.")
 @click.option(
     "--token",
-    envvar="CACHEDIAG_TOKEN",
     default=None,
-    help="Require 'Authorization: Bearer TOKEN' (also CACHEDIAG_TOKEN).",
+    help="Require 'Authorization: Bearer TOKEN' on every request; default: the "
+    "CACHEDIAG_TOKEN environment variable.",
 )
 @click.option(
     "--workers",
@@ -116,7 +122,7 @@ def serve(
         host=host,
         port=port,
         grpc_port=None if no_grpc else grpc_port,
-        token=token,
+        token=server_token(token),
         workers=(os.cpu_count() or 1) if workers is None else workers,
         max_body=max_body_mib * 1024 * 1024,
         max_pending_rows=max_pending_rows,
@@ -125,6 +131,7 @@ def serve(
         alert_every_s=alert_every,
         webhook=webhook,
     )
+    check_database(db)
     try:
         run(config)
     except StoreLocked as exc:
@@ -133,51 +140,6 @@ def serve(
         raise InputError(f"--alert-rules {alert_rules}: {exc}") from None
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-
-
-@main.command()
-@click.argument("files", nargs=-1, required=True)
-@click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
-@click.option(
-    "--content/--no-content",
-    default=True,
-    show_default=True,
-    help="Keep the rendered prompt of request records (for token-level diffs).",
-)
-def ingest(files: tuple[str, ...], db: str, content: bool) -> None:
-    """Load FILES into a database without a server.
-
-    Each line of a file is either an OTLP-JSON export (as the OpenTelemetry
-    Collector's file exporter writes them) or a JSON request record
-    ({"time", "request", "response", "route", "replica", ...}). Rows go through
-    the same mapping as the server's; a span already stored is skipped.
-    """
-    from rich.progress import Progress
-
-    from collector.records import RecordError, ingest_file
-    from collector.store import Store, StoreLocked
-
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing:
-        raise InputError(f"{missing[0]}: no such file; pass OTLP-JSON or JSONL record files")
-    try:
-        store = Store(db)
-    except StoreLocked as exc:
-        raise InputError(str(exc)) from None
-    total = sum(os.path.getsize(f) for f in files)
-    stored = skipped = 0
-    try:
-        with Progress(transient=True) as progress:
-            task = progress.add_task("ingesting", total=total)
-            for path in files:
-                try:
-                    got = ingest_file(store, path, content, lambda n: progress.advance(task, n))
-                except RecordError as exc:
-                    raise InputError(f"{path}: {exc}; rows before it are stored") from None
-                stored, skipped = stored + got[0], skipped + got[1]
-    finally:
-        store.close()
-    click.echo(f"{stored:,} requests stored in {db}; {skipped:,} records were not LLM calls")
 
 
 @main.command()
@@ -252,12 +214,7 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
     is_flag=True,
     help="Send the rendered prompts too (redacted), for token-level diffs.",
 )
-@click.option(
-    "--token",
-    envvar="CACHEDIAG_TOKEN",
-    default=None,
-    help="Bearer token the endpoint requires (also CACHEDIAG_TOKEN).",
-)
+@token_option
 def replay(
     file: str, endpoint: str, speed: float, now: bool, token: str | None, capture_content: bool
 ) -> None:
@@ -274,13 +231,14 @@ def replay(
 
     if not os.path.isfile(file):
         raise InputError(f"{file}: no such file; pass a JSONL file of request records")
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    services = Services(endpoint, headers, capture_content)
+    from dashboard.client import bearer
+
+    services = Services(endpoint, bearer(server_token(token)) or None, capture_content)
     try:
         with Progress(transient=True) as bar:
             task = bar.add_task("replaying", total=None)
             sent = run(services, read_records(file), speed, now, lambda n: bar.advance(task, n))
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, TypeError, KeyError, OSError) as exc:
         raise InputError(f"{file}: {exc}") from None
     ok, dropped = services.finish()
     click.echo(
@@ -305,14 +263,16 @@ def replay(
     show_default=True,
     help="Port the dashboard listens on (loopback).",
 )
-def dashboard(server: str, port: int) -> None:
+@token_option
+def dashboard(server: str, port: int, token: str | None) -> None:
     """Run the Streamlit dashboard (Overview, Alerts, Misses, Prefixes, Routing).
 
-    It reads only the server's query API, never the database, and refreshes live.
-    Ctrl-C stops it.
+    It reads only the server's query API, never the database, and refreshes live;
+    every call sends the server's bearer token when there is one. Ctrl-C stops it.
     """
     from pathlib import Path
 
+    from collector.server import TOKEN_ENV
     from dashboard.client import SERVER_ENV
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -334,7 +294,10 @@ def dashboard(server: str, port: int) -> None:
     click.echo(f"dashboard on http://127.0.0.1:{port}, reading {server}")
     sys.stdout.flush()
     # Become Streamlit, so that a signal to this process reaches the dashboard itself.
-    os.execve(sys.executable, cmd, {**os.environ, SERVER_ENV: server})
+    env = {**os.environ, SERVER_ENV: server}
+    if server_token(token):
+        env[TOKEN_ENV] = server_token(token)  # the dashboard's client reads it from there
+    os.execve(sys.executable, cmd, env)
 
 
 @main.command()
@@ -360,6 +323,7 @@ def demo(no_dashboard: bool, exit_after: bool, db: str) -> None:
     """
     from cachediag import demo as demo_mod
 
+    check_database(db)  # it is emptied: never delete a file that is not a database
     try:
         sys.exit(demo_mod.run(not no_dashboard, not exit_after, db))
     except RuntimeError as exc:

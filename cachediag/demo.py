@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,8 +52,10 @@ def start(cmd: list[str], ready: str, timeout: float = 120) -> subprocess.Popen:
 
 
 def api(base: str, path: str) -> dict:
-    with urllib.request.urlopen(f"{base}/api/v1/{path}", timeout=120) as response:
-        return json.load(response)
+    """GET from the demo server (with the token it requires when CACHEDIAG_TOKEN is set)."""
+    from dashboard.client import Client
+
+    return Client(base, timeout=120).get(path)
 
 
 def _at(labels: dict, seconds: float) -> str:
@@ -133,8 +134,11 @@ def run(dashboard: bool, keep: bool, db: str) -> int:
         )
         print(f"server    {base} (database {db})", flush=True)
         from collector.replay import Services, read_records, replay
+        from collector.server import TOKEN_ENV
+        from dashboard.client import bearer
 
-        services = Services(base, capture_content=True)
+        # serve takes CACHEDIAG_TOKEN as its token: send it too
+        services = Services(base, bearer(os.environ.get(TOKEN_ENV)) or None, capture_content=True)
         sent = replay(services, read_records(str(SAMPLE)))
         services.finish()
         stats = api(base, "stats?wait=1")

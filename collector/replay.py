@@ -10,8 +10,8 @@ sends as fast as the exporter takes them.
 from __future__ import annotations
 
 import gzip
-import json
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -34,15 +34,28 @@ RESPONSE_S = 0.2  # span length after the first token, for records that do not s
 
 
 def read_records(path: str) -> Iterator[dict]:
-    """Request records from a JSONL file (.gz too)."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise ValueError(f"line {number}: invalid JSON ({exc})") from None
+    """Request records from a JSONL file, gzip-compressed or not (told by its first
+    bytes); ValueError naming the line for one that is not a JSON object of UTF-8."""
+    with open(path, "rb") as raw:
+        handle = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
+        raw.seek(0)
+        number = 0
+        try:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield _record(line, number)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise ValueError(f"the file breaks off after line {number:,} ({exc})") from None
+
+
+def _record(line: bytes, number: int) -> dict:
+    try:
+        record = prompt.load_json(line.decode("utf-8"))
+    except (UnicodeDecodeError, prompt.PromptError) as exc:
+        raise ValueError(f"line {number}: {exc}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("request"), dict):
+        raise ValueError(f"line {number}: expected a request record with a 'request' object")
+    return record
 
 
 def _epoch(record: dict) -> float:

@@ -19,22 +19,41 @@ class ServerError(RuntimeError):
     """The server cannot be reached or refused the query; the message says which."""
 
 
-class Client:
-    """GETs JSON from /api/v1."""
+def bearer(token: str | None) -> dict[str, str]:
+    """The Authorization header a cachediag server started with a token requires."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
 
-    def __init__(self, base: str | None = None, timeout: float = 30.0) -> None:
+
+class Client:
+    """GETs JSON from /api/v1, sending the server's bearer token when there is one
+    (``token``, else the server's own CACHEDIAG_TOKEN variable)."""
+
+    def __init__(
+        self, base: str | None = None, timeout: float = 30.0, token: str | None = None
+    ) -> None:
         self.base = (base or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
         self.timeout = timeout
+        if token is None:
+            from collector.server import TOKEN_ENV
+
+            token = os.environ.get(TOKEN_ENV)
+        self.headers = bearer(token)
 
     def get(self, path: str, **params: Any) -> dict:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in (None, "")})
         url = f"{self.base}/api/v1/{path}" + (f"?{query}" if query else "")
+        request = urllib.request.Request(url, headers=self.headers)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.load(response)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:200]
-            raise ServerError(f"{self.base} answered {exc.code}: {detail}") from None
+            hint = (
+                "; pass the server's token (cachediag dashboard --token, or CACHEDIAG_TOKEN)"
+                if exc.code == 401
+                else ""
+            )
+            raise ServerError(f"{self.base} answered {exc.code}: {detail}{hint}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServerError(

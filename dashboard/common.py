@@ -25,6 +25,15 @@ def fetch(path: str, **params):
         st.stop()
 
 
+def get(path: str, **params) -> dict:
+    """An endpoint's JSON answer, or a visible error and a stop (never a traceback)."""
+    try:
+        return client().get(path, **params)
+    except ServerError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
 def empty_note(frame, what: str) -> bool:
     """Say so when there is nothing to show; True if empty."""
     if frame.is_empty():

@@ -145,3 +145,156 @@ def test_help_explains_every_command():
         proc = _run(command, "--help")
         assert proc.returncode == 0 and "Usage:" in proc.stdout
     assert "Exit status: 0 identical, 1 different, 2 bad input" in _run("diff", "--help").stdout
+
+
+def _hostile(tmp_path: Path) -> dict[str, bytes]:
+    """Request files each of which once ended in a traceback (exit 1, "different")."""
+    schema: dict = {"type": "string"}
+    for _ in range(450):
+        schema = {"type": "object", "properties": {"a": schema}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    hi = [{"role": "user", "content": "hi"}]
+    return {
+        "deep": b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "long int": b'{"messages": [], "max_tokens": ' + b"9" * 5000 + b"}",
+        "messages int": b'{"model": "gpt-4o", "messages": 5}',
+        "message int": b'{"messages": [5]}',
+        "content dict": b'{"messages": [{"role": "user", "content": {"a": 1}}]}',
+        "tools str": b'{"messages": [], "tools": "all"}',
+        "deep schema": json.dumps({"model": "gpt-4o", "tools": [tool], "messages": hi}).encode(),
+        "latin-1": '{"messages": [{"role": "user", "content": "café"}]}'.encode("latin-1"),
+        "binary": bytes(range(256)),
+    }
+
+
+@pytest.mark.parametrize("command", ["render", "lint", "diff a", "diff b"])
+def test_hostile_requests_are_exit_2_and_one_line(tmp_path, command):
+    good = str(PAIRS / "identical" / "a.json")
+    runner = CliRunner()
+    for name, data in _hostile(tmp_path).items():
+        bad = tmp_path / "bad.json"
+        bad.write_bytes(data)
+        args = {
+            "render": ["render", str(bad)],
+            "lint": ["lint", str(bad)],
+            "diff a": ["diff", str(bad), good],
+            "diff b": ["diff", good, str(bad)],
+        }[command]
+        result = runner.invoke(main, args)
+        assert result.exit_code == 2, (name, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: {bad}: "), (name, lines)
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "prices, message",
+    [
+        (bytes(range(256)), "not UTF-8"),
+        (b"[prices\n", "invalid TOML"),
+        (b'[profiles.openai]\nminimum = "x"\n', "profiles.openai.minimum must be a number"),
+        (b"profiles = 5\n", "'profiles' and 'prices' must be tables"),
+        (b'[prices]\n"gpt-4o" = 3\n', "prices.gpt-4o must be"),
+        (b'[prices."gpt-4o"]\ninput = -1\ncached = 0\n', "prices.gpt-4o.input must be"),
+        (b"[profiles.openai.minimum_by_model]\ngpt = [1]\n", "minimum_by_model.gpt must be"),
+    ],
+)
+def test_a_bad_price_file_is_exit_2_and_one_line(tmp_path, prices, message):
+    path = tmp_path / "prices.toml"
+    path.write_bytes(prices)
+    good = str(PAIRS / "identical" / "a.json")
+    for args in (
+        ["diff", good, good, "--prices", str(path)],
+        ["lint", good, "--prices", str(path)],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output
+        (line,) = result.output.strip().splitlines()
+        assert message in line and str(path) in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["explain", "--db"],
+        ["explain", "--request", "x", "--db"],
+        ["alerts", "--db"],
+        ["series", "--db"],
+        ["simulate", "--db"],
+        ["serve", "--port", "0", "--no-grpc", "--db"],
+        ["demo", "--no-dashboard", "--exit", "--db"],
+    ],
+)
+def test_a_file_that_is_not_duckdb_is_exit_2_and_one_line(tmp_path, args):
+    db = tmp_path / "notes.duckdb"
+    db.write_text("these are my notes, not a database\n")
+    result = CliRunner().invoke(main, [*args, str(db)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"{db}: not a DuckDB database" in line
+    assert db.read_text() == "these are my notes, not a database\n"  # left alone
+
+
+def test_alerts_server_sends_the_token(tmp_path, monkeypatch):
+    from tests.servers import Server
+
+    server = Server(tmp_path / "db.duckdb", "--workers", "0", "--token", "s3", "--no-grpc")
+    server.start()
+    try:
+        monkeypatch.delenv("CACHEDIAG_TOKEN", raising=False)
+        runner = CliRunner()
+        ok = runner.invoke(main, ["alerts", "--server", server.url, "--token", "s3"])
+        assert ok.exit_code == 0 and ok.output == "no alerts\n", ok.output
+        refused = runner.invoke(main, ["alerts", "--server", server.url])
+        assert refused.exit_code == 2
+        (line,) = refused.output.strip().splitlines()
+        assert "answered 401" in line and "--token" in line
+        monkeypatch.setenv("CACHEDIAG_TOKEN", "s3")
+        assert runner.invoke(main, ["alerts", "--server", server.url]).exit_code == 0
+    finally:
+        server.stop()
+
+
+def test_a_database_a_server_holds_is_one_clear_line(tmp_path):
+    from tests.servers import Server
+
+    db = tmp_path / "db.duckdb"
+    server = Server(db, "--workers", "0", "--no-grpc").start()
+    try:
+        runner = CliRunner()
+        for args in (["explain"], ["alerts"], ["series"], ["simulate"], ["ingest", str(db)]):
+            result = runner.invoke(main, [*args, "--db", str(db)])
+            assert result.exit_code == 2, (args, result.output)
+            (line,) = result.output.strip().splitlines()
+            assert "is open in another process (a running cachediag serve?)" in line, line
+    finally:
+        server.stop()
+
+
+def test_diff_of_json_nested_deep_inside_a_string_is_exit_2(tmp_path):
+    paths = []
+    for leaf in "12":
+        args = "[" * 900 + leaf + "]" * 900
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": args}}
+        body = {
+            "model": "gpt-4o",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": [call]},
+            ],
+        }
+        paths.append(tmp_path / f"{leaf}.json")
+        paths[-1].write_text(json.dumps(body))
+    result = CliRunner().invoke(main, ["diff", *map(str, paths)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert "nested too deeply to compare" in line
+
+
+def test_help_explains_the_new_flags():
+    runner = CliRunner()
+    for command in ("alerts", "dashboard", "replay", "serve"):
+        text = " ".join(runner.invoke(main, [command, "--help"]).output.split())
+        assert "--token" in text and "CACHEDIAG_TOKEN" in text, command
+    ingest = " ".join(runner.invoke(main, ["ingest", "--help"]).output.split())
+    assert "--memory-mib" in ingest and "reported with its number" in ingest

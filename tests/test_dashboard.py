@@ -101,3 +101,54 @@ def test_diff_endpoint(server):
     detail = json.loads(server.request("GET", f"/api/v1/requests/{data[0]['id']}/diff")[2])
     assert detail["comparison"]["cause"] == "dynamic_value"
     assert detail["segments_b"] and "kept" in detail["segments_b"][0]
+
+
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory):
+    """A server that requires a bearer token."""
+    srv = Server(tmp_path_factory.mktemp("tok") / "db.duckdb", "--workers", "0", "--token", "s3")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def test_client_sends_the_token_from_its_argument_or_the_environment(locked, monkeypatch):
+    from dashboard.client import Client, ServerError
+
+    monkeypatch.delenv("CACHEDIAG_TOKEN", raising=False)
+    assert Client(locked.url, token="s3").get("stats")["records"] == 0
+    with pytest.raises(ServerError, match="answered 401.*--token"):
+        Client(locked.url).get("stats")
+    with pytest.raises(ServerError, match="answered 401"):
+        Client(locked.url, token="wrong").get("stats")
+    monkeypatch.setenv("CACHEDIAG_TOKEN", "s3")
+    assert Client(locked.url).get("stats")["records"] == 0
+
+
+@pytest.mark.parametrize("token, refused", [("s3", False), (None, True)])
+def test_every_page_sends_the_token(locked, monkeypatch, token, refused):
+    monkeypatch.setenv("CACHEDIAG_SERVER", locked.url)
+    if token:
+        monkeypatch.setenv("CACHEDIAG_TOKEN", token)
+    else:
+        monkeypatch.delenv("CACHEDIAG_TOKEN", raising=False)
+    for page in ("overview", "alerts", "misses", "prefixes", "routing"):
+        at = AppTest.from_file(str(PAGES / f"{page}.py"), default_timeout=60)
+        at.run()
+        assert not at.exception, (page, at.exception)
+        errors = [e.value for e in at.error]
+        assert bool(errors) == refused and all("401" in e for e in errors), (page, errors)
+
+
+def test_dashboard_command_hands_the_token_to_the_app(monkeypatch):
+    from click.testing import CliRunner
+
+    from cachediag.cli import main
+
+    seen = {}
+    monkeypatch.setattr("os.execve", lambda path, argv, env: seen.update(env))
+    monkeypatch.delenv("CACHEDIAG_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["dashboard", "--server", "http://h:1", "--token", "t1"])
+    assert result.exit_code == 0, result.output
+    assert seen["CACHEDIAG_TOKEN"] == "t1" and seen["CACHEDIAG_SERVER"] == "http://h:1"
+    assert "--token" in CliRunner().invoke(main, ["dashboard", "--help"]).output

@@ -11,7 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis import jsonpath
-from analysis.prompt import FORMATS, PromptError, detect, parse
+from analysis.prompt import (
+    FORMATS,
+    MAX_DEPTH,
+    PromptError,
+    check_depth,
+    detect,
+    load_json,
+    parse,
+)
 from tests.cases import base_spec, build
 
 
@@ -82,7 +90,14 @@ def test_logged_record_is_unwrapped():
         ([1, 2], "JSON object"),
         ({"foo": 1}, "no request body"),
         ({"messages": [{"content": "hi"}]}, "not a valid openai_chat"),
-        ({"messages": "hello"}, "not a valid"),
+        ({"messages": "hello"}, "must be a list"),
+        ({"messages": 5}, "must be a list, not int"),
+        ({"messages": [5]}, "not a valid"),
+        ({"messages": [{"role": "user", "content": 5}]}, "must be a string"),
+        (
+            {"input": [{"role": "user", "content": 5, "type": "message"}], "tools": [7]},
+            "not a valid",
+        ),
     ],
 )
 def test_bad_bodies_raise_prompt_error(bad, message):
@@ -141,3 +156,55 @@ def test_locate_finds_a_value_that_holds_the_offset(value):
         path = jsonpath.locate(value, offset, "$")
         inner = jsonpath.dump(_walk(value, path))
         assert inner in text
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=30,
+)
+_part = st.sampled_from(
+    ["messages", "tools", "input", "system", "instructions", "role", "content", "type"]
+)
+_body = st.recursive(
+    _json,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_part, inner, max_size=5),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_part, _body, min_size=1), st.sampled_from([None, *FORMATS]))
+def test_any_json_is_a_prompt_or_a_prompt_error(body, fmt):
+    try:
+        prompt = parse(body, fmt)
+    except PromptError:
+        return
+    assert isinstance(prompt.text, str)
+
+
+def test_nesting_is_bounded_before_anything_recurses():
+    deep: dict = {"type": "string"}
+    for _ in range(MAX_DEPTH):
+        deep = {"a": deep}
+    body = {"messages": [{"role": "user", "content": "hi"}], "tools": [deep]}
+    with pytest.raises(PromptError, match=f"deeper than {MAX_DEPTH}"):
+        parse(body)
+    check_depth([[[]]], limit=3)
+    with pytest.raises(PromptError):
+        check_depth([[[[]]]], limit=3)
+    shallow = {"messages": [{"role": "user", "content": "hi"}], "tools": [{"a": {"b": 1}}]}
+    assert parse(shallow).tools
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ("1" + "0" * 5000, "4300 digits"),
+        ('{"a": ', "invalid JSON at line 1 column 7"),
+    ],
+)
+def test_load_json_refuses_what_the_decoder_cannot_take(text, message):
+    with pytest.raises(PromptError, match=message):
+        load_json(text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
@@ -98,3 +99,28 @@ def test_replay_now_shifts_times_and_bad_files_are_one_line(tmp_path):
         check=False,
     )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "line 1" in proc.stderr
+
+
+def test_hostile_replay_files_are_one_line(tmp_path):
+    import gzip
+
+    from click.testing import CliRunner
+
+    from cachediag.cli import main
+
+    noise = random.Random(1).randbytes(30_000).hex()
+    record = b'{"time": 1, "request": {"messages": [], "x": "%s"}}\n' % noise.encode()
+    cases = {
+        "deep.jsonl": b"[" * 100_000 + b"]" * 100_000 + b"\n",
+        "latin.jsonl": '{"time": 1, "request": {"messages": "café"}}\n'.encode("latin-1"),
+        "long.jsonl": b'{"n": ' + b"9" * 5000 + b"}\n",
+        "cut.jsonl.gz": gzip.compress(record)[:20_000],  # cut inside the first line
+        "types.jsonl": b'{"time": 1, "request": 5}\n',
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = CliRunner().invoke(main, ["replay", str(path), "--endpoint", "http://127.0.0.1:9"])
+        assert result.exit_code == 2, (name, result.output)
+        (line,) = result.output.strip().splitlines()
+        assert line.startswith(f"Error: {path}: "), line

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from analysis.causes import SHAPE_CAUSES, TRAFFIC_CAUSES
-from dashboard.common import client, empty_note, fetch
+from dashboard.common import empty_note, fetch, get
 
 st.title("Misses")
 preset = st.session_state.pop("miss_filter", {}) or {}
@@ -37,7 +37,7 @@ if not empty_note(misses, "explained misses"):
         hide_index=True,
     )
     chosen = st.selectbox("Open a miss", misses["id"].to_list())
-    detail = client().get(f"requests/{chosen}/diff")
+    detail = get(f"requests/{chosen}/diff")
     st.subheader(f"{detail['explanation'].get('cause')} · after {detail['predecessor_id']}")
     st.write(detail["explanation"].get("detail"))
     comparison = detail.get("comparison")
