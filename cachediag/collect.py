@@ -68,6 +68,27 @@ from cachediag.cli import (
     show_default=True,
     help="Export bodies being read or decoded at once before 429 (bounds memory).",
 )
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Seconds a request may stall before it is dropped with 408 "
+    "[default: CACHEDIAG_READ_TIMEOUT_S or 5].",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Seconds an idle keep-alive connection is kept open "
+    "[default: CACHEDIAG_IDLE_TIMEOUT_S or 30].",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=None,
+    help="Open connections before new ones get 503 + Retry-After "
+    "[default: CACHEDIAG_MAX_CONNECTIONS or 256].",
+)
 @click.option("--alert-rules", default=None, help="TOML file with an [alerts] table.")
 @click.option(
     "--alert-every",
@@ -93,6 +114,9 @@ def serve(
     max_body_mib: int,
     max_pending_rows: int,
     inflight_mib: int,
+    read_timeout: float | None,
+    idle_timeout: float | None,
+    max_connections: int | None,
     alert_rules: str | None,
     alert_every: float,
     webhook: str | None,
@@ -131,6 +155,13 @@ def serve(
         alert_every_s=alert_every,
         webhook=webhook,
     )
+    for name, value in (
+        ("read_timeout_s", read_timeout),
+        ("idle_timeout_s", idle_timeout),
+        ("max_connections", max_connections),
+    ):
+        if value is not None:  # else the Config default, from the environment
+            setattr(config, name, value)
     check_database(db)
     try:
         run(config)

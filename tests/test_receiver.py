@@ -147,9 +147,8 @@ def test_an_idle_connection_is_closed(impatient):
         assert idle.recv(1) == b""  # closed by the server, not by our 30 s timeout
 
 
-def test_connections_past_the_cap_get_503(tmp_path, monkeypatch):
-    monkeypatch.setenv("CACHEDIAG_MAX_CONNECTIONS", "2")
-    srv = Server(tmp_path / "db.duckdb", "--workers", "0").start()
+def test_connections_past_the_cap_get_503(tmp_path):
+    srv = Server(tmp_path / "db.duckdb", "--workers", "0", "--max-connections", "2").start()
     try:
         held = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(2)]
         answer = _raw(srv, b"GET /api/v1/stats HTTP/1.1\r\nHost: x\r\n\r\n")
