@@ -20,6 +20,7 @@ tokenized one by one and still match the whole text token for token.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -275,6 +276,8 @@ class _ToolCache:
 
 
 _TOOL_CACHE = _ToolCache()
+# A child forked while another thread held the lock would wait on it forever.
+os.register_at_fork(after_in_child=lambda: setattr(_TOOL_CACHE, "_lock", threading.Lock()))
 
 
 def _tools(body: dict) -> Iterator[Segment]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -208,3 +211,36 @@ def test_nesting_is_bounded_before_anything_recurses():
 def test_load_json_refuses_what_the_decoder_cannot_take(text, message):
     with pytest.raises(PromptError, match=message):
         load_json(text)
+
+
+_FORK_WHILE_LOCKED = """
+import os, signal, threading
+from analysis import prompt
+held = threading.Event()
+def hold():
+    with prompt._TOOL_CACHE._lock:
+        held.set()
+        threading.Event().wait(30)
+threading.Thread(target=hold, daemon=True).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    signal.alarm(20)  # a child stuck on the inherited lock dies of SIGALRM
+    body = {"model": "gpt-4o", "tools": [{"type": "function", "function": {"name": "t"}}],
+            "messages": [{"role": "user", "content": "hi"}]}
+    prompt.parse(body)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_child_forked_while_the_tool_cache_is_locked_can_render_tools():
+    proc = subprocess.run(
+        [sys.executable, "-c", _FORK_WHILE_LOCKED],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert proc.stdout.strip() == "0", proc.stderr
