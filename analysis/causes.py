@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from analysis import volatile
-from analysis.prompt import Prompt, Segment
+from analysis.prompt import MAX_DEPTH, Prompt, Segment
 
 MAX_REORDERED = 64  # segments looked at for a reordered run of documents
 SHAPE_CAUSES = (
@@ -192,16 +192,22 @@ def _volatile_detail(text_a: str, text_b: str) -> str:
     return "a volatile value"
 
 
-def _sorted_json(value: Any, sort_lists: bool) -> Any:
+class _TooDeep(Exception):
+    """Embedded JSON nested past MAX_DEPTH: compared as the text it is."""
+
+
+def _sorted_json(value: Any, sort_lists: bool, depth: int = 0) -> Any:
+    if depth > MAX_DEPTH:
+        raise _TooDeep
     if isinstance(value, dict):
-        return {k: _sorted_json(value[k], sort_lists) for k in sorted(value)}
+        return {k: _sorted_json(value[k], sort_lists, depth + 1) for k in sorted(value)}
     if isinstance(value, list):
-        items = [_sorted_json(v, sort_lists) for v in value]
+        items = [_sorted_json(v, sort_lists, depth + 1) for v in value]
         return sorted(items, key=json.dumps) if sort_lists else items
     if isinstance(value, str) and value[:1] in "{[" and value[-1:] in "}]":
         try:  # JSON inside a string: tool-call arguments, tool results
-            return ["<json>", _sorted_json(json.loads(value), sort_lists)]
-        except ValueError:
+            return ["<json>", _sorted_json(json.loads(value), sort_lists, depth + 1)]
+        except (ValueError, RecursionError, _TooDeep):
             return value
     return value
 
@@ -214,10 +220,11 @@ def _canonical(text: str, sort_lists: bool = False) -> str:
             continue
         try:
             value, end = decoder.raw_decode(text, match.start())
-        except ValueError:
+            canonical = json.dumps(_sorted_json(value, sort_lists), sort_keys=True)
+        except (ValueError, RecursionError, _TooDeep):
             continue
         out.append(text[pos : match.start()])
-        out.append(json.dumps(_sorted_json(value, sort_lists), sort_keys=True))
+        out.append(canonical)
         pos = end
     out.append(text[pos:])
     return "".join(out)

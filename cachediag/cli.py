@@ -221,13 +221,7 @@ def diff(
     a, b = _parse(file_a, request_format), _parse(file_b, request_format)
     tokenizer = _tokenizer(b.model or a.model, encoding)
     table = _table(prices)
-    try:
-        result = compare_prompts(a, b, tokenizer, provider, block_size, table)
-    except RecursionError:  # JSON inside a string, canonicalised recursively (analysis/causes)
-        raise InputError(
-            f"{file_a}, {file_b}: a string holds JSON nested too deeply to compare; "
-            "flatten it or leave it out"
-        ) from None
+    result = compare_prompts(a, b, tokenizer, provider, block_size, table)
     if output == "json":
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
     else:
