@@ -85,19 +85,27 @@ def series(db: str, window: str, group: str, output: str) -> None:
     default=None,
     help="Show the explanation of one request (and its token diff, when captured).",
 )
+@click.option(
+    "--all",
+    "everything",
+    is_flag=True,
+    help="Explain every request again (after an upgrade or a price change), not only "
+    "those without an explanation.",
+)
 @output_format
-def explain(db: str, request_id: str | None, output: str) -> None:
-    """Explain every stored request: predecessor, cacheable tokens, cause and cost.
+def explain(db: str, request_id: str | None, everything: bool, output: str) -> None:
+    """Explain stored requests: predecessor, cacheable tokens, cause and cost.
 
-    Without --request, (re)explains the whole database in time order and prints
-    the miss causes with their missed tokens and dollars. With --request ID,
+    Without --request, explains in time order the requests that have no
+    explanation yet (all of them with --all) and prints the miss causes of the
+    whole database with their missed tokens and dollars. With --request ID,
     prints that request's explanation.
     """
     from rich.progress import Progress
 
     from analysis.explain import Explainer
     from cachediag import report
-    from collector.explanations import explain_new
+    from collector.explanations import explain_new, resume, waiting
 
     store = _writable(db)
     try:
@@ -105,9 +113,14 @@ def explain(db: str, request_id: str | None, output: str) -> None:
             _show_explanation(store, db, request_id, output)
             return
         total = store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
+        total = total if everything else waiting(store)
         with Progress(transient=True) as bar:
             task = bar.add_task("explaining", total=total)
-            _, counts = explain_new(store, Explainer(), -1, lambda n: bar.advance(task, n))
+            advance = lambda n: bar.advance(task, n)  # noqa: E731
+            if everything:
+                explain_new(store, Explainer(), -1, advance)
+            else:
+                resume(store, Explainer(), advance)
         summary = store.con.execute(
             "SELECT cause, count(*), sum(missed_tokens), sum(missed_cost_usd) FROM explanations "
             "GROUP BY cause ORDER BY sum(missed_tokens) DESC, cause"

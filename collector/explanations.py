@@ -174,6 +174,12 @@ def resume(
     return max(high, last), counts
 
 
+def waiting(store: Store) -> int:
+    """How many stored requests have no explanation yet (what ``resume`` explains)."""
+    query = f"SELECT count(*) FROM requests r WHERE NOT {_EXPLAINED}"
+    return store.con.execute(query).fetchall()[0][0]
+
+
 def prime(
     store: Store,
     explainer: Explainer,

@@ -290,6 +290,21 @@ def test_cli_explains_a_database_and_shows_one_request_with_its_diff(tmp_path):
     missing = run("explain", "--db", db, "--request", "nope")
     assert missing.returncode == 2 and "no explanation" in missing.stderr
 
+    import duckdb
+
+    def tamper(cause):
+        with duckdb.connect(db) as con:
+            con.execute("UPDATE explanations SET cause = ? WHERE id = 'r1'", [cause])
+            return con.execute("SELECT cause FROM explanations WHERE id = 'r1'").fetchone()[0]
+
+    tamper("marker")
+    assert run("explain", "--db", db).returncode == 0  # only what has no explanation
+    assert tamper("marker") == "marker" and run("explain", "--db", db, "--all").returncode == 0
+    with duckdb.connect(db) as con:
+        assert con.execute("SELECT cause FROM explanations WHERE id = 'r1'").fetchone() == (
+            "dynamic_value",
+        )
+
 
 @pytest.mark.parametrize("pause_gc", [True, False])
 def test_explain_pass_pauses_the_garbage_collector_only_when_asked(tmp_path, pause_gc):
