@@ -203,10 +203,17 @@ def _decode(raw: bytes, capture: bool, memo: fingerprint.TokenMemo) -> otlp.Deco
     return otlp.Decoded([request_record(obj, capture, memo)])  # parse checks the body
 
 
-def _mapped(number: int, decoded: otlp.Decoded) -> _Line:
+def _mapped(number: int, decoded: otlp.Decoded, report: FileReport) -> _Line:
+    """A line's records as rows; records refused inside an otherwise good line (a span
+    out of range in an OTLP export) cost only themselves, and name the line."""
     line = _Line(number, [], [], 0)
+    refused, reason = decoded.rejected, decoded.error
     for record in decoded.records:
-        found = mapping.map_record(record)
+        try:
+            found = mapping.map_record(record)
+        except mapping.Rejected as exc:
+            refused, reason = refused + 1, reason or str(exc)
+            continue
         if found is None:
             line.skipped += 1
             continue
@@ -214,6 +221,9 @@ def _mapped(number: int, decoded: otlp.Decoded) -> _Line:
         line.rows.append(row)
         if content is not None:
             line.contents.append((row["id"], content))
+    if refused:
+        total = len(decoded.records) + decoded.rejected
+        report.refuse(number, f"{refused} of {total} records refused: {reason}"[:200])
     return line
 
 
@@ -236,7 +246,7 @@ def read_lines(
         if not raw.strip():
             continue
         try:
-            line = _mapped(number, _decode(raw, capture, memo))
+            line = _mapped(number, _decode(raw, capture, memo), report)
         except _LINE_ERRORS as exc:
             report.refuse(number, str(exc).splitlines()[0][:200] or type(exc).__name__)
             continue

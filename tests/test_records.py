@@ -182,6 +182,18 @@ def test_a_line_whose_values_cannot_be_stored_costs_only_that_line(tmp_path):
     assert report.bad == 1 and report.first_bad[0][0] == 4
 
 
+def test_a_span_out_of_range_costs_only_that_span_and_names_its_line(tmp_path):
+    good = {"gen_ai.system": "openai", "gen_ai.usage.input_tokens": 10}
+    spans = [{"attributes": good}, {"attributes": dict(good, **{"gen_ai.usage.input_tokens": -5})}]
+    export = json.dumps(to_json(traces([*spans, {"attributes": good}], seed=11)))
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join([*_records(2), export]) + "\n")
+    report, ids = _load(tmp_path, path)
+    assert report.stored == 4 and len(ids) == 4
+    ((number, reason),) = report.first_bad
+    assert number == 3 and reason.startswith("1 of 3 records refused") and "-5" in reason
+
+
 def test_truncated_gzip_keeps_the_complete_records_before_the_cut(tmp_path):
     import gzip
     import zlib
