@@ -69,8 +69,7 @@ class _Seen(NamedTuple):
     encoding: str | None
 
     @property
-    def chain(self) -> Sequence[int]:
-        """The block hashes as ints."""
+    def chain(self) -> Sequence[int]:  # the block hashes as ints
         return memoryview(self.hashes).cast("q")
 
 
