@@ -28,7 +28,6 @@ import gzip
 import http.client
 import itertools
 import json
-import signal
 import statistics
 import struct
 import sys
@@ -256,18 +255,13 @@ def main() -> None:
     args.probe = min(max(args.probe, 5.0), 300.0)
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "soak.duckdb"
-        server = Server(db, "--workers", "2", "--no-grpc").start()
-        log: list[str] = []  # its stderr, read as it comes so the pipe never fills
-        drain = threading.Thread(target=lambda: log.extend(server.proc.stderr), daemon=True)
-        drain.start()
+        server = Server(db, "--workers", "2", "--no-grpc").start()  # it drains stderr
         try:
             clients = Clients(server.port, template(), salt=int(time.time()) & 0xFFFFFFFF)
             acked, samples = soak(args, server, clients)
             stats = server.api("stats")
         finally:
-            server.proc.send_signal(signal.SIGTERM)
-            server.proc.wait(120)
-            drain.join(10)
+            log = server.stop()  # SIGTERM; everything the server wrote
         stored = stored_per_export(db)
     lost = sum(SPANS_PER_BATCH - min(stored.get(m.hex(), 0), SPANS_PER_BATCH) for m in acked)
     print(
@@ -276,7 +270,9 @@ def main() -> None:
     )
     keys = ("throttled", "timed_out", "worker_restarts", "server_errors", "explained_rows")
     print("server stats:", {k: stats.get(k) for k in keys})
-    print(f"server log: {sum('Traceback' in line for line in log)} tracebacks")
+    print(f"server log: {log.count('Traceback')} tracebacks")
+    if "Traceback" in log:  # the first one, to say what failed
+        print(log[log.index("Traceback") :][:3000])
     last = [s for s in samples if s[0] >= samples[-1][0] * 2 / 3]
     slope = slope_mib_per_min(last)
     mean = statistics.fmean(s[1] + s[2] for s in last)

@@ -69,6 +69,13 @@ from cachediag.cli import (
     help="Export bodies being read or decoded at once before 429 (bounds memory).",
 )
 @click.option(
+    "--db-memory-mib",
+    type=click.IntRange(64),
+    default=None,
+    help="DuckDB's memory limit (its buffer pool and indexes); raise it if commits fail "
+    "with 'Out of Memory' [default: 2048].",
+)
+@click.option(
     "--read-timeout",
     type=click.FloatRange(0, min_open=True),
     default=None,
@@ -114,6 +121,7 @@ def serve(
     max_body_mib: int,
     max_pending_rows: int,
     inflight_mib: int,
+    db_memory_mib: int | None,
     read_timeout: float | None,
     idle_timeout: float | None,
     max_connections: int | None,
@@ -159,8 +167,9 @@ def serve(
         ("read_timeout_s", read_timeout),
         ("idle_timeout_s", idle_timeout),
         ("max_connections", max_connections),
+        ("db_memory_mib", db_memory_mib),
     ):
-        if value is not None:  # else the Config default, from the environment
+        if value is not None:  # else the Config default (timeouts: from the environment)
             setattr(config, name, value)
     check_database(db)
     try:

@@ -23,7 +23,7 @@ from analysis import alerts as alert_rules
 from collector import alerting, explanations, otlp
 from collector.ingest import Prepared, prepare
 from collector.receiver import Handler, HTTPServer, Reply
-from collector.store import Store, Writer
+from collector.store import MEMORY_LIMIT_MIB, Store, Writer
 from collector.workers import DecodePool, WorkerCrashed
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class Config:
     inflight_bytes: int = 128 * 1024 * 1024  # decompressed bodies being read or decoded at once
     workers: int = 0  # decoding processes; 0 decodes in the request thread
     max_pending_rows: int = 50_000
+    db_memory_mib: int = MEMORY_LIMIT_MIB  # DuckDB's memory limit
     retry_after: int = 1  # seconds, sent with 429/503
     explain: bool = True  # explain new rows as they commit
     alert_every_s: float = 60.0  # evaluate the alert rules this often; 0 turns it off
@@ -130,7 +131,7 @@ class Collector:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = Store(config.db)
+        self.store = Store(config.db, memory_mib=config.db_memory_mib)
         self._decoding = 0  # exports being decoded right now (the writer waits for them)
         self.writer = Writer(
             self.store,
