@@ -42,15 +42,16 @@ def check_database(db: str) -> None:
         )
 
 
-def open_store(db: str):
-    """The read-write store of ``db`` (created when absent), or a one-line InputError."""
+def open_store(db: str, memory_mib: int | None = None):
+    """The read-write store of ``db`` (created when absent), or a one-line InputError;
+    ``memory_mib`` sets DuckDB's memory limit (else the store's default)."""
     import duckdb
 
     from collector.store import Store, StoreLocked
 
     check_database(db)
     try:
-        return Store(db)
+        return Store(db) if memory_mib is None else Store(db, memory_mib=memory_mib)
     except StoreLocked as exc:
         raise InputError(str(exc)) from None
     except duckdb.Error as exc:

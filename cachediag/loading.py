@@ -52,11 +52,10 @@ def ingest(files: tuple[str, ...], db: str, content: bool, memory_mib: int) -> N
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise InputError(f"{missing[0]}: no such file; pass OTLP-JSON or JSONL record files")
-    store = open_store(db)
+    store = open_store(db, memory_mib)
     stored = skipped = 0
     trouble = False
     try:
-        store.con.execute(f"SET memory_limit = '{memory_mib}MiB'")
         with _ingest_progress(sum(os.path.getsize(f) for f in files)) as advance:
             for path in files:
                 try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 from collector.otlp import MAX_DEPTH, BadValue, Decoded, DecodeError, Record, brief, too_deep
@@ -130,20 +131,33 @@ def _label(item: Any, index: int) -> str:
 
 
 def decode_traces(data: bytes | dict) -> Decoded:
+    return _decode(data, ("resourceSpans", "scopeSpans", "spans"), _json_span, "trace")
+
+
+def _decode(
+    data: bytes | dict,
+    keys: tuple[str, str, str],
+    build: Callable[[dict, dict], Record],
+    signal: str,
+) -> Decoded:
+    """An export's records: resources, their scopes, each scope's items (``keys``); an
+    item that fails with BadValue is rejected and named, the rest are kept."""
     doc = data if isinstance(data, dict) else _loads(data)
+    outer, middle, inner = keys
+    noun = "span" if signal == "trace" else "log record"
     out = Decoded([])
     try:
-        for rs in _get(doc, "resourceSpans", []):
-            resource = _json_attrs(_get(rs.get("resource") or {}, "attributes"))
-            for ss in _get(rs, "scopeSpans", []):
-                for index, sp in enumerate(ss.get("spans", [])):
+        for res in _get(doc, outer, []):
+            resource = _json_attrs(_get(res.get("resource") or {}, "attributes"))
+            for scope in _get(res, middle, []):
+                for index, item in enumerate(_get(scope, inner, [])):
                     try:
-                        out.records.append(_json_span(sp, resource))
+                        out.records.append(build(item, resource))
                     except BadValue as exc:
                         out.rejected += 1
-                        out.error = f"span {_label(sp, index)}: {exc}"
+                        out.error = f"{noun} {_label(item, index)}: {exc}"
     except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"not an OTLP JSON trace export: {brief(exc)}") from None
+        raise DecodeError(f"not an OTLP JSON {signal} export: {brief(exc)}") from None
     return out
 
 
@@ -177,21 +191,7 @@ def _json_span(sp: dict, resource: dict) -> Record:
 
 
 def decode_logs(data: bytes | dict) -> Decoded:
-    doc = data if isinstance(data, dict) else _loads(data)
-    out = Decoded([])
-    try:
-        for rl in _get(doc, "resourceLogs", []):
-            resource = _json_attrs(_get(rl.get("resource") or {}, "attributes"))
-            for sl in _get(rl, "scopeLogs", []):
-                for index, lr in enumerate(_get(sl, "logRecords", [])):
-                    try:
-                        out.records.append(_json_log(lr, resource))
-                    except BadValue as exc:
-                        out.rejected += 1
-                        out.error = f"log record {_label(lr, index)}: {exc}"
-    except (AttributeError, TypeError, ValueError, KeyError) as exc:
-        raise DecodeError(f"not an OTLP JSON logs export: {brief(exc)}") from None
-    return out
+    return _decode(data, ("resourceLogs", "scopeLogs", "logRecords"), _json_log, "logs")
 
 
 def _json_log(lr: dict, resource: dict) -> Record:
