@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analysis import alerts  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
-from collector.migrations import pack_sql  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.store.database import Store  # noqa: E402
+from collector.store.migrations import pack_sql  # noqa: E402
 
 SESSIONS = 5000  # conversations running at once; each takes 8 turns
 HASHES = """list_transform(range(20 + 5 * turn), lambda k: (CASE WHEN k < 20

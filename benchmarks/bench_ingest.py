@@ -141,7 +141,7 @@ def raw_insert_rate(batches: int, per_transaction: int = 1) -> float:
     import polars as pl
 
     from collector.ingest import prepare
-    from collector.store import Store
+    from collector.store.database import Store
 
     frames = [
         prepare("traces", "application/x-protobuf", None, export(2000 + i), 1 << 30).frame

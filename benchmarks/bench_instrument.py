@@ -46,7 +46,7 @@ from analysis.prompt import parse  # noqa: E402
 from analysis.tokens import resolve  # noqa: E402
 from benchmarks.workloads import agent_conversation  # noqa: E402
 from collector import instrument  # noqa: E402
-from collector.wrappers import instrument_openai  # noqa: E402
+from collector.instrument.wrappers import instrument_openai  # noqa: E402
 
 TURNS = 30
 SYSTEM_WORDS = 600  # with 30 tools: ~8k tokens of tools + system
@@ -137,7 +137,7 @@ def import_cost() -> tuple[float, float, list[str]]:
         ).stdout.split()
         return float(out[0]) * 1000, out[1:]
 
-    ours = [run("import collector.instrument, collector.wrappers") for _ in range(5)]
+    ours = [run("import collector.instrument") for _ in range(5)]
     sdk = min(run("import opentelemetry.sdk.trace.export")[0] for _ in range(5))
     return min(t for t, _ in ours), sdk, ours[0][1]
 

@@ -33,7 +33,7 @@ import duckdb  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
 from benchmarks.bench_explain import fill_sessions  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.store.database import Store  # noqa: E402
 from tests.otlp_build import traces  # noqa: E402
 from tests.servers import Server  # noqa: E402
 

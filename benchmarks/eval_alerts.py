@@ -33,7 +33,7 @@ from analysis.explain import Explainer  # noqa: E402
 from analysis.traffic import labels_path  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
-from collector.store import Store  # noqa: E402
+from collector.store.database import Store  # noqa: E402
 
 DELAY_WINDOWS = 2  # how late an alert may start, in windows after the incident's first
 

@@ -30,7 +30,7 @@ def _read_only(db: str):
     """A read-only connection to an existing database, or a one-line error."""
     import duckdb
 
-    from collector.store import Store, StoreLocked
+    from collector.store.database import Store, StoreLocked
 
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
@@ -60,8 +60,8 @@ def series(db: str, window: str, group: str, output: str) -> None:
     /api/v1/timeseries instead).
     """
 
-    from analysis import queries
     from cachediag import report
+    from collector.store import queries
 
     if group not in queries.GROUPS:
         raise InputError(f"--group {group!r}: expected one of {', '.join(queries.GROUPS)}")
@@ -205,7 +205,7 @@ def alerts(
 
 def _db_alerts(db: str, rules) -> list[dict]:
     from analysis import alerts as rules_mod
-    from collector.store import save_alerts
+    from collector.store.database import save_alerts
 
     store = _writable(db)
     try:
@@ -269,10 +269,10 @@ def simulate(
     what the simulated provider gives, and what the change would save per day.
     """
 
-    from analysis.queries import seconds, traffic
     from analysis.simulate import ProviderModel
     from analysis.whatif import compare
     from cachediag import report
+    from collector.store.queries import seconds, traffic
 
     try:
         ttl_s = seconds(ttl)

@@ -47,7 +47,7 @@ def open_store(db: str, memory_mib: int | None = None):
     ``memory_mib`` sets DuckDB's memory limit (else the store's default)."""
     import duckdb
 
-    from collector.store import Store, StoreLocked
+    from collector.store.database import Store, StoreLocked
 
     check_database(db)
     try:
@@ -126,7 +126,7 @@ token_option = click.option(
 
 def server_token(token: str | None) -> str | None:
     """--token, else the variable the server's own token comes from (unset: none)."""
-    from collector.server import TOKEN_ENV
+    from collector.receiver.server import TOKEN_ENV
 
     return token if token is not None else os.environ.get(TOKEN_ENV) or None
 

@@ -141,9 +141,9 @@ def serve(
     import os
     import tomllib
 
-    from collector.server import Config
-    from collector.server import serve as run
-    from collector.store import StoreLocked
+    from collector.receiver.server import Config
+    from collector.receiver.server import serve as run
+    from collector.store.database import StoreLocked
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -312,7 +312,7 @@ def dashboard(server: str, port: int, token: str | None) -> None:
     """
     from pathlib import Path
 
-    from collector.server import TOKEN_ENV
+    from collector.receiver.server import TOKEN_ENV
     from dashboard.client import SERVER_ENV
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"

@@ -133,8 +133,8 @@ def run(dashboard: bool, keep: bool, db: str) -> int:
             )
         )
         print(f"server    {base} (database {db})", flush=True)
+        from collector.receiver.server import TOKEN_ENV
         from collector.replay import Services, read_records, replay
-        from collector.server import TOKEN_ENV
         from dashboard.client import bearer
 
         # serve takes CACHEDIAG_TOKEN as its token: send it too

@@ -10,7 +10,7 @@ import duckdb
 
 from analysis import alerts
 from collector.notify import post
-from collector.store import Store, save_alerts
+from collector.store.database import Store, save_alerts
 
 log = logging.getLogger(__name__)
 

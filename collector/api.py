@@ -1,6 +1,6 @@
 """The read-only query API under /api/v1: typed endpoints, JSON or Arrow IPC.
 
-Every endpoint reads through ``analysis.queries`` on a cursor of the
+Every endpoint reads through ``collector.store.queries`` on a cursor of the
 server's own connection; nothing here writes. ``?format=arrow`` (or
 ``Accept: application/vnd.apache.arrow.stream``) returns an Arrow IPC stream.
 """
@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import polars as pl
 
-from analysis import queries
+from collector.store import queries
 
 JSON_TYPE = "application/json"
 ARROW_TYPE = "application/vnd.apache.arrow.stream"

@@ -30,7 +30,7 @@ import duckdb
 import polars as pl
 
 from analysis.explain import MAX_REQUESTS, Explainer
-from collector.store import Store
+from collector.store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from collector import mapping, otlp
-from collector.store import Store
+from collector.store.database import Store
 
 
 @dataclass

@@ -30,7 +30,7 @@ from analysis import fingerprint, prompt, providers, tokens
 from analysis import usage as usage_mod
 from collector import attributes as A
 from collector import mapping, otlp
-from collector.store import Store
+from collector.store.database import Store
 
 CHUNK_ROWS = 5000  # rows per transaction when loading files...
 CHUNK_BYTES = 16 << 20  # ...or fewer: input bytes per transaction, so memory stays flat

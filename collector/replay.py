@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from analysis import prompt, providers
 from collector import attributes as A
 from collector import instrument
-from collector.instrument import Call, Instrumentation
+from collector.instrument.tracing import Call, Instrumentation
 
 _ROUTE_FIELDS = {
     "route": A.ROUTE,

@@ -34,7 +34,7 @@ class Client:
         self.base = (base or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
         self.timeout = timeout
         if token is None:
-            from collector.server import TOKEN_ENV
+            from collector.receiver.server import TOKEN_ENV
 
             token = os.environ.get(TOKEN_ENV)
         self.headers = bearer(token)

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from analysis import alerts
-from collector.store import Store
+from collector.store.database import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_763_800_000  # seconds

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from collector.background import Tally, Worker
+from collector.instrument.background import Tally, Worker
 from tests.servers import ROOT
 
 
@@ -72,7 +72,7 @@ def test_tally_counts_across_threads():
 
 _FORK = """
 import os, signal, threading
-from collector.background import Tally, Worker
+from collector.instrument.background import Tally, Worker
 
 ran, dropped = [], []
 inside, release = threading.Event(), threading.Event()

@@ -311,7 +311,7 @@ def test_explain_pass_pauses_the_garbage_collector_only_when_asked(tmp_path, pau
     import gc
 
     from collector.explanations import explain_new
-    from collector.store import Store
+    from collector.store.database import Store
 
     store = Store(str(tmp_path / "db.duckdb"))
     stored = [dict(row(f"r{i}", 1_763_800_000 + i, body()), signal="span") for i in range(3)]
@@ -346,7 +346,7 @@ def test_an_explainer_primed_with_explained_requests_explains_the_next_as_if_it_
 
 def _insert(store, rows):
     """Store ``rows`` (made with ``row``), one transaction each, in the order given."""
-    from collector.store import Store
+    from collector.store.database import Store
 
     for r in rows:
         stored = dict(r, signal="span", start_ns=int(r["ts"] * 1e9))
@@ -357,7 +357,7 @@ def _insert(store, rows):
 
 
 def _store(tmp_path, rows, name="db.duckdb"):
-    from collector.store import Store
+    from collector.store.database import Store
 
     store = Store(str(tmp_path / name))
     _insert(store, rows)

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from collector import instrument
-from collector.wrappers import instrument_anthropic, instrument_openai
+from collector.instrument.wrappers import instrument_anthropic, instrument_openai
 from tests.cases import base_spec, build
 from tests.fake_llm import FakeLLM
 from tests.servers import Server, free_port

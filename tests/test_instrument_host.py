@@ -78,7 +78,8 @@ def test_instrumentation_imports_nothing_heavy():
     script = f"""
 import sys
 from opentelemetry.sdk.trace import TracerProvider
-from collector import instrument, wrappers
+from collector import instrument
+from collector.instrument import wrappers
 inst = instrument.setup(tracer_provider=TracerProvider())
 with inst.record_request({CHAT!r}):
     pass
@@ -101,7 +102,7 @@ _FORKED = """
 import os, signal, sys, time
 import openai
 from collector import instrument
-from collector.wrappers import instrument_openai
+from collector.instrument.wrappers import instrument_openai
 from tests.cases import base_spec, build
 
 server, fake = sys.argv[1:]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from analysis import fingerprint
 from collector import ingest, mapping, otlp
 from collector.otlp import Record
-from collector.store import REQUEST_SCHEMA, Store
+from collector.store.database import REQUEST_SCHEMA, Store
 
 
 def _record(attrs, events=(), status=0, body=None, name="chat gpt-4o"):

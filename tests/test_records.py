@@ -107,7 +107,7 @@ def _records(n: int, start: int = 0) -> list[str]:
 
 def _load(tmp_path, path, **kwargs):
     from collector.records import ingest_file
-    from collector.store import Store
+    from collector.store.database import Store
 
     store = Store(str(tmp_path / "load.duckdb"))
     try:

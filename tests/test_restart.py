@@ -106,7 +106,7 @@ def test_a_restart_re_explains_nothing_and_the_next_turn_finds_its_stored_predec
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_during_a_long_pass_is_clean_and_the_next_start_explains_the_rest(tmp_path, sig):
     from benchmarks.bench_explain import fill_sessions
-    from collector.store import Store
+    from collector.store.database import Store
 
     rows = 40_000
     db = tmp_path / "db.duckdb"
@@ -131,7 +131,7 @@ def test_a_stop_during_a_long_pass_is_clean_and_the_next_start_explains_the_rest
 def test_the_alert_loop_stops_at_once_and_leaves_the_store(tmp_path):
     from analysis.alerts import Rules
     from collector.alerting import AlertLoop
-    from collector.store import Store
+    from collector.store.database import Store
 
     store = Store(str(tmp_path / "db.duckdb"))
     loop = AlertLoop(store, Rules(), interval_s=3600)

@@ -8,8 +8,8 @@ import duckdb
 import pytest
 
 from analysis import fingerprint
-from collector import migrations
-from collector.store import Store, StoreLocked, Writer
+from collector.store import migrations
+from collector.store.database import Store, StoreLocked, Writer
 
 EXPECTED_REQUESTS = {
     "id": "VARCHAR",
@@ -171,7 +171,7 @@ def test_a_second_process_gets_a_clear_lock_error(tmp_path):
     path = tmp_path / "db.duckdb"
     store = Store(str(path))
     code = (
-        "from collector.store import Store, StoreLocked\n"
+        "from collector.store.database import Store, StoreLocked\n"
         f"try:\n    Store({str(path)!r})\nexcept StoreLocked as e:\n    print(e)"
     )
     out = subprocess.run(

@@ -21,7 +21,7 @@ counted (``dropped_fingerprints()``). Export is batched on a bounded queue;
 spans that do not fit are dropped and counted (``dropped_spans()``). ``flush``
 and ``shutdown`` take a timeout; at exit, pending fingerprints get EXIT_WAIT_S
 and the rest end unfingerprinted, so their spans still leave. It is fork-safe
-(see ``collector.background``): a child forked after ``setup()`` (gunicorn
+(see ``collector.instrument.background``): a child forked after ``setup()`` (gunicorn
 ``--preload``, Celery prefork) fingerprints and exports its own spans. Content
 is captured only when asked (``capture_content=True``,
 CACHEDIAG_CAPTURE_CONTENT=true or
@@ -47,8 +47,8 @@ from opentelemetry.trace import SpanKind
 
 from analysis import fingerprint, prompt, tokens
 from collector import attributes as A
-from collector.background import ProcessorDrops, Tally, Worker, fork_safe_session
-from collector.call import Call
+from collector.instrument.background import ProcessorDrops, Tally, Worker, fork_safe_session
+from collector.instrument.call import Call
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from collector import api, otlp
 
 if TYPE_CHECKING:
-    from collector.server import Collector
+    from collector.receiver.server import Collector
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 from analysis import alerts as alert_rules
 from collector import alerting, explanations, otlp
 from collector.ingest import Prepared, prepare
-from collector.receiver import Handler, HTTPServer, Reply
-from collector.store import MEMORY_LIMIT_MIB, Store, Writer
-from collector.workers import DecodePool, WorkerCrashed
+from collector.receiver.http import Handler, HTTPServer, Reply
+from collector.receiver.workers import DecodePool, WorkerCrashed
+from collector.store.database import MEMORY_LIMIT_MIB, Store, Writer
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def _start_grpc(collector: Collector, config: Config) -> Any:
     """OTLP/gRPC beside HTTP when asked for and grpcio is installed."""
     if config.grpc_port is None:
         return None
-    from collector import grpc_server
+    from collector.receiver import grpc_server
 
     if not grpc_server.available():
         log.info("grpcio is not installed: OTLP/gRPC is off (pip install 'cachediag[grpc]')")

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from collector import migrations
+from collector.store import migrations
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from collector.call import Call, as_dict
-from collector.instrument import Instrumentation
+from collector.instrument.call import Call, as_dict
+from collector.instrument.tracing import Instrumentation
 
 OnEvent = Callable[[Call, Any], None]
 _CURRENT: contextvars.ContextVar[Call | None] = contextvars.ContextVar(

@@ -13,8 +13,8 @@ from http import HTTPStatus
 from typing import Any
 
 from collector import otlp
-from collector.receiver import Reply, authorized
-from collector.server import Collector
+from collector.receiver.http import Reply, authorized
+from collector.receiver.server import Collector
 
 log = logging.getLogger(__name__)
 
