@@ -167,7 +167,7 @@ def routing(cur: Cursor, rows: Rows, arrow: Arrow) -> Response:
     return encode.frame(reads.routing(cur, rows), arrow)
 
 
-@router.get("/stats")
+@router.get("/stats", responses=encode.COUNTERS_DOC)
 def stats(collector: Annotated[Any, Depends(_collector)], wait: bool = False) -> Response:
     """Ingest and explain counters; ``wait=1`` first waits (up to a minute) until every
     committed row is explained. Evaluates and writes nothing."""
@@ -201,7 +201,7 @@ def alerts_(
     return encode.frame(alerts.listed(cur, state), arrow)
 
 
-@router.post("/alerts/evaluate")
+@router.post("/alerts/evaluate", responses=encode.PAGE_DOC)
 def evaluate(collector: Annotated[Any, Depends(_collector)]) -> Response:
     """Evaluate the alert rules now: store the alerts (and post newly firing ones to
     the server's webhook); answers the alerts."""

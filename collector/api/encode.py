@@ -14,7 +14,29 @@ from starlette.responses import Response
 
 JSON_TYPE = "application/json"
 ARROW_TYPE = "application/vnd.apache.arrow.stream"
-ARROW_DOC = {200: {"content": {ARROW_TYPE: {}}, "description": "JSON page or Arrow IPC stream"}}
+PAGE = {
+    "type": "object",
+    "properties": {
+        "data": {"type": "array", "items": {"type": "object"}},
+        "count": {"type": "integer"},
+    },
+    "required": ["data", "count"],
+}
+PAGE_DOC = {200: {"description": "a JSON page", "content": {JSON_TYPE: {"schema": PAGE}}}}
+COUNTERS_DOC = {
+    200: {
+        "description": "counters by name",
+        "content": {
+            JSON_TYPE: {"schema": {"type": "object", "additionalProperties": {"type": "integer"}}}
+        },
+    }
+}
+ARROW_DOC = {
+    200: {
+        "description": "rows as a JSON page, or as an Arrow IPC stream",
+        "content": {JSON_TYPE: {"schema": PAGE}, ARROW_TYPE: {}},
+    }
+}
 
 
 def frame(data: pl.DataFrame, arrow: bool, **meta: Any) -> Response:

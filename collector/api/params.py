@@ -15,6 +15,7 @@ from collector.store import queries
 
 MAX_LIMIT = 10_000
 _EPOCH = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+_UNIT = r"^[0-9]{1,12}[smhd]?$"
 
 
 def _time(value: str | None) -> datetime | None:
@@ -48,7 +49,9 @@ Time = Annotated[
 Duration = Annotated[
     int,
     BeforeValidator(_duration),
-    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,12}[smhd]?$"}),
+    WithJsonSchema(  # seconds, or a number with a unit
+        {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": _UNIT}]}
+    ),
 ]
 Group = Literal[tuple(queries.GROUPS)]  # type: ignore[valid-type]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
