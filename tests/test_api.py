@@ -63,11 +63,16 @@ def server(tmp_path_factory):
         "whatif?ttl=1h&replicas=3",
         "alerts",
         "stats",
+        "requests?route=&since=&group=",  # an empty value is the parameter left out
     ],
 )
 def test_extreme_stored_values_do_not_break_a_query(server, path):
     body = server.api(path)  # asserts 200; the body is JSON (no NaN or Infinity)
     json.dumps(body, allow_nan=False)
+
+
+def test_an_empty_filter_is_no_filter(server):
+    assert server.api("requests?route=&service=")["count"] == len(EXTREMES)
 
 
 def test_series_sums_are_clamped_not_wrapped(server):

@@ -128,7 +128,7 @@ def timeseries(
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 300,
-    group: params.Group | None = None,
+    group: params.Group = None,
 ) -> Response:
     """Per window and group: requests, token-weighted hit ratio, cached tokens,
     p50/p95/p99 TTFT, missed tokens and cost."""
@@ -140,7 +140,7 @@ def explanations(
     cur: Cursor,
     rows: Rows,
     arrow: Arrow,
-    cause: str | None = None,
+    cause: params.Text = None,
     limit: params.Limit = 100,
     offset: params.Offset = 0,
 ) -> Response:
@@ -194,9 +194,7 @@ def whatif_(
 
 
 @router.get("/alerts", responses=encode.ARROW_DOC)
-def alerts_(
-    cur: Cursor, arrow: Arrow, state: Literal["firing", "resolved"] | None = None
-) -> Response:
+def alerts_(cur: Cursor, arrow: Arrow, state: params.State = None) -> Response:
     """Alerts, firing first, each with its one-line text."""
     return encode.frame(alerts.listed(cur, state), arrow)
 

@@ -41,8 +41,15 @@ def _duration(value: object) -> object:
         raise ValueError(str(exc).partition(": ")[2]) from None
 
 
+def _blank(value: object) -> object:
+    """An empty value (``?route=``) is the parameter left out, as it always was."""
+    return None if value == "" else value
+
+
+Text = Annotated[str | None, BeforeValidator(_blank)]
 Time = Annotated[
     str | None,
+    BeforeValidator(_blank),
     AfterValidator(_time),
     Query(description="ISO 8601 or epoch seconds (UTC)"),
 ]
@@ -53,7 +60,11 @@ Duration = Annotated[
         {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": _UNIT}]}
     ),
 ]
-Group = Literal[tuple(queries.GROUPS)]  # type: ignore[valid-type]
+Group = Annotated[
+    Literal[tuple(queries.GROUPS)] | None,  # type: ignore[valid-type]
+    BeforeValidator(_blank),
+]
+State = Annotated[Literal["firing", "resolved"] | None, BeforeValidator(_blank)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="rows per page")]
 Offset = Annotated[int, Query(ge=0, le=10**12, description="rows to skip")]
 
@@ -61,10 +72,10 @@ Offset = Annotated[int, Query(ge=0, le=10**12, description="rows to skip")]
 def filters(
     since: Time = None,
     until: Time = None,
-    route: str | None = None,
-    model: str | None = None,
-    replica: str | None = None,
-    service: str | None = None,
+    route: Text = None,
+    model: Text = None,
+    replica: Text = None,
+    service: Text = None,
 ) -> queries.Filters:
     """The row filters every list and series endpoint takes (since inclusive, until
     exclusive)."""
