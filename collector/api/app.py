@@ -88,7 +88,7 @@ async def _invalid(request: Request, exc: Exception) -> Response:
     error = exc.errors()[0]  # type: ignore[attr-defined]
     name = error["loc"][-1] if error.get("loc") else "request"
     given = str(error.get("input", ""))[:40]
-    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    message = " ".join(str(error.get("msg", "invalid")).removeprefix("Value error, ").split())
     return encode.document({"error": f"{name}={given!r}: {message}"}, 400)
 
 
