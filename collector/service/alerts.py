@@ -15,14 +15,18 @@ from collector.store import queries
 from collector.store.database import Store, save_alerts
 
 
-def evaluate(store: Store, rules: rules_mod.Rules) -> list[rules_mod.Alert]:
-    """Evaluate every rule over the stored requests and replace the alerts table with
-    the result; the alerts, oldest first."""
-    cur = store.cursor()
+def evaluate(
+    store: Store, rules: rules_mod.Rules, cursor: duckdb.DuckDBPyConnection | None = None
+) -> list[rules_mod.Alert]:
+    """Evaluate every rule over the stored requests (reading through ``cursor`` when
+    given, e.g. one a loop can interrupt) and replace the alerts table with the result;
+    the alerts, oldest first."""
+    cur = cursor or store.cursor()
     try:
         found = rules_mod.evaluate(cur, rules)
     finally:
-        cur.close()
+        if cursor is None:
+            cur.close()
     save_alerts(store, [a.row() for a in found])
     return found
 
