@@ -61,6 +61,7 @@ def series(db: str, window: str, group: str, output: str) -> None:
     """
 
     from cachediag import report
+    from collector.service import reads
     from collector.store import queries
 
     if group not in queries.GROUPS:
@@ -69,8 +70,7 @@ def series(db: str, window: str, group: str, output: str) -> None:
         seconds = queries.seconds(window)
     except ValueError as exc:
         raise InputError(f"--window {exc}") from None
-    con = _read_only(db)
-    frame = queries.timeseries(con, queries.Filters(), seconds, group)
+    frame = reads.series(_read_only(db), queries.Filters(), seconds, group)
     if output == "json":
         click.echo(frame.write_json())
     else:
@@ -103,45 +103,23 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
     """
     from rich.progress import Progress
 
-    from analysis.explain import Explainer
     from cachediag import report
-    from collector.explanations import explain_new, resume, waiting
+    from collector.service import explaining
 
     store = _writable(db)
     try:
         if request_id:
-            _show_explanation(store, db, request_id, output)
+            _show_explanation(explaining.diff(store.con, request_id), request_id, db, output)
             return
-        total = store.con.execute("SELECT count(*) FROM requests").fetchall()[0][0]
-        total = total if everything else waiting(store)
         with Progress(transient=True) as bar:
-            task = bar.add_task("explaining", total=total)
-            advance = lambda n: bar.advance(task, n)  # noqa: E731
-            if everything:
-                explain_new(store, Explainer(), -1, advance)
-            else:
-                resume(store, Explainer(), advance)
-        summary = store.con.execute(
-            "SELECT cause, count(*), sum(missed_tokens), sum(missed_cost_usd) FROM explanations "
-            "GROUP BY cause ORDER BY sum(missed_tokens) DESC, cause"
-        ).fetchall()
+            task = bar.add_task("explaining", total=None)
+            summary = explaining.explain(
+                store, everything, lambda n, total: bar.update(task, total=total, advance=n)
+            )
     finally:
         store.close()
     if output == "json":
-        click.echo(
-            json.dumps(
-                [
-                    dict(
-                        zip(
-                            ("cause", "requests", "missed_tokens", "missed_cost_usd"),
-                            r,
-                            strict=True,
-                        )
-                    )
-                    for r in summary
-                ]
-            )
-        )
+        click.echo(json.dumps(summary))
     else:
         report.cause_table(summary, report.console())
 
@@ -204,38 +182,29 @@ def alerts(
 
 
 def _db_alerts(db: str, rules) -> list[dict]:
-    from analysis import alerts as rules_mod
-    from collector.store.database import save_alerts
+    from collector.service import alerts as service
 
     store = _writable(db)
     try:
-        found = rules_mod.evaluate(store.cursor(), rules)
-        save_alerts(store, [a.row() for a in found])
+        return [service.record(a) for a in service.evaluate(store, rules)]
     finally:
         store.close()
-    return [dict(a.to_dict(), text=rules_mod.slack_text(a)) for a in found]
 
 
 def _server_alerts(url: str, token: str | None) -> list[dict]:
+    """The server's alerts, each with the text the server wrote for it."""
     from dashboard.client import Client
 
     rows = Client(url, token=token or "").get("alerts")["data"]
-    out = []
-    for row in rows:
-        group = json.loads(row["group_key"] or "{}")
-        text = f"[{row['state']}] {row['rule']} on " + ", ".join(
-            f"{k}={v}" for k, v in group.items()
+    return [
+        dict(
+            row,
+            group=json.loads(row["group_key"] or "{}"),
+            attribution=json.loads(row["attribution"] or "{}"),
+            top_causes=json.loads(row["top_causes"] or "[]"),
         )
-        out.append(
-            dict(
-                row,
-                group=group,
-                attribution=json.loads(row["attribution"] or "{}"),
-                top_causes=json.loads(row["top_causes"] or "[]"),
-                text=text,
-            )
-        )
-    return out
+        for row in rows
+    ]
 
 
 @main.command()
@@ -269,24 +238,15 @@ def simulate(
     what the simulated provider gives, and what the change would save per day.
     """
 
-    from analysis.simulate import ProviderModel
-    from analysis.whatif import compare
     from cachediag import report
-    from collector.store.queries import seconds, traffic
+    from collector.service.whatif import whatif
+    from collector.store.queries import seconds
 
     try:
         ttl_s = seconds(ttl)
     except ValueError as exc:
         raise InputError(f"--ttl {exc}") from None
-    con = _read_only(db)
-    used, first, last = con.execute(
-        "SELECT max(n), min(t0), max(t1) FROM (SELECT route, count(DISTINCT replica) AS n, "
-        "min(ts) AS t0, max(ts) AS t1 FROM requests GROUP BY route)"
-    ).fetchall()[0]
-    model = ProviderModel(replicas=replicas or max(used or 1, 1), router=router, ttl_s=ttl_s)
-    rows = traffic(con)
-    result = compare(rows, model, warmup)
-    days = max((last - first).total_seconds() / 86400, 1 / 24) if first else 1
+    found = whatif(_read_only(db), router, ttl_s, replicas, warmup)
     if output == "json":
         click.echo(
             json.dumps(
@@ -295,59 +255,35 @@ def simulate(
                         "observed": vars(o) | {"hit_ratio": o.hit_ratio},
                         "simulated": vars(s) | {"hit_ratio": s.hit_ratio},
                     }
-                    for route, (o, s) in result.items()
+                    for route, (o, s) in found.routes.items()
                 },
                 default=str,
             )
         )
     else:
-        report.whatif_table(result, model, warmup, days, report.console())
+        report.whatif_table(found.routes, found.model, warmup, found.days, report.console())
 
 
-def _show_explanation(store, db: str, request_id: str, output: str) -> None:
+def _show_explanation(found: dict | None, request_id: str, db: str, output: str) -> None:
     """One request's explanation, and the token diff against its predecessor when both
-    renderings were captured."""
-    from analysis.compare import compare_prompts
-    from analysis.providers import PROVIDERS
-    from analysis.segmaps import captured_prompt
-    from analysis.tokens import resolve
+    renderings were captured (the service's comparison, as the API's /diff shows it)."""
+    from analysis.compare import Comparison
     from cachediag import report
 
-    cur = store.con.execute(
-        "SELECT e.*, r.route, r.replica, r.request_model, r.provider, r.segments, r.encoding, "
-        "c.content "
-        "FROM explanations e JOIN requests r USING (id) LEFT JOIN request_content c USING (id) "
-        "WHERE id = ?",
-        [request_id],
-    )
-    found = cur.fetchall()
-    if not found:
+    if not found or not found["explanation"]:
         raise InputError(f"{request_id}: no explanation; run cachediag explain --db {db}")
-    names = [d[0] for d in cur.description]
-    row = dict(zip(names, found[0], strict=True))
-    later = captured_prompt(row.pop("content"), row.pop("segments"), row["request_model"])
-    earlier = None
-    if row["predecessor_id"]:
-        pred = store.con.execute(
-            "SELECT r.segments, r.request_model, c.content FROM requests r LEFT JOIN "
-            "request_content c USING (id) WHERE id = ?",
-            [row["predecessor_id"]],
-        ).fetchall()
-        if pred:
-            earlier = captured_prompt(pred[0][2], pred[0][0], pred[0][1])
-    comparison = None
-    if earlier is not None and later is not None:
-        tok = resolve(row["request_model"], row.pop("encoding") or None)
-        rules = row["provider"] if row["provider"] in PROVIDERS else None
-        comparison = compare_prompts(earlier, later, tok, rules)
+    row = {
+        **found["explanation"],
+        **{k: found[k] for k in ("route", "replica", "request_model", "provider")},
+    }
+    comparison = found["comparison"]
     if output == "json":
-        row["diff"] = comparison.to_dict() if comparison else None
-        click.echo(json.dumps(row, default=str, indent=2))
+        click.echo(json.dumps(dict(row, diff=comparison), default=str, indent=2))
         return
     out = report.console()
     report.explanation_report(row, out)
     if comparison is not None:
-        report.diff_report(comparison, row["predecessor_id"], request_id, out)
+        report.diff_report(Comparison(**comparison), row["predecessor_id"], row["id"], out)
     else:
         out.print(
             "  (no token diff: the content of this request or its predecessor was not captured)"

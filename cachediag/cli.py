@@ -126,7 +126,7 @@ token_option = click.option(
 
 def server_token(token: str | None) -> str | None:
     """--token, else the variable the server's own token comes from (unset: none)."""
-    from collector.receiver.server import TOKEN_ENV
+    from collector.settings import TOKEN_ENV
 
     return token if token is not None else os.environ.get(TOKEN_ENV) or None
 

@@ -312,8 +312,7 @@ def dashboard(server: str, port: int, token: str | None) -> None:
     """
     from pathlib import Path
 
-    from collector.receiver.server import TOKEN_ENV
-    from dashboard.client import SERVER_ENV
+    from collector.settings import SERVER_ENV, TOKEN_ENV
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     cmd = [

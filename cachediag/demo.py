@@ -58,6 +58,13 @@ def api(base: str, path: str) -> dict:
     return Client(base, timeout=120).get(path)
 
 
+def post(base: str, path: str) -> dict:
+    """POST to the demo server (alerts/evaluate), with its token like ``api``."""
+    from dashboard.client import Client
+
+    return Client(base, timeout=120).post(path)
+
+
 def _at(labels: dict, seconds: float) -> str:
     stamp = datetime.fromtimestamp(labels["start"] + seconds, UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S")
@@ -133,8 +140,8 @@ def run(dashboard: bool, keep: bool, db: str) -> int:
             )
         )
         print(f"server    {base} (database {db})", flush=True)
-        from collector.receiver.server import TOKEN_ENV
         from collector.replay import Services, read_records, replay
+        from collector.settings import TOKEN_ENV
         from dashboard.client import bearer
 
         # serve takes CACHEDIAG_TOKEN as its token: send it too
@@ -142,6 +149,7 @@ def run(dashboard: bool, keep: bool, db: str) -> int:
         sent = replay(services, read_records(str(SAMPLE)))
         services.finish()
         stats = api(base, "stats?wait=1")
+        post(base, "alerts/evaluate")  # the alerts see every explained request
         print(
             f"replayed  {sent:,} requests of a recorded day; {stats['committed_rows']:,} "
             f"stored, {stats['explained_rows']:,} explained",

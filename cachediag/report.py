@@ -104,15 +104,20 @@ def series_table(frame, group: str, out: Console) -> None:
     out.print(table)
 
 
-def cause_table(rows: list[tuple], out: Console) -> None:
+def cause_table(rows: list[dict], out: Console) -> None:
     """Causes with their requests, missed tokens and missed dollars."""
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
     for name in ("cause", "requests", "missed tokens", "missed $"):
         table.add_column(name, justify="left" if name == "cause" else "right")
-    for cause, count, missed, cost in rows:
-        table.add_row(cause, f"{count:,}", f"{missed or 0:,}", f"{cost or 0:.4f}")
+    for row in rows:
+        table.add_row(
+            row["cause"],
+            f"{row['requests']:,}",
+            f"{row['missed_tokens'] or 0:,}",
+            f"{row['missed_cost_usd'] or 0:.4f}",
+        )
     out.print(table)
 
 

@@ -6,6 +6,9 @@
   OTLP/gRPC, decode workers) and its lifecycle;
 - ``otlp``, ``otlp_json``, ``mapping``, ``ingest``: OTLP exports to request rows;
 - ``collector.store``: the DuckDB database, its migrations and every query;
+- ``collector.service``: one function per operation, under the CLI and the API;
+- ``collector.api``: the query API (FastAPI) the receiver hands /api requests to;
+- ``settings``: the environment variables the server and its clients share;
 - ``explanations``, ``alerting``, ``notify``: the server's background work;
 - ``records``, ``replay``: request records in (ingest) and out (as spans);
 - ``attributes``: the span-attribute contract both sides share.

@@ -11,8 +11,7 @@ from typing import Any
 
 import polars as pl
 
-SERVER_ENV = "CACHEDIAG_SERVER"  # the server the dashboard reads
-DEFAULT_SERVER = "http://127.0.0.1:4318"
+from collector.settings import DEFAULT_SERVER, SERVER_ENV, TOKEN_ENV
 
 
 class ServerError(RuntimeError):
@@ -25,7 +24,7 @@ def bearer(token: str | None) -> dict[str, str]:
 
 
 class Client:
-    """GETs JSON from /api/v1, sending the server's bearer token when there is one
+    """Reads JSON from /api/v1, sending the server's bearer token when there is one
     (``token``, else the server's own CACHEDIAG_TOKEN variable)."""
 
     def __init__(
@@ -34,15 +33,21 @@ class Client:
         self.base = (base or os.environ.get(SERVER_ENV) or DEFAULT_SERVER).rstrip("/")
         self.timeout = timeout
         if token is None:
-            from collector.receiver.server import TOKEN_ENV
-
             token = os.environ.get(TOKEN_ENV)
         self.headers = bearer(token)
 
     def get(self, path: str, **params: Any) -> dict:
+        """GET an endpoint with these query parameters (None and "" left out)."""
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in (None, "")})
         url = f"{self.base}/api/v1/{path}" + (f"?{query}" if query else "")
-        request = urllib.request.Request(url, headers=self.headers)
+        return self._send(urllib.request.Request(url, headers=self.headers))
+
+    def post(self, path: str) -> dict:
+        """POST to an endpoint that acts (e.g. alerts/evaluate), with an empty body."""
+        url = f"{self.base}/api/v1/{path}"
+        return self._send(urllib.request.Request(url, b"", self.headers, method="POST"))
+
+    def _send(self, request: urllib.request.Request) -> dict:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.load(response)

@@ -269,8 +269,9 @@ def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path):
         f"http://127.0.0.1:{hook.server_address[1]}/",
     ).start()
     try:
-        srv.api("stats?wait=1")  # explains, then evaluates the rules
-        srv.api("stats?wait=1")  # a second evaluation posts nothing new
+        srv.api("stats?wait=1")  # explains (a GET: evaluates nothing)
+        assert srv.request("POST", "/api/v1/alerts/evaluate")[0] == 200
+        assert srv.request("POST", "/api/v1/alerts/evaluate")[0] == 200  # posts nothing new
         (alert,) = srv.api("alerts")["data"]
         assert (alert["rule"], alert["state"]) == ("cached_drop", "firing")
         assert json.loads(alert["group_key"]) == {"route": "/chat", "request_model": "gpt-4o"}

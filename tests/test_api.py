@@ -45,7 +45,7 @@ def server(tmp_path_factory):
     yield srv
     err = srv.stop()
     # (the background explainer may still log its own overflow on these rows: not ours)
-    assert "collector/api.py" not in err and "collector/store/queries.py" not in err
+    assert "collector/api/" not in err and "collector/store/queries.py" not in err
 
 
 @pytest.mark.parametrize(
@@ -63,11 +63,16 @@ def server(tmp_path_factory):
         "whatif?ttl=1h&replicas=3",
         "alerts",
         "stats",
+        "requests?route=&since=&group=",  # an empty value is the parameter left out
     ],
 )
 def test_extreme_stored_values_do_not_break_a_query(server, path):
     body = server.api(path)  # asserts 200; the body is JSON (no NaN or Infinity)
     json.dumps(body, allow_nan=False)
+
+
+def test_an_empty_filter_is_no_filter(server):
+    assert server.api("requests?route=&service=")["count"] == len(EXTREMES)
 
 
 def test_series_sums_are_clamped_not_wrapped(server):
@@ -103,3 +108,39 @@ def test_unusable_parameters_get_a_400_naming_them(server, query, name):
     assert status == 400, body
     message = json.loads(body)["error"]
     assert message.startswith(f"{name}=") and "\n" not in message and len(message) < 200
+
+
+def test_an_unexpected_api_error_is_answered_500_and_logged(tmp_path, monkeypatch, caplog):
+    import http.client
+    import threading
+
+    from collector.receiver.server import Config, make_server
+    from collector.service import reads
+
+    def boom(*_args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(reads, "requests", boom)
+    before = set(threading.enumerate())
+    httpd = make_server(
+        Config(db=str(tmp_path / "db.duckdb"), port=0, explain=False, alert_every_s=0)
+    )
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", httpd.server_address[1], timeout=30)
+        conn.request("GET", "/api/v1/requests")
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 500 and b"a bug" not in body and b"\n" not in body.strip()
+        assert httpd.collector.stats.server_errors == 1
+        conn = http.client.HTTPConnection("127.0.0.1", httpd.server_address[1], timeout=30)
+        conn.request("GET", "/api/v1/routing")  # the app still answers after a crash
+        assert conn.getresponse().status == 200
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        httpd.collector.close()
+        thread.join(30)
+    assert "RuntimeError: a bug" in caplog.text  # the traceback went to the log
+    assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]  # loop stopped

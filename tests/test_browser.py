@@ -44,6 +44,7 @@ def dashboard(tmp_path_factory):
     )
     server = Server(db, "--workers", "0").start()
     server.api("stats?wait=1")
+    assert server.request("POST", "/api/v1/alerts/evaluate")[0] == 200
     port = free_port()
     proc = subprocess.Popen(
         [

@@ -28,7 +28,8 @@ def server(tmp_path_factory):
         timeout=300,
     )
     srv = Server(db, "--workers", "0").start()
-    srv.api("stats?wait=1")  # explained and alerted
+    srv.api("stats?wait=1")  # explained
+    assert srv.request("POST", "/api/v1/alerts/evaluate")[0] == 200  # and alerted
     yield srv
     srv.stop()
 

@@ -164,12 +164,16 @@ def test_bearer_token(tmp_path):
         body = _export([{"attributes": LLM}], 104)
         assert srv.request("POST", "/v1/traces", body, PB)[0] == 401
         assert srv.request("GET", "/api/v1/requests")[0] == 401
+        assert srv.request("GET", "/api/v1/openapi.json")[0] == 401
+        assert srv.request("POST", "/api/v1/alerts/evaluate")[0] == 401
         ok = srv.request("POST", "/v1/traces", body, {**PB, "Authorization": "Bearer s3cret"})
         assert ok[0] == 200
         lower = {"Authorization": "bearer  s3cret"}  # RFC 7235: the scheme is case-insensitive
         assert srv.request("GET", "/api/v1/stats", headers=lower)[0] == 200
         wrong = {"Authorization": "Bearer s3cre"}
         assert srv.request("GET", "/api/v1/stats", headers=wrong)[0] == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert srv.request("POST", "/api/v1/alerts/evaluate", headers=right)[0] == 200
     finally:
         srv.stop()
 

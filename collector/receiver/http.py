@@ -22,14 +22,16 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from collector import api, otlp
+from collector import otlp
 
 if TYPE_CHECKING:
+    from collector.api.bridge import Bridge
     from collector.receiver.server import Collector
 
 log = logging.getLogger(__name__)
 
 DRAIN_LIMIT = 64 * 1024 * 1024  # refused bodies up to this size are read and dropped
+API_MAX_BODY = 64 * 1024  # the query API takes small bodies only
 BODY_DEADLINE_READS = 12  # a body must arrive within 12 read timeouts (60 s by default)
 _SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs"}
 
@@ -54,7 +56,7 @@ def authorized(token: str | None, header: str | None) -> bool:
 
 
 class Handler(BaseHTTPRequestHandler):
-    """HTTP/1.1 front: OTLP POSTs and API GETs."""
+    """HTTP/1.1 front: OTLP POSTs, and /api requests handed to the query API's app."""
 
     protocol_version = "HTTP/1.1"
     server: HTTPServer
@@ -178,6 +180,9 @@ class Handler(BaseHTTPRequestHandler):
         return sig
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path.startswith("/api/"):
+            self._api()
+            return
         content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         collector = self.server.collector
         try:
@@ -204,17 +209,43 @@ class Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, payload, content_type)
 
     def do_GET(self) -> None:  # noqa: N802
-        if not authorized(self.server.collector.config.token, self.headers.get("Authorization")):
-            self._error(Reply(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token"), otlp.JSON)
+        if self.path.startswith("/api/"):
+            self._api()
+            return
+        self._error(Reply(HTTPStatus.NOT_FOUND, "GET /api/v1/...; see /api/v1/openapi.json"), "")
+
+    def _api_body(self) -> bytes:
+        """A query API request's body: none without a Content-Length, 413 past
+        API_MAX_BODY."""
+        if "Content-Length" not in self.headers and "Transfer-Encoding" not in self.headers:
+            return b""
+        length = self._length()
+        if length > API_MAX_BODY:
+            raise Reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"API bodies are <= {API_MAX_BODY} B")
+        return self._read_body(length)
+
+    def _api(self) -> None:
+        """An /api request, answered by the query API's app (after the token check)."""
+        token = self.server.collector.config.token
+        try:
+            if not authorized(token, self.headers.get("Authorization")):
+                raise Reply(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
+            body = self._api_body()
+        except Reply as reply:
+            self._discard_body()
+            self._error(reply, otlp.JSON)
             return
         try:
-            status, body, content_type = api.handle(
-                self.server.collector, self.path, self.headers.get("Accept", "")
+            status, head, payload = self.server.api().call(
+                self.command, self.path, self.headers.items(), body, self.client_address[:2]
             )
         except Exception:  # noqa: BLE001 - answered 500, traceback logged
             self._crash(otlp.JSON)
             return
-        self._send(status, body, content_type)
+        extra = {k.decode("latin-1"): v.decode("latin-1") for k, v in head}
+        content_type = extra.pop("content-type", otlp.JSON)
+        extra.pop("content-length", None)
+        self._send(status, payload, content_type, extra)
 
 
 _BUSY = (
@@ -239,6 +270,21 @@ class HTTPServer(ThreadingHTTPServer):
         self._open = 0
         self._idle: set[socket.socket] = set()
         self._closing = False
+        self._api: Bridge | None = None
+        self._api_lock = threading.Lock()  # not _lock: starting the API holds no connection up
+
+    def api(self) -> Bridge:
+        """The query API's bridge, started with the first /api request (so a server that
+        only ingests never loads the framework)."""
+        with self._api_lock:
+            if self._api is None:
+                if self._closing:
+                    raise ConnectionAbortedError("server closing")
+                from collector.api.app import create_app
+                from collector.api.bridge import Bridge
+
+                self._api = Bridge(create_app(self.collector))
+            return self._api
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:
@@ -284,6 +330,9 @@ class HTTPServer(ThreadingHTTPServer):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RD)
         super().server_close()
+        with self._api_lock:  # every request has returned: the API's event loop can stop
+            if self._api is not None:
+                self._api.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], OSError):  # the client went away mid-answer

@@ -28,7 +28,6 @@ from collector.store.database import MEMORY_LIMIT_MIB, Store, Writer
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "CACHEDIAG_TOKEN"  # bearer token the server requires, when set
 READ_TIMEOUT_ENV = "CACHEDIAG_READ_TIMEOUT_S"  # a request that stalls this long is dropped
 IDLE_TIMEOUT_ENV = "CACHEDIAG_IDLE_TIMEOUT_S"  # a keep-alive connection idle this long is closed
 MAX_CONNECTIONS_ENV = "CACHEDIAG_MAX_CONNECTIONS"  # open connections past this get 503

@@ -1,0 +1,68 @@
+"""Alerts: evaluate the rules over the stored requests (the only writer of the alerts
+table) and list what is stored, each alert with the one line of text that the CLI,
+the API and the webhook all show."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from analysis import alerts as rules_mod
+from collector.store import queries
+from collector.store.database import Store, save_alerts
+
+
+def evaluate(
+    store: Store, rules: rules_mod.Rules, cursor: duckdb.DuckDBPyConnection | None = None
+) -> list[rules_mod.Alert]:
+    """Evaluate every rule over the stored requests (reading through ``cursor`` when
+    given, e.g. one a loop can interrupt) and replace the alerts table with the result;
+    the alerts, oldest first."""
+    cur = cursor or store.cursor()
+    try:
+        found = rules_mod.evaluate(cur, rules)
+    finally:
+        if cursor is None:
+            cur.close()
+    save_alerts(store, [a.row() for a in found])
+    return found
+
+
+def evaluate_server(collector: Any) -> list[rules_mod.Alert]:
+    """Evaluate on a running server: through its alert loop when it runs one (which also
+    posts newly firing alerts to the server's webhook, once each), else with the rules
+    the server was started with."""
+    if collector.alerts is not None:
+        return collector.alerts.evaluate()
+    return evaluate(collector.store, rules_mod.Rules.load(collector.config.alert_rules))
+
+
+def record(alert: rules_mod.Alert) -> dict[str, Any]:
+    """An alert as plain data, with its text."""
+    return dict(alert.to_dict(), text=rules_mod.slack_text(alert))
+
+
+def listed(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataFrame:
+    """The stored alerts, firing first then newest first, each with its text."""
+    frame = queries.alerts(cur, state)
+    texts = [rules_mod.slack_text(_alert(row)) for row in frame.iter_rows(named=True)]
+    return frame.with_columns(pl.Series("text", texts, dtype=pl.String))
+
+
+def _alert(row: dict[str, Any]) -> rules_mod.Alert:
+    """A stored alerts row back as the Alert it was saved from."""
+    return rules_mod.Alert(
+        rule=row["rule"],
+        group=json.loads(row["group_key"] or "{}"),
+        started_at=row["started_at"],
+        value=row["value"],
+        baseline=row["baseline"],
+        state=row["state"],
+        resolved_at=row["resolved_at"],
+        attribution=json.loads(row["attribution"] or "{}"),
+        top_causes=json.loads(row["top_causes"] or "[]"),
+        cost_per_hour=row["cost_per_hour"] or 0.0,
+    )
