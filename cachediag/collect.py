@@ -8,16 +8,15 @@ import sys
 
 import click
 
-from cachediag.cli import (
+from cachediag.options import (
     InputError,
     check_database,
-    main,
     server_token,
     token_option,
 )
 
 
-@main.command()
+@click.command()
 @click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -182,7 +181,7 @@ def serve(
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-@main.command()
+@click.command()
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
 @click.option(
     "--hours",
@@ -233,7 +232,7 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
     click.echo(f"{count:,} requests over {hours:g} h written to {out}; labels in {truth_path}")
 
 
-@main.command()
+@click.command()
 @click.argument("file")
 @click.option(
     "--endpoint",
@@ -289,7 +288,7 @@ def replay(
         sys.exit(1)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--server",
     default="http://127.0.0.1:4318",
@@ -340,7 +339,7 @@ def dashboard(server: str, port: int, token: str | None) -> None:
     os.execve(sys.executable, cmd, env)
 
 
-@main.command()
+@click.command()
 @click.option("--no-dashboard", is_flag=True, help="Terminal only: no Streamlit dashboard.")
 @click.option(
     "--exit",
