@@ -137,12 +137,8 @@ def serve(
     Ctrl-C commits everything acknowledged and exits.
     """
     import logging
-    import os
-    import tomllib
 
     from collector.receiver.server import Config
-    from collector.receiver.server import serve as run
-    from collector.store.database import StoreLocked
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -170,15 +166,27 @@ def serve(
     ):
         if value is not None:  # else the Config default (timeouts: from the environment)
             setattr(config, name, value)
-    check_database(db)
+    _run_server(config)
+
+
+def _run_server(config) -> None:
+    """Serve until stopped; what the user can fix becomes a one-line InputError."""
+    import tomllib
+
+    from collector.receiver.server import serve as run
+    from collector.store.database import StoreLocked
+
+    check_database(config.db)
     try:
         run(config)
     except StoreLocked as exc:
         raise InputError(str(exc)) from None
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"--alert-rules {alert_rules}: {exc}") from None
+        raise InputError(f"--alert-rules {config.alert_rules}: {exc}") from None
     except OSError as exc:
-        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise InputError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
 
 
 @click.command()
