@@ -25,8 +25,10 @@ from cachediag.options import (
 def main() -> None:
     """cachediag: find out why your LLM prompt cache stopped paying.
 
-    Render a request body the way a prefix cache sees it, diff two requests down
-    to the first differing token, or lint one for prefix anti-patterns.
+    Request bodies: render one as a prefix cache sees it, diff two down to the
+    first differing token, lint one for prefix anti-patterns. Traffic: collect it
+    (serve, ingest, generate, replay), explain every miss, raise alerts, chart it
+    (series, dashboard) and replay it under another router or TTL (simulate).
     """
 
 
