@@ -10,11 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector import otlp
-from tests.otlp_build import (
-    logs,
-    to_json,
-    traces,
-)
+from tests.otlp_build import logs, to_json, traces
 
 scalars = st.one_of(
     st.text(max_size=8),
