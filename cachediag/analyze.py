@@ -8,10 +8,9 @@ import sys
 
 import click
 
-from cachediag.cli import (
+from cachediag.options import (
     InputError,
     check_database,
-    main,
     open_store,
     output_format,
     server_token,
@@ -43,7 +42,7 @@ def _read_only(db: str):
         raise InputError(f"{db}: cannot open it read-only ({str(exc).splitlines()[0]})") from None
 
 
-@main.command()
+@click.command()
 @click.option("--db", required=True, help="DuckDB file to read (opened read-only).")
 @click.option("--window", default="1h", show_default=True, help="Window: 60, 5m, 1h, 1d.")
 @click.option(
@@ -77,7 +76,7 @@ def series(db: str, window: str, group: str, output: str) -> None:
         report.series_table(frame, group, report.console())
 
 
-@main.command()
+@click.command()
 @click.option("--db", required=True, help="DuckDB file (no server may hold it).")
 @click.option(
     "--request",
@@ -124,7 +123,7 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
         report.cause_table(summary, report.console())
 
 
-@main.command()
+@click.command()
 @click.option("--db", default=None, help="DuckDB file to evaluate (no server may hold it).")
 @click.option("--server", default=None, help="Or: a cachediag server URL to ask.")
 @token_option
@@ -207,7 +206,7 @@ def _server_alerts(url: str, token: str | None) -> list[dict]:
     ]
 
 
-@main.command()
+@click.command()
 @click.option("--db", required=True, help="DuckDB file to read (opened read-only).")
 @click.option(
     "--router",

@@ -8,16 +8,15 @@ import sys
 
 import click
 
-from cachediag.cli import (
+from cachediag.options import (
     InputError,
     check_database,
-    main,
     server_token,
     token_option,
 )
 
 
-@main.command()
+@click.command()
 @click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -138,12 +137,8 @@ def serve(
     Ctrl-C commits everything acknowledged and exits.
     """
     import logging
-    import os
-    import tomllib
 
     from collector.receiver.server import Config
-    from collector.receiver.server import serve as run
-    from collector.store.database import StoreLocked
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -171,18 +166,30 @@ def serve(
     ):
         if value is not None:  # else the Config default (timeouts: from the environment)
             setattr(config, name, value)
-    check_database(db)
+    _run_server(config)
+
+
+def _run_server(config) -> None:
+    """Serve until stopped; what the user can fix becomes a one-line InputError."""
+    import tomllib
+
+    from collector.receiver.server import serve as run
+    from collector.store.database import StoreLocked
+
+    check_database(config.db)
     try:
         run(config)
     except StoreLocked as exc:
         raise InputError(str(exc)) from None
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"--alert-rules {alert_rules}: {exc}") from None
+        raise InputError(f"--alert-rules {config.alert_rules}: {exc}") from None
     except OSError as exc:
-        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise InputError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
 
 
-@main.command()
+@click.command()
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same traffic.")
 @click.option(
     "--hours",
@@ -233,7 +240,7 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
     click.echo(f"{count:,} requests over {hours:g} h written to {out}; labels in {truth_path}")
 
 
-@main.command()
+@click.command()
 @click.argument("file")
 @click.option(
     "--endpoint",
@@ -289,7 +296,7 @@ def replay(
         sys.exit(1)
 
 
-@main.command()
+@click.command()
 @click.option(
     "--server",
     default="http://127.0.0.1:4318",
@@ -339,7 +346,7 @@ def dashboard(server: str, port: int, token: str | None) -> None:
     os.execve(sys.executable, cmd, env)
 
 
-@main.command()
+@click.command()
 @click.option("--no-dashboard", is_flag=True, help="Terminal only: no Streamlit dashboard.")
 @click.option(
     "--exit",

@@ -106,6 +106,34 @@ def summary(base: str, labels: dict) -> list[str]:
     return lines
 
 
+def _replay_day(base: str) -> None:
+    """Replay the recorded day into the server at ``base`` and say what it stored."""
+    from collector.replay import Services, read_records, replay
+    from collector.settings import TOKEN_ENV
+    from dashboard.client import bearer
+
+    # serve takes CACHEDIAG_TOKEN as its token: send it too
+    services = Services(base, bearer(os.environ.get(TOKEN_ENV)) or None, capture_content=True)
+    sent = replay(services, read_records(str(SAMPLE)))
+    services.finish()
+    stats = api(base, "stats?wait=1")
+    post(base, "alerts/evaluate")  # the alerts see every explained request
+    print(
+        f"replayed  {sent:,} requests of a recorded day; {stats['committed_rows']:,} "
+        f"stored, {stats['explained_rows']:,} explained",
+        flush=True,
+    )
+
+
+def _start_dashboard(base: str) -> subprocess.Popen:
+    """The dashboard over the server at ``base``, once it listens."""
+    dash_port = free_port()
+    cmd = [sys.executable, "-m", "cachediag", "dashboard", "--server", base]
+    child = start([*cmd, "--port", str(dash_port)], "You can now view")
+    print(f"dashboard http://127.0.0.1:{dash_port}", flush=True)
+    return child
+
+
 def run(dashboard: bool, keep: bool, db: str) -> int:
     """The demo; returns the exit status."""
     for stale in (db, db + ".wal"):  # every demo starts from an empty database
@@ -140,39 +168,9 @@ def run(dashboard: bool, keep: bool, db: str) -> int:
             )
         )
         print(f"server    {base} (database {db})", flush=True)
-        from collector.replay import Services, read_records, replay
-        from collector.settings import TOKEN_ENV
-        from dashboard.client import bearer
-
-        # serve takes CACHEDIAG_TOKEN as its token: send it too
-        services = Services(base, bearer(os.environ.get(TOKEN_ENV)) or None, capture_content=True)
-        sent = replay(services, read_records(str(SAMPLE)))
-        services.finish()
-        stats = api(base, "stats?wait=1")
-        post(base, "alerts/evaluate")  # the alerts see every explained request
-        print(
-            f"replayed  {sent:,} requests of a recorded day; {stats['committed_rows']:,} "
-            f"stored, {stats['explained_rows']:,} explained",
-            flush=True,
-        )
+        _replay_day(base)
         if dashboard:
-            dash_port = free_port()
-            children.append(
-                start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "cachediag",
-                        "dashboard",
-                        "--server",
-                        base,
-                        "--port",
-                        str(dash_port),
-                    ],
-                    "You can now view",
-                )
-            )
-            print(f"dashboard http://127.0.0.1:{dash_port}", flush=True)
+            children.append(_start_dashboard(base))
         labels = json.loads(SAMPLE.with_name("traffic.labels.json").read_text())
         print("incidents injected into the day, and what cachediag found:")
         print("\n".join(summary(base, labels)), flush=True)

@@ -9,12 +9,12 @@ from contextlib import contextmanager
 
 import click
 
-from cachediag.cli import InputError, main, open_store
+from cachediag.options import InputError, open_store
 
 INGEST_MEMORY_MIB = 384  # DuckDB's memory while `ingest` loads files (its default: 80 % of RAM)
 
 
-@main.command()
+@click.command()
 @click.argument("files", nargs=-1, required=True)
 @click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
 @click.option(

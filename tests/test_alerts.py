@@ -15,6 +15,7 @@ import pytest
 
 from analysis import alerts
 from collector.store.database import Store
+from tests.cli_run import cachediag
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = 1_763_800_000  # seconds
@@ -184,55 +185,41 @@ def test_rules_from_toml(tmp_path):
         alerts.Rules.load(str(path))
 
 
-class _Hook(BaseHTTPRequestHandler):
-    calls: list = []
+@pytest.fixture()
+def webhook():
+    """A webhook on a free port that refuses its first post and takes the rest; yields
+    (its URL, the bodies posted to it)."""
+    calls: list[dict] = []
 
-    def log_message(self, *args):
-        pass
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Hook.calls.append(body)
-        self.send_response(503 if len(_Hook.calls) == 1 else 200)  # fails once, then takes it
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        def do_POST(self):  # noqa: N802
+            calls.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(503 if len(calls) == 1 else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=hook.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{hook.server_address[1]}/", calls
+    hook.shutdown()
+    hook.server_close()
+    thread.join()
 
 
-def test_cli_exit_code_and_webhook_with_retry(tmp_path):
+def test_cli_exit_code_and_webhook_with_retry(tmp_path, webhook):
+    url, calls = webhook
     db = tmp_path / "db.duckdb"
     _dropping_db(db)
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cachediag",
-                "alerts",
-                "--db",
-                str(db),
-                "--webhook",
-                f"http://127.0.0.1:{hook.server_address[1]}/",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        hook.shutdown()
-    assert proc.returncode == 1, proc.stderr  # an alert is firing
-    assert "[firing] cached_drop on route=/chat" in proc.stdout
-    assert len(_Hook.calls) == 2 and "cached_drop" in _Hook.calls[-1]["text"]
-    both = subprocess.run(
-        [sys.executable, "-m", "cachediag", "alerts"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert both.returncode == 2 and "exactly one of --db" in both.stderr
+    result = cachediag("alerts", "--db", str(db), "--webhook", url)
+    assert result.exit_code == 1, result.stderr  # an alert is firing
+    assert "[firing] cached_drop on route=/chat" in result.stdout
+    assert len(calls) == 2 and "cached_drop" in calls[-1]["text"]
+    both = cachediag("alerts")
+    assert both.exit_code == 2 and "exactly one of --db" in both.stderr
 
 
 def test_labelled_sample_raises_the_right_alerts_and_no_others():
@@ -251,23 +238,13 @@ def test_labelled_sample_raises_the_right_alerts_and_no_others():
     assert false == [], [alerts.slack_text(a) for a in false]
 
 
-def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path):
+def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path, webhook):
     from tests.servers import Server
 
+    url, calls = webhook
     db = tmp_path / "db.duckdb"
     _dropping_db(db)
-    _Hook.calls = []
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    srv = Server(
-        db,
-        "--workers",
-        "0",
-        "--alert-every",
-        "3600",
-        "--webhook",
-        f"http://127.0.0.1:{hook.server_address[1]}/",
-    ).start()
+    srv = Server(db, "--workers", "0", "--alert-every", "3600", "--webhook", url).start()
     try:
         srv.api("stats?wait=1")  # explains (a GET: evaluates nothing)
         assert srv.request("POST", "/api/v1/alerts/evaluate")[0] == 200
@@ -277,10 +254,10 @@ def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path):
         assert json.loads(alert["group_key"]) == {"route": "/chat", "request_model": "gpt-4o"}
     finally:
         srv.stop()
-        hook.shutdown()
-    assert len(_Hook.calls) == 2  # one refusal, one delivery: posted once
+    assert len(calls) == 2  # one refusal, one delivery: posted once
     bad = tmp_path / "rules.toml"
     bad.write_text("[alerts]\nnope = 1\n")
+    # a real process: serve installs signal handlers and configures logging
     proc = subprocess.run(
         [
             sys.executable,

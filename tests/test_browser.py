@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_run import cachediag
 from tests.servers import Server, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,26 +29,14 @@ pytestmark = pytest.mark.skipif(
 def dashboard(tmp_path_factory):
     assert CHROMIUM and DRIVER, "make test installs chromium and chromium-driver"
     db = tmp_path_factory.mktemp("browser") / "db.duckdb"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "ingest",
-            str(ROOT / "sample_data" / "traffic.jsonl.gz"),
-            "--db",
-            str(db),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    loaded = cachediag("ingest", str(ROOT / "sample_data" / "traffic.jsonl.gz"), "--db", str(db))
+    assert loaded.exit_code == 0, loaded.stderr
     server = Server(db, "--workers", "0").start()
     server.api("stats?wait=1")
     assert server.request("POST", "/api/v1/alerts/evaluate")[0] == 200
     port = free_port()
     proc = subprocess.Popen(
-        [
+        [  # a real process: the dashboard execs Streamlit, which serves the browser
             sys.executable,
             "-m",
             "cachediag",

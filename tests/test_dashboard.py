@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.cli_run import cachediag
 from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,12 +20,8 @@ PAGES = ROOT / "dashboard" / "pages"
 def server(tmp_path_factory):
     db = tmp_path_factory.mktemp("dash") / "db.duckdb"
     sample = ROOT / "sample_data" / "traffic.jsonl.gz"
-    subprocess.run(
-        [sys.executable, "-m", "cachediag", "ingest", str(sample), "--db", str(db)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    loaded = cachediag("ingest", str(sample), "--db", str(db))
+    assert loaded.exit_code == 0, loaded.stderr
     srv = Server(db, "--workers", "0").start()
     srv.api("stats?wait=1")  # explained
     assert srv.request("POST", "/api/v1/alerts/evaluate")[0] == 200  # and alerted

@@ -183,7 +183,7 @@ def test_any_json_is_a_prompt_or_a_prompt_error(body, fmt):
         prompt = parse(body, fmt)
     except PromptError:
         return
-    assert isinstance(prompt.text, str)
+    prompt.text.encode("utf-8", "surrogatepass")  # what `cachediag render` prints
 
 
 def test_nesting_is_bounded_before_anything_recurses():

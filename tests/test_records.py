@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import duckdb
 
+from tests.cli_run import cachediag
 from tests.otlp_build import to_json, traces
 
 RECORD = {
@@ -36,13 +35,7 @@ RECORD = {
 
 
 def _ingest(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "cachediag", "ingest", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cachediag("ingest", *args)
 
 
 def test_ingest_otlp_json_and_records_idempotently(tmp_path):
@@ -63,7 +56,7 @@ def test_ingest_otlp_json_and_records_idempotently(tmp_path):
     records.write_text(json.dumps(RECORD) + "\n\n" + json.dumps(dict(RECORD, id="x2")) + "\n")
     db = tmp_path / "db.duckdb"
     proc = _ingest(str(otlp_file), str(records), "--db", str(db))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.exit_code == 0, proc.stderr
     assert "8 requests stored" in proc.stdout
     assert "0 requests stored" in _ingest(str(otlp_file), str(records), "--db", str(db)).stdout
     con = duckdb.connect(str(db))
@@ -94,11 +87,11 @@ def test_bad_line_is_one_error_and_keeps_earlier_rows(tmp_path):
     path = tmp_path / "records.jsonl"
     path.write_text(json.dumps(RECORD) + "\n" + '{"time": 1, "nothing": true}\n')
     proc = _ingest(str(path), "--db", str(tmp_path / "db.duckdb"))
-    assert proc.returncode == 2
+    assert proc.exit_code == 2
     assert proc.stderr.count("\n") == 1 and "line 2" in proc.stderr
     assert "Traceback" not in proc.stderr
     missing = _ingest(str(tmp_path / "nope.jsonl"), "--db", str(tmp_path / "db.duckdb"))
-    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
 
 
 def _records(n: int, start: int = 0) -> list[str]:
@@ -139,7 +132,7 @@ def test_many_bad_lines_are_counted_and_the_first_named(tmp_path):
     path.write_text("\n".join(["x"] * 40 + _records(2)) + "\n")
     db = tmp_path / "db.duckdb"
     proc = _ingest(str(path), "--db", str(db))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.exit_code == 2 and "Traceback" not in proc.stderr
     assert "2 requests stored" in proc.stdout
     (line,) = proc.stderr.strip().splitlines()
     assert "40 of 42 lines not stored" in line
@@ -167,7 +160,7 @@ def test_hostile_lines_are_refused_without_a_traceback(tmp_path):
     assert "nested too deeply" in reasons[2] and "deeper than 100" in reasons[3]
     assert "4300 digits" in reasons[4] and "iconv" in reasons[5] and "'time'" in reasons[6]
     proc = _ingest(str(path), "--db", str(tmp_path / "cli.duckdb"))
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
+    assert proc.exit_code == 2 and "Traceback" not in proc.stderr + proc.stdout
     assert "2 requests stored" in proc.stdout
     assert "line 5: not UTF-8" in proc.stderr
 
@@ -208,7 +201,7 @@ def test_truncated_gzip_keeps_the_complete_records_before_the_cut(tmp_path):
     assert ids == {f"r{i}" for i in range(whole)}
     assert "truncated" in report.stopped and f"after line {whole}" in report.stopped
     proc = _ingest(str(path), "--db", str(tmp_path / "cli.duckdb"))
-    assert proc.returncode == 2 and f"{whole} requests stored" in proc.stdout
+    assert proc.exit_code == 2 and f"{whole} requests stored" in proc.stdout
     assert "truncated" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -248,7 +241,7 @@ def test_not_a_duckdb_file_is_one_line_and_exit_2(tmp_path):
     db = tmp_path / "notes.txt"
     db.write_text("not a database\n")
     proc = _ingest(str(path), "--db", str(db))
-    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.exit_code == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "not a DuckDB database" in proc.stderr
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import time
 from collections import Counter
 
 from analysis.traffic import TrafficGenerator
 from analysis.usage import from_provider
+from tests.cli_run import cachediag
 from tests.servers import Server
 
 
@@ -25,14 +24,8 @@ def test_replay_lands_every_request_with_its_usage(tmp_path):
     _write(path, records)
     server = Server(tmp_path / "db.duckdb", "--workers", "0").start()
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "cachediag", "replay", str(path), "--endpoint", server.url],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
+        proc = cachediag("replay", str(path), "--endpoint", server.url)
+        assert proc.exit_code == 0, proc.stderr
         assert f"{len(records):,} requests replayed" in proc.stdout
         rows = server.api("requests?limit=10000")["data"]
     finally:
@@ -65,23 +58,8 @@ def test_replay_now_shifts_times_and_bad_files_are_one_line(tmp_path):
     server = Server(tmp_path / "db.duckdb", "--workers", "0").start()
     try:
         before = time.time()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cachediag",
-                "replay",
-                str(path),
-                "--now",
-                "--endpoint",
-                server.url,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
+        proc = cachediag("replay", str(path), "--now", "--endpoint", server.url)
+        assert proc.exit_code == 0, proc.stderr
         newest = server.api("requests?limit=1")["data"][0]["ts"]
     finally:
         server.stop()
@@ -91,14 +69,8 @@ def test_replay_now_shifts_times_and_bad_files_are_one_line(tmp_path):
     assert before - 60 < stamp < time.time() + 5
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{nope\n")
-    proc = subprocess.run(
-        [sys.executable, "-m", "cachediag", "replay", str(bad), "--endpoint", "http://127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "line 1" in proc.stderr
+    proc = cachediag("replay", str(bad), "--endpoint", "http://127.0.0.1:9")
+    assert proc.exit_code == 2 and proc.stderr.count("\n") == 1 and "line 1" in proc.stderr
 
 
 def test_hostile_replay_files_are_one_line(tmp_path):

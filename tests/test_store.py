@@ -9,7 +9,7 @@ import pytest
 
 from analysis import fingerprint
 from collector.store import migrations
-from collector.store.database import Store, StoreLocked, Writer
+from collector.store.database import Store, Writer
 
 EXPECTED_REQUESTS = {
     "id": "VARCHAR",
@@ -179,7 +179,6 @@ def test_a_second_process_gets_a_clear_lock_error(tmp_path):
     ).stdout
     assert "open in another process" in out
     store.close()
-    assert StoreLocked.__doc__
 
 
 def test_writer_commits_before_acknowledging_and_applies_back_pressure(tmp_path):

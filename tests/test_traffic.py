@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from collections import defaultdict
 
 import duckdb
@@ -13,6 +11,7 @@ import pytest
 
 from analysis.traffic import TrafficGenerator, incidents
 from analysis.usage import from_provider
+from tests.cli_run import cachediag
 
 
 @pytest.fixture(scope="module")
@@ -107,40 +106,17 @@ def test_incidents_sit_inside_the_traffic():
 
 def test_generate_then_ingest_lands_every_request(tmp_path):
     out = tmp_path / "traffic.jsonl.gz"
-    gen = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "generate",
-            "--seed",
-            "2",
-            "--hours",
-            "2",
-            "--sessions-per-hour",
-            "60",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    gen = cachediag(
+        "generate", "--seed", "2", "--hours", "2", "--sessions-per-hour", "60", "--out", str(out)
     )
-    assert gen.returncode == 0, gen.stderr
+    assert gen.exit_code == 0, gen.stderr
     labels = json.loads((tmp_path / "traffic.labels.json").read_text())
     assert labels["seed"] == 2 and len(labels["incidents"]) == 8
     with gzip.open(out, "rt") as handle:
         ids = {json.loads(line)["id"] for line in handle}
     db = tmp_path / "db.duckdb"
-    ingest = subprocess.run(
-        [sys.executable, "-m", "cachediag", "ingest", str(out), "--db", str(db)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert ingest.returncode == 0, ingest.stderr
+    ingest = cachediag("ingest", str(out), "--db", str(db))
+    assert ingest.exit_code == 0, ingest.stderr
     stored = {
         row[0] for row in duckdb.connect(str(db)).execute("SELECT id FROM requests").fetchall()
     }

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 from analysis.simulate import ProviderModel
 from analysis.whatif import compare
+from tests.cli_run import cachediag
 
 
 def _traffic(sessions=25, turns=6):
@@ -64,73 +62,12 @@ def test_a_malformed_segment_map_warms_nothing_and_breaks_nothing():
 
 
 def test_cli_prints_the_saving_per_day(tmp_path):
-    gen = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "generate",
-            "--hours",
-            "1",
-            "--sessions-per-hour",
-            "120",
-            "--out",
-            str(tmp_path / "t.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert gen.returncode == 0
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "ingest",
-            str(tmp_path / "t.jsonl"),
-            "--db",
-            str(tmp_path / "db.duckdb"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "simulate",
-            "--db",
-            str(tmp_path / "db.duckdb"),
-            "--router",
-            "round_robin",
-            "--ttl",
-            "5m",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "/support" in proc.stdout and "/day" in proc.stdout
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cachediag",
-            "simulate",
-            "--db",
-            str(tmp_path / "db.duckdb"),
-            "--ttl",
-            "soon",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert bad.returncode == 2 and "--ttl 'soon'" in bad.stderr
+    traffic, db = str(tmp_path / "t.jsonl"), str(tmp_path / "db.duckdb")
+    gen = cachediag("generate", "--hours", "1", "--sessions-per-hour", "120", "--out", traffic)
+    assert gen.exit_code == 0, gen.stderr
+    assert cachediag("ingest", traffic, "--db", db).exit_code == 0
+    result = cachediag("simulate", "--db", db, "--router", "round_robin", "--ttl", "5m")
+    assert result.exit_code == 0, result.stderr
+    assert "/support" in result.stdout and "/day" in result.stdout
+    bad = cachediag("simulate", "--db", db, "--ttl", "soon")
+    assert bad.exit_code == 2 and "--ttl 'soon'" in bad.stderr

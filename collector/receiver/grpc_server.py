@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from collector import otlp
 from collector.receiver.http import Reply, authorized
-from collector.receiver.server import Collector
+
+if TYPE_CHECKING:  # the server imports this module when it starts gRPC; not the reverse
+    from collector.receiver.server import Collector
 
 log = logging.getLogger(__name__)
 
