@@ -317,11 +317,8 @@ def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table
     (missed,) = con.execute(
         f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?", window
     ).fetchall()[0]
-    price = providers.price(table, alert.group.get("request_model"))
-    per_hour = 3600 / rules.window_s
-    alert.cost_per_hour = round(
-        (missed or 0) * (price["input"] - price["cached"]) / 1e6 * per_hour, 4
-    )
+    missed_usd = providers.missed_cost_usd(table, alert.group.get("request_model"), missed or 0)
+    alert.cost_per_hour = round(missed_usd * (3600 / rules.window_s), 4)
 
 
 def slack_text(alert: Alert) -> str:

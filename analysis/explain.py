@@ -302,8 +302,7 @@ class Explainer:
     def _extra_per_token(self, model: str | None) -> float:
         """Dollars a token costs above its cached price, per model (looked up once)."""
         if model not in self._prices:
-            price = providers.price(self.table, model)
-            self._prices[model] = (price["input"] - price["cached"]) / 1e6
+            self._prices[model] = providers.missed_cost_usd(self.table, model)
         return self._prices[model]
 
     def _cacheable(self, rules: str, model: str | None, tokens_: int, total: int) -> int:

@@ -170,9 +170,8 @@ def timeseries(
 
 def _finish_series(series: pl.DataFrame, misses: pl.DataFrame, table: dict) -> pl.DataFrame:
     """Price the missed tokens per model and join them to their window and group."""
-    extra = {m: providers.price(table, m) for m in misses["model"].unique().to_list()}
     per_token = pl.col("model").replace_strict(
-        {m: (p["input"] - p["cached"]) / 1e6 for m, p in extra.items()},
+        {m: providers.missed_cost_usd(table, m) for m in misses["model"].unique().to_list()},
         default=None,
         return_dtype=pl.Float64,
     )
