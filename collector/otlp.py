@@ -73,20 +73,21 @@ def brief(text: object) -> str:
 
 @dataclass(slots=True)
 class Record:
-    """One span or log record, as plain Python values."""
+    """One span or log record, as plain Python values. Build it with named fields;
+    the compiled reader (``_wire``) passes the first thirteen in this order."""
 
-    signal: str  # "span" or "log"
-    trace_id: str  # hex, "" when absent
-    span_id: str
-    parent_span_id: str
-    name: str
-    kind: int
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
+    signal: str  # "span", "log" or "record" (a logged request)
+    trace_id: str = ""  # hex, "" when absent
+    span_id: str = ""
+    parent_span_id: str = ""
+    name: str = ""
+    kind: int = 0
+    start_ns: int = 0
+    end_ns: int = 0
+    status_code: int = 0
+    status_message: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    resource: dict[str, Any] = field(default_factory=dict)
     events: list[tuple[str, int]] = field(default_factory=list)  # (name, time_ns)
     body: Any = None  # a log record's body
     id: str = ""  # a stable id of its own (request records); else trace + span id
@@ -243,19 +244,19 @@ def _decode_traces_upb(data: bytes) -> Decoded:
                     continue
                 out.records.append(
                     Record(
-                        "span",
-                        sp.trace_id.hex(),
-                        sp.span_id.hex(),
-                        sp.parent_span_id.hex(),
-                        sp.name,
-                        sp.kind,
-                        sp.start_time_unix_nano,
-                        sp.end_time_unix_nano,
-                        sp.status.code,
-                        sp.status.message,
-                        arrays.attrs(sp.attributes),
-                        resource,
-                        [(e.name, e.time_unix_nano) for e in sp.events],
+                        signal="span",
+                        trace_id=sp.trace_id.hex(),
+                        span_id=sp.span_id.hex(),
+                        parent_span_id=sp.parent_span_id.hex(),
+                        name=sp.name,
+                        kind=sp.kind,
+                        start_ns=sp.start_time_unix_nano,
+                        end_ns=sp.end_time_unix_nano,
+                        status_code=sp.status.code,
+                        status_message=sp.status.message,
+                        attributes=arrays.attrs(sp.attributes),
+                        resource=resource,
+                        events=[(e.name, e.time_unix_nano) for e in sp.events],
                     )
                 )
     arrays.resolve()
@@ -276,20 +277,15 @@ def decode_logs_protobuf(data: bytes) -> Decoded:
                 ts = lr.time_unix_nano or lr.observed_time_unix_nano
                 out.records.append(
                     Record(
-                        "log",
-                        lr.trace_id.hex(),
-                        lr.span_id.hex(),
-                        "",
-                        lr.event_name,
-                        0,
-                        ts,
-                        ts,
-                        0,
-                        "",
-                        _attrs(lr.attributes),
-                        resource,
-                        [],
-                        body,
+                        signal="log",
+                        trace_id=lr.trace_id.hex(),
+                        span_id=lr.span_id.hex(),
+                        name=lr.event_name,
+                        start_ns=ts,
+                        end_ns=ts,
+                        attributes=_attrs(lr.attributes),
+                        resource=resource,
+                        body=body,
                     )
                 )
     return out

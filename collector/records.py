@@ -108,19 +108,13 @@ def request_record(
         or hashlib.blake2b(json.dumps(obj, sort_keys=True).encode(), digest_size=12).hexdigest()
     )
     return otlp.Record(
-        "record",
-        "",
-        "",
-        "",
-        f"chat {parsed.model}",
-        3,
-        start,
-        start,
-        0,
-        "",
-        attrs,
-        {"service.name": obj.get("service")},
-        [],
+        signal="record",
+        name=f"chat {parsed.model}",
+        kind=3,
+        start_ns=start,
+        end_ns=start,
+        attributes=attrs,
+        resource={"service.name": obj.get("service")},
         id=rid,
     )
 
