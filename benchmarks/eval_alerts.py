@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from analysis import alerts  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
 from analysis.traffic import labels_path  # noqa: E402
+from collector import alerting  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
 from collector.store.database import Store  # noqa: E402
@@ -106,7 +107,7 @@ def cache_alerts(
         store = Store(f"{tmp}/eval.duckdb")
         ingest_file(store, path, capture=True)
         explain_new(store, Explainer())
-        found = alerts.evaluate(store.cursor(), rules)
+        found = alerting.evaluate(store.cursor(), rules)
         seen = first_requests(store.cursor(), truth)
         store.close()
     return [a for a in found if a.rule != "ttft_p95_rise"], seen

@@ -205,11 +205,12 @@ def alerts(
 
 def _db_alerts(db: str, rules) -> list[dict]:
     from analysis import alerts as rules_mod
+    from collector.alerting import evaluate
     from collector.store.database import save_alerts
 
     store = _writable(db)
     try:
-        found = rules_mod.evaluate(store.cursor(), rules)
+        found = evaluate(store.cursor(), rules)
         save_alerts(store, [a.row() for a in found])
     finally:
         store.close()

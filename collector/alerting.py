@@ -1,4 +1,6 @@
-"""The server's alert loop: evaluate the rules every interval, store them, post new ones."""
+"""Alert rules over the store: one evaluation (the store's counts, judged by
+``analysis.alerts``), and the server's loop that evaluates every interval, stores the
+alerts and posts new ones."""
 
 from __future__ import annotations
 
@@ -8,13 +10,40 @@ import threading
 
 import duckdb
 
-from analysis import alerts
+from analysis import alerts, providers
 from collector.notify import post
+from collector.store import queries
 from collector.store.database import Store, save_alerts
 
 log = logging.getLogger(__name__)
 
 STOP_S = 3.0  # how long close() waits for the loop to leave the database
+
+
+def evaluate(
+    cur: duckdb.DuckDBPyConnection, rules: alerts.Rules | None = None, table: dict | None = None
+) -> list[alerts.Alert]:
+    """Every alert over the stored requests, oldest first, with its lifecycle, where it
+    concentrates, its top causes and its cost."""
+    rules = rules or alerts.Rules()
+    table = table or providers.load_table()
+    counted = queries.alert_windows(cur, rules.window_s, rules.group_by)
+    breaks = queries.alert_breaks(
+        cur, rules.window_s, rules.baseline_windows, rules.group_by, alerts.ONSETS
+    )
+    last = queries.last_request_ts(cur) if len(breaks) else None
+    found = alerts.judge(counted, breaks, last, rules)
+    for alert in found:
+        evidence = queries.alert_evidence(
+            cur,
+            alert.group,
+            rules.group_by,
+            alerts.ATTRIBUTION,
+            alerts.bounds(alert, rules),
+            alert.resolved_at,
+        )
+        alerts.attribute(alert, alerts.Evidence(*evidence), rules, table)
+    return found
 
 
 class AlertLoop:
@@ -48,7 +77,7 @@ class AlertLoop:
         return found
 
     def _store_evaluation(self, cur: duckdb.DuckDBPyConnection) -> list[alerts.Alert]:
-        found = alerts.evaluate(cur, self.rules)
+        found = evaluate(cur, self.rules)
         save_alerts(self.store, [a.row() for a in found])
         self.evaluations += 1
         return found
