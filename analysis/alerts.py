@@ -1,15 +1,16 @@
 """Alert rules: cached-token drops, p95 TTFT rises, prefix breaks and TTL lapses, per
 group, with attribution.
 
-The store aggregates requests per window and group (``collector.store.queries``)
-and this pure core judges them: each window is compared with a baseline of the
-windows before it. A rule fires when the change passes
-both its absolute and its relative threshold with enough requests behind it,
-and resolves when a later window is back within them; there is at most one
-open alert per rule and group. The onset rules (prefix breaks, TTL lapses)
-read the explanations instead: a miss cause that starts. Every alert says where
-the change concentrates (replica, prefix_hash, prompt_version, schema_version,
-tools_count), which miss causes dominate its window, and what it costs per hour.
+The store aggregates requests per window and group (``collector.store.queries``;
+``collector.alerting.evaluate`` puts the two together) and this pure core judges
+them: each window is compared with a baseline of the windows before it. A rule
+fires when the change passes both its absolute and its relative threshold with
+enough requests behind it, and resolves when a later window is back within
+them; there is at most one open alert per rule and group. The onset rules
+(prefix breaks, TTL lapses) read the explanations instead: a miss cause that
+starts. Every alert says where the change concentrates (replica, prefix_hash,
+prompt_version, schema_version, tools_count), which miss causes dominate its
+window, and what it costs per hour.
 """
 
 from __future__ import annotations
