@@ -1,14 +1,16 @@
 """Alert rules: cached-token drops, p95 TTFT rises, prefix breaks and TTL lapses, per
 group, with attribution.
 
-Requests are aggregated per window and group in SQL; each window is compared
-with a baseline of the windows before it. A rule fires when the change passes
-both its absolute and its relative threshold with enough requests behind it,
-and resolves when a later window is back within them; there is at most one
-open alert per rule and group. The onset rules (prefix breaks, TTL lapses)
-read the explanations instead: a miss cause that starts. Every alert says where
-the change concentrates (replica, prefix_hash, prompt_version, schema_version,
-tools_count), which miss causes dominate its window, and what it costs per hour.
+The store aggregates requests per window and group (``collector.store.queries``;
+``collector.service.alerts.find`` puts the two together) and this pure core judges
+them: each window is compared with a baseline of the windows before it. A rule
+fires when the change passes both its absolute and its relative threshold with
+enough requests behind it, and resolves when a later window is back within
+them; there is at most one open alert per rule and group. The onset rules
+(prefix breaks, TTL lapses) read the explanations instead: a miss cause that
+starts. Every alert says where the change concentrates (replica, prefix_hash,
+prompt_version, schema_version, tools_count), which miss causes dominate its
+window, and what it costs per hour.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from analysis import causes, providers
@@ -109,18 +110,25 @@ class Alert:
         return dict(asdict(self), id=self.id)
 
 
-def windows(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
-    """Per window and group: requests, tokens, hit ratio, p95 TTFT."""
-    keys = ", ".join(rules.group_by)
-    return con.sql(
-        f"""
-        SELECT time_bucket(to_seconds(?::BIGINT), ts) AS window, {keys},
-               count(*) AS requests, sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt,
-               sum(coalesce(cached_tokens, 0))::BIGINT AS cached,
-               quantile_cont(ttft_ms, 0.95) AS p95, count(ttft_ms) AS samples
-        FROM requests GROUP BY ALL ORDER BY 1""",
-        params=[rules.window_s],
-    ).pl()
+@dataclass(frozen=True)
+class Evidence:
+    """What the store found about an alert's group. ``dimensions``: per ATTRIBUTION
+    column, (value, missed tokens in the alert's first window) over that window and its
+    baseline, most missed first; ``causes``: the top three (cause, requests, missed
+    tokens) from its start to its resolution; ``missed``: missed tokens in its first
+    window."""
+
+    dimensions: dict[str, list[tuple[Any, int | None]]]
+    causes: list[tuple[str, int, int | None]]
+    missed: int | None
+
+
+def bounds(alert: Alert, rules: Rules) -> tuple[datetime, datetime, datetime]:
+    """The evidence's time bounds: the baseline's start, the alert's first window's start
+    and its end."""
+    start = alert.started_at
+    since = start - timedelta(seconds=rules.window_s * rules.baseline_windows)
+    return since, start, start + timedelta(seconds=rules.window_s)
 
 
 def _baselined(frame: pl.DataFrame, rules: Rules) -> pl.DataFrame:
@@ -159,23 +167,18 @@ def _breaches(frame: pl.DataFrame, rules: Rules) -> pl.DataFrame:
     )
 
 
-def evaluate(
-    con: duckdb.DuckDBPyConnection, rules: Rules | None = None, table: dict | None = None
+def judge(
+    counted: pl.DataFrame, breaks: pl.DataFrame, last: datetime | None, rules: Rules
 ) -> list[Alert]:
-    """Every alert over the stored requests, oldest first, with its lifecycle."""
-    rules = rules or Rules()
-    counted = windows(con, rules)
+    """Every alert, oldest first, with its lifecycle, from the store's per-window counts
+    (``counted``: requests, tokens, p95 TTFT per window and group), the requests each
+    onset cause broke (``breaks``) and the time of the newest request (``last``)."""
     frame = _breaches(_baselined(counted, rules), rules)
     found = [
         *_lifecycle(frame, rules, "cached_drop", "ratio", "base_ratio"),
         *_lifecycle(frame, rules, "ttft_p95_rise", "p95", "base_p95"),
     ]
-    alerts = sorted(found + onsets(con, rules, counted), key=lambda a: a.started_at)
-    for alert in alerts:
-        _attribute(con, alert, rules, table or providers.load_table())
-        if "cause" in alert.group:  # an onset alert: its own cause first
-            alert.top_causes.sort(key=lambda c: c[0] != alert.group["cause"])
-    return alerts
+    return sorted(found + onsets(breaks, last, rules, counted), key=lambda a: a.started_at)
 
 
 def _lifecycle(frame: pl.DataFrame, rules: Rules, rule: str, value: str, base: str) -> list[Alert]:
@@ -206,37 +209,19 @@ def _lifecycle(frame: pl.DataFrame, rules: Rules, rule: str, value: str, base: s
     return out
 
 
-def _breaks(con: duckdb.DuckDBPyConnection, rules: Rules) -> pl.DataFrame:
-    """Per window, group and onset cause: requests it broke, and how many it broke in the
-    ``baseline_windows`` before (the cause need not appear in every window)."""
-    keys = ", ".join(rules.group_by)
-    same = " AND ".join(f"b.{k} IS NOT DISTINCT FROM a.{k}" for k in rules.group_by)
-    return con.sql(
-        f"""
-        WITH c AS (
-            SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
-                   count(*) AS broken
-            FROM requests r JOIN explanations e USING (id)
-            WHERE e.cause IN ({", ".join("?" for _ in ONSETS)}) GROUP BY ALL)
-        SELECT a.*, coalesce(sum(b.broken), 0)::BIGINT AS before
-        FROM c a LEFT JOIN c b ON b.cause = a.cause AND {same}
-            AND b.window < a.window AND b.window >= a.window - to_seconds(?::BIGINT)
-        GROUP BY ALL ORDER BY a.window""",
-        params=[rules.window_s, *ONSETS, rules.window_s * rules.baseline_windows],
-    ).pl()
-
-
-def onsets(con: duckdb.DuckDBPyConnection, rules: Rules, windows_: pl.DataFrame) -> list[Alert]:
+def onsets(
+    frame: pl.DataFrame, last: datetime | None, rules: Rules, windows_: pl.DataFrame
+) -> list[Alert]:
     """Alerts for a cause that starts (``ONSETS``): it breaks at least ``min_breaks``
     requests in a window and the next, where the baseline windows had none. A TTL lapse
     must miss ``drop_rel`` of the requests in those two windows (as ``windows_`` counts
     them), and its baseline may have missed up to that share: a night can lapse now and
     then before its lapses become the rule. The alert starts at the onset and resolves at
-    the first window (of stored traffic) where the cause breaks none."""
-    frame = _breaks(con, rules)
+    the first window (of stored traffic, up to ``last``) where the cause breaks none.
+    ``frame``: per window, group and cause, the requests it broke and how many it broke
+    in the ``baseline_windows`` before."""
     if not len(frame):
         return []
-    (last,) = con.execute("SELECT max(ts) FROM requests").fetchall()[0]
     step = timedelta(seconds=rules.window_s)
     keys = list(rules.group_by)
     counts = {(*k, w): n for *k, w, n in windows_.select(*keys, "window", "requests").rows()}
@@ -270,58 +255,20 @@ def onsets(con: duckdb.DuckDBPyConnection, rules: Rules, windows_: pl.DataFrame)
     return out
 
 
-def _where(alert: Alert, rules: Rules) -> tuple[str, list]:
-    clauses, params = [], []
-    for key, value in alert.group.items():
-        if key not in rules.group_by:
-            continue
-        if value is None:
-            clauses.append(f"r.{key} IS NULL")
-        else:
-            clauses.append(f"r.{key} = ?")
-            params.append(value)
-    return " AND ".join(clauses) or "TRUE", params
-
-
-def _attribute(con: duckdb.DuckDBPyConnection, alert: Alert, rules: Rules, table: dict) -> None:
-    """Dimension values that concentrate the misses, top causes over the alert's span (its
-    first window to its resolution, or to now), and cost per hour in its first window."""
-    where, params = _where(alert, rules)
-    start = alert.started_at
-    end = start + timedelta(seconds=rules.window_s)
-    since = start - timedelta(seconds=rules.window_s * rules.baseline_windows)
-    missed_sql = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
-    for dim in ATTRIBUTION:
-        values = con.execute(
-            f"SELECT r.{dim}, sum(CASE WHEN r.ts >= ? THEN {missed_sql} ELSE 0 END) AS missed "
-            f"FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ? "
-            "GROUP BY ALL ORDER BY missed DESC NULLS LAST",
-            [start, *params, since, end],
-        ).fetchall()
+def attribute(alert: Alert, evidence: Evidence, rules: Rules, table: dict) -> None:
+    """Fill in where the alert's misses concentrate, its top causes (its own cause first,
+    for an onset alert) and its cost per hour, from what the store found about it."""
+    for dim, values in evidence.dimensions.items():
         # One value before and during the window explains nothing; one value that
         # carries twice the misses of any other does.
         if len(values) > 1 and values[0][1] and values[0][1] >= 2 * (values[1][1] or 0):
             alert.attribution[dim] = values[0][0]
-    alert.top_causes = [
-        list(c)
-        for c in con.execute(
-            f"SELECT e.cause, count(*), sum(e.missed_tokens) FROM explanations e "
-            f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? "
-            "AND r.ts < coalesce(?, 'infinity'::TIMESTAMP) "
-            "AND e.cause NOT IN ('no_miss', 'cold_start') GROUP BY ALL "
-            "ORDER BY 3 DESC NULLS LAST LIMIT 3",
-            [*params, start, alert.resolved_at],
-        ).fetchall()
-    ]
-    window = [*params, start, end]
-    (missed,) = con.execute(
-        f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?", window
-    ).fetchall()[0]
-    price = providers.price(table, alert.group.get("request_model"))
-    per_hour = 3600 / rules.window_s
-    alert.cost_per_hour = round(
-        (missed or 0) * (price["input"] - price["cached"]) / 1e6 * per_hour, 4
-    )
+    alert.top_causes = [list(c) for c in evidence.causes]
+    if "cause" in alert.group:
+        alert.top_causes.sort(key=lambda c: c[0] != alert.group["cause"])
+    model = alert.group.get("request_model")
+    missed_usd = providers.missed_cost_usd(table, model, evidence.missed or 0)
+    alert.cost_per_hour = round(missed_usd * (3600 / rules.window_s), 4)
 
 
 def slack_text(alert: Alert) -> str:

@@ -236,20 +236,8 @@ class Explainer:
         block = int(row.get("block_size") or 64)
         total = int(row.get("prompt_tokens") or row.get("total_tokens") or 0)
         reported = int(row.get("cached_tokens") or 0)
-        verdict = row.get("provider_verdict")
         if pred is None:
-            return self._row(
-                row,
-                "cold_start",
-                None,
-                None,
-                0,
-                reported,
-                0,
-                None,
-                verdict,
-                "no earlier request shares this prefix",
-            )
+            return self._row(row, "cold_start", 0, 0, None, "no earlier request shares this prefix")
         common = _common(pred.chain, seen.chain)
         expected = self._cacheable(rules, model, common * block, total)
         # A session's earlier request could have been reused whole; another conversation
@@ -258,40 +246,16 @@ class Explainer:
         missed = max(self._cacheable(rules, model, reusable * block, total) - reported, 0)
         if same_session and (_broken(pred, seen, common) or model != pred.model):
             cause, segment, path, token = self._shape(pred, seen)
+            detail = f"prefix breaks at block {common}"
             return self._row(
-                row,
-                cause,
-                segment,
-                path,
-                expected,
-                reported,
-                missed,
-                pred,
-                verdict,
-                f"prefix breaks at block {common}",
-                token,
-                common,
+                row, cause, expected, missed, pred, detail, segment, path, token, common
             )
-        tolerance = max(block, int(self.table["profiles"][rules].get("increment", 1)))
+        tolerance = max(block, providers.increment(self.table, rules, block))
         if reported + tolerance >= expected and total >= self._minimum(rules, model):
-            return self._row(
-                row,
-                "no_miss",
-                None,
-                None,
-                expected,
-                reported,
-                0,
-                pred,
-                verdict,
-                "the cache served the shared prefix",
-                None,
-                common,
-            )
+            detail = "the cache served the shared prefix"
+            return self._row(row, "no_miss", expected, 0, pred, detail, common=common)
         cause, detail = self._traffic(row, pred, now, rules, model, total)
-        return self._row(
-            row, cause, None, None, expected, reported, missed, pred, verdict, detail, None, common
-        )
+        return self._row(row, cause, expected, missed, pred, detail, common=common)
 
     def _minimum(self, rules: str, model: str | None) -> int:
         key = (rules, model)
@@ -302,8 +266,7 @@ class Explainer:
     def _extra_per_token(self, model: str | None) -> float:
         """Dollars a token costs above its cached price, per model (looked up once)."""
         if model not in self._prices:
-            price = providers.price(self.table, model)
-            self._prices[model] = (price["input"] - price["cached"]) / 1e6
+            self._prices[model] = providers.missed_cost_usd(self.table, model)
         return self._prices[model]
 
     def _cacheable(self, rules: str, model: str | None, tokens_: int, total: int) -> int:
@@ -360,14 +323,12 @@ class Explainer:
         self,
         row: dict,
         cause: str,
-        segment: str | None,
-        path: str | None,
         expected: int,
-        reported: int,
         missed: int,
         pred: _Seen | None,
-        verdict: str | None,
         detail: str,
+        segment: str | None = None,
+        path: str | None = None,
         token: int | None = None,
         common: int | None = None,
     ) -> Explanation:
@@ -380,11 +341,11 @@ class Explainer:
             token,
             common,
             expected,
-            reported,
+            int(row.get("cached_tokens") or 0),
             missed,
             cost,
             pred.id if pred else None,
-            verdict,
+            row.get("provider_verdict"),
             detail,
         )
 

@@ -116,6 +116,23 @@ def minimum_tokens(table: dict, provider: str, model: str | None) -> int:
     return int(_by_prefix(rules.get("minimum_by_model", {}), model, rules.get("minimum", 0)))
 
 
+def increment(table: dict, provider: str, block_size: int) -> int:
+    """Tokens a provider's cached prefixes grow by (the block size for "generic")."""
+    step = int(table["profiles"][provider].get("increment", 0))
+    return step or (block_size if provider == "generic" else 1)
+
+
+def prefix_rule(shared: int, minimum: int, step: int) -> int:
+    """The cacheable part of ``shared`` leading tokens under a provider's rule: nothing
+    under ``minimum`` tokens, then steps of ``step`` tokens (from the minimum, when the
+    minimum is not itself a multiple of the step)."""
+    if shared < max(minimum, 1):
+        return 0
+    step = max(step, 1)
+    base = minimum if minimum % step else 0
+    return base + (shared - base) // step * step
+
+
 def cacheable_tokens(
     table: dict,
     provider: str,
@@ -131,23 +148,25 @@ def cacheable_tokens(
     that cache only up to one; None when they are not known (spans carry no
     markers), and then only the minimum applies. ``minimum`` saves looking it up.
     """
-    rules = table["profiles"][provider]
     if minimum is None:
         minimum = minimum_tokens(table, provider, model)
-    if rules.get("breakpoints") and breakpoints is not None:
+    if table["profiles"][provider].get("breakpoints") and breakpoints is not None:
         fits = [bp for bp in breakpoints if minimum <= bp <= shared]
         return max(fits, default=0)
-    if shared < max(minimum, 1):
-        return 0
-    step = int(rules.get("increment", 0)) or (block_size if provider == "generic" else 1)
-    base = minimum if minimum % step else 0
-    return base + (shared - base) // step * step
+    return prefix_rule(shared, minimum, increment(table, provider, block_size))
 
 
 def price(table: dict, model: str | None) -> dict[str, float]:
     """USD per million input tokens, ``input`` and ``cached``, for a model."""
     found = _by_prefix(table["prices"], model, table["prices"]["default"])
     return {"input": float(found["input"]), "cached": float(found["cached"])}
+
+
+def missed_cost_usd(table: dict, model: str | None, tokens: float = 1) -> float:
+    """What ``tokens`` prompt tokens of a model cost above their cached price: the bill of
+    a cache miss (one token's, by default)."""
+    found = price(table, model)
+    return tokens * (found["input"] - found["cached"]) / 1e6
 
 
 def implications(
@@ -161,15 +180,14 @@ def implications(
 ) -> Implication:
     """Cacheable tokens of B, the tokens it pays full price for, and their extra cost."""
     cacheable = cacheable_tokens(table, provider, model, shared, breakpoints, block_size)
-    price = _by_prefix(table["prices"], model, table["prices"]["default"])
+    found = price(table, model)
     missed = max(total_b - cacheable, 0)
-    extra = (float(price["input"]) - float(price["cached"])) * missed / 1e6
     return Implication(
         provider,
         minimum_tokens(table, provider, model),
         cacheable,
         missed,
-        round(extra, 6),
-        float(price["input"]),
-        float(price["cached"]),
+        round(missed_cost_usd(table, model, missed), 6),
+        found["input"],
+        found["cached"],
     )

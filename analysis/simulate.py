@@ -18,6 +18,9 @@ import random
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from analysis import providers
 
 ROUTERS = ("round_robin", "random", "sticky", "prefix_affinity")
 
@@ -47,6 +50,21 @@ class ProviderModel:
             )
         if self.replicas < 1:
             raise ValueError("at least one replica")
+
+    @classmethod
+    def of(
+        cls, provider: str, model: str | None = None, block_size: int = 64, **settings: Any
+    ) -> ProviderModel:
+        """A provider's cache rules as ``providers.toml`` gives them (TTL, minimum,
+        increment), with any other setting given here."""
+        table = providers.load_table()
+        return cls(
+            ttl_s=float(table["profiles"][provider].get("ttl_s", cls.ttl_s)),
+            min_tokens=providers.minimum_tokens(table, provider, model),
+            granularity=providers.increment(table, provider, block_size),
+            block_size=block_size,
+            **settings,
+        )
 
 
 @dataclass(frozen=True)
@@ -116,9 +134,7 @@ class Simulator:
         """Tokens a run of ``blocks`` leading blocks yields under the provider's rules."""
         m = self.model
         tokens = min(blocks * m.block_size, total_tokens)
-        if total_tokens < m.min_tokens or tokens < m.min_tokens:
-            return 0
-        return tokens - tokens % m.granularity if m.granularity > 1 else tokens
+        return providers.prefix_rule(tokens, m.min_tokens, m.granularity)
 
     def serve(
         self,

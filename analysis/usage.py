@@ -102,3 +102,28 @@ def verdict(response: Any) -> Any:
         if found:
             return found
     return None
+
+
+def provider_shape(provider: str, total: int, cached: int, output: int) -> dict[str, int | dict]:
+    """Usage as the provider reports it (what ``from_provider`` reads back): Anthropic's
+    input excludes the cache reads, DeepSeek counts hits and misses, the rest (OpenAI's
+    shape) nest the cached tokens in the prompt's details."""
+    if provider == "anthropic":
+        return {
+            "input_tokens": total - cached,
+            "cache_read_input_tokens": cached,
+            "cache_creation_input_tokens": 0,
+            "output_tokens": output,
+        }
+    if provider == "deepseek":
+        return {
+            "prompt_tokens": total,
+            "prompt_cache_hit_tokens": cached,
+            "prompt_cache_miss_tokens": total - cached,
+            "completion_tokens": output,
+        }
+    return {
+        "prompt_tokens": total,
+        "completion_tokens": output,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }

@@ -82,8 +82,7 @@ def compare(
             for replica in range(model.replicas):
                 sim.serve(now - WARMUP_LEAD_S, head, len(head) * model.block_size, replica=replica)
         served = sim.serve(now, hashes, prompt, row.get("session_key"))
-        price = providers.price(table, row.get("request_model"))
-        per_token = (price["input"] - price["cached"]) / 1e6
+        per_token = providers.missed_cost_usd(table, row.get("request_model"))
         observed, simulated = out[route]
         observed.add(
             prompt, min(int(row.get("cached_tokens") or 0), prompt), row.get("ttft_ms"), per_token

@@ -21,9 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analysis import alerts  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
+from collector.service import alerts as service_alerts  # noqa: E402
 from collector.store.database import Store  # noqa: E402
 from collector.store.migrations import pack_sql  # noqa: E402
 
@@ -100,7 +100,7 @@ def main() -> None:
         cur.execute("SELECT count(*), sum(prompt_tokens) FROM requests").fetchall()
         scan = time.perf_counter() - start
         start = time.perf_counter()
-        found = alerts.evaluate(cur)
+        found = service_alerts.find(cur)
         took = time.perf_counter() - start
         flat.close()
         print(

@@ -33,6 +33,7 @@ from analysis.explain import Explainer  # noqa: E402
 from analysis.traffic import labels_path  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
+from collector.service import alerts as service_alerts  # noqa: E402
 from collector.store.database import Store  # noqa: E402
 
 DELAY_WINDOWS = 2  # how late an alert may start, in windows after the incident's first
@@ -106,7 +107,7 @@ def cache_alerts(
         store = Store(f"{tmp}/eval.duckdb")
         ingest_file(store, path, capture=True)
         explain_new(store, Explainer())
-        found = alerts.evaluate(store.cursor(), rules)
+        found = service_alerts.find(store.cursor(), rules)
         seen = first_requests(store.cursor(), truth)
         store.close()
     return [a for a in found if a.rule != "ttft_p95_rise"], seen

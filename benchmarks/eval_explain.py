@@ -10,7 +10,6 @@ A request counts for recall when it was labelled and missed the cache.
 
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 import tempfile
@@ -22,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis.explain import Explainer  # noqa: E402
 from analysis.traffic import labels_path  # noqa: E402
+from collector import files  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
 from collector.store.database import Store  # noqa: E402
@@ -33,8 +33,7 @@ def truth(path: str) -> dict[str, str | None]:
     """Record id ─► the cause its active incident should be explained by."""
     labels = json.loads(Path(labels_path(path)).read_text())
     causes = {i["name"]: i["cause"] for i in labels["incidents"]}
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
+    with files.reading(path) as (_, handle):
         records = (json.loads(line) for line in handle if line.strip())
         return {r["id"]: causes.get(r.get("incident")) for r in records}
 

@@ -215,18 +215,16 @@ def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> Non
     ingest` or `cachediag replay`, and the ground truth (incidents with cause,
     route and time span) to OUT.labels.json.
     """
-    import gzip
-
     from rich.progress import Progress
 
     from analysis.traffic import TrafficGenerator, labels, labels_path
+    from collector import files
 
     generator = TrafficGenerator(seed, hours, sessions_per_hour=sessions_per_hour)
-    opener = gzip.open if out.endswith(".gz") else open
     truth_path = labels_path(out)
     count = 0
     try:
-        with opener(out, "wt", encoding="utf-8") as handle, Progress(transient=True) as bar:
+        with files.writing(out) as handle, Progress(transient=True) as bar:
             task = bar.add_task("generating", total=hours * 3600)
             for record in generator.records():
                 handle.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -1,4 +1,5 @@
-"""The server's alert loop: evaluate the rules every interval, store them, post new ones."""
+"""The server's alert loop: every interval it evaluates the rules through the service
+layer (which stores the alerts) and posts the newly firing ones."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import duckdb
 
 from analysis import alerts
 from collector.notify import post
-from collector.store.database import Store, save_alerts
+from collector.service import alerts as service
+from collector.store.database import Store
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,7 @@ class AlertLoop:
         return found
 
     def _store_evaluation(self, cur: duckdb.DuckDBPyConnection) -> list[alerts.Alert]:
-        found = alerts.evaluate(cur, self.rules)
-        save_alerts(self.store, [a.row() for a in found])
+        found = service.evaluate(self.store, self.rules, cur)
         self.evaluations += 1
         return found
 

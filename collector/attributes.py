@@ -84,3 +84,42 @@ def fingerprint_attributes(fp: Any) -> dict[str, Any]:
         SEGMENTS.name: json.dumps(segments, separators=(",", ":")),
         TOTAL_TOKENS.name: fp.total_tokens,
     }
+
+
+# The fields of a logged request record (``collector.records``) that become attributes.
+RECORD_FIELDS = {
+    "route": ROUTE,
+    "replica": REPLICA,
+    "session_key": SESSION_KEY,
+    "prompt_version": PROMPT_VERSION,
+    "schema_version": SCHEMA_VERSION,
+    "ttft_ms": TTFT_MS,
+    "conversation_id": CONVERSATION_ID,
+    "provider": PROVIDER,
+}
+
+
+def record_attributes(record: dict[str, Any], provider: str, model: Any) -> dict[str, Any]:
+    """The attributes a logged request record gives the span of its call: ``provider``
+    (unless the record names its own), the operation, ``model`` and the record's route,
+    replica, session, versions and TTFT, strings as strings."""
+    attrs = {PROVIDER.name: provider, OPERATION.name: "chat", REQUEST_MODEL.name: model}
+    for key, attr in RECORD_FIELDS.items():
+        value = record.get(key)
+        if value is not None:
+            attrs[attr.name] = str(value) if attr.type == "string" else value
+    return attrs
+
+
+def usage_attributes(usage: Any) -> dict[str, int]:
+    """The gen_ai.usage.* attributes of an ``analysis.usage.Usage``, those it knows."""
+    return {
+        attr.name: value
+        for attr, value in (
+            (INPUT_TOKENS, usage.prompt_tokens),
+            (OUTPUT_TOKENS, usage.output_tokens),
+            (CACHE_READ, usage.cached_tokens),
+            (CACHE_CREATION, usage.cache_write_tokens),
+        )
+        if value is not None
+    }

@@ -30,6 +30,7 @@ import duckdb
 import polars as pl
 
 from analysis.explain import MAX_REQUESTS, Explainer
+from collector.store import explaining as reads
 from collector.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -39,24 +40,6 @@ BACKGROUND_CHUNK = 2_000
 ACTIVE_S = 0.25  # a commit this recent means ingest is busy
 DUTY = 0.1  # share of the time the background explainer takes while ingest is busy
 STOP_S = 3.0  # how long close() waits for the explain thread to stop
-_COLUMNS = (
-    "id",
-    "ts",
-    "session_key",
-    "conversation_id",
-    "request_model",
-    "provider",
-    "route",
-    "replica",
-    "block_hashes",
-    "block_size",
-    "total_tokens",
-    "prompt_tokens",
-    "cached_tokens",
-    "segments",
-    "encoding",
-    "provider_verdict",
-)
 SCHEMA = {
     "id": pl.String,
     "cause": pl.String,
@@ -72,31 +55,6 @@ SCHEMA = {
     "provider_verdict": pl.String,
     "detail": pl.String,
 }
-
-
-def _select(where: str, order: str = "r.ts, r.id", limit: str = "") -> str:
-    """The rows a pass reads, with what the explainer needs of each."""
-    # The time as epoch seconds: cheaper to fetch than a datetime, and what the explainer
-    # computes with.
-    columns = ", ".join("epoch(r.ts) AS ts" if c == "ts" else f"r.{c}" for c in _COLUMNS)
-    return (
-        f"SELECT r.rowid AS rowid, {columns}, c.content FROM requests r "
-        f"LEFT JOIN request_content c USING (id) WHERE {where} ORDER BY {order} {limit}"
-    )
-
-
-_EXPLAINED = "EXISTS (SELECT 1 FROM explanations e WHERE e.id = r.id)"
-# The newest explained requests within the window before the newest of them, oldest first.
-_PRIME = (
-    f"WITH newest AS (SELECT max(r.ts) AS ts FROM requests r WHERE {_EXPLAINED}) "
-    "SELECT * FROM ("
-    + _select(
-        f"{_EXPLAINED} AND r.ts >= (SELECT ts FROM newest) - to_microseconds(?)",
-        "r.ts DESC, r.id DESC",
-        "LIMIT ?",
-    )
-    + ") ORDER BY ts, id"
-)
 
 
 @dataclass(frozen=True)
@@ -121,16 +79,6 @@ class _Pass:
                 cur.close()
 
 
-def _chunks(
-    cur: duckdb.DuckDBPyConnection, sql: str, params: list, rows: int
-) -> Iterator[Iterator[dict]]:
-    """The rows of a query, ``rows`` at a time, each made a dict when it is reached."""
-    result = cur.execute(sql, params)
-    names = [d[0] for d in result.description]
-    while chunk := result.fetchmany(rows):
-        yield (dict(zip(names, values, strict=True)) for values in chunk)
-
-
 def explain_new(
     store: Store,
     explainer: Explainer,
@@ -148,7 +96,7 @@ def explain_new(
     (the rowid it returns is then no place to go on from: ``resume`` is)."""
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
     with how.reading(store) as cur:
-        last, counts = _explain(store, explainer, cur, ("r.rowid > ?", [after_rowid]), how)
+        last, counts = _explain(store, explainer, reads.after(cur, after_rowid, chunk_rows), how)
     return max(after_rowid, last), counts
 
 
@@ -167,17 +115,16 @@ def resume(
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
     with how.reading(store) as cur:
         # Read before the pass's query: a row committed in between is in the pass.
-        (high,) = cur.execute("SELECT coalesce(max(rowid), -1) FROM requests").fetchone()
+        high = reads.last_rowid(cur)
         primed = prime(store, explainer, stop=how.stop, cursor=cur)
-        last, counts = _explain(store, explainer, cur, (f"NOT {_EXPLAINED}", []), how)
+        last, counts = _explain(store, explainer, reads.unexplained(cur, chunk_rows), how)
     log.info("explainer primed with %d stored requests; %d explained", primed, counts.total())
     return max(high, last), counts
 
 
 def waiting(store: Store) -> int:
     """How many stored requests have no explanation yet (what ``resume`` explains)."""
-    query = f"SELECT count(*) FROM requests r WHERE NOT {_EXPLAINED}"
-    return store.con.execute(query).fetchall()[0][0]
+    return reads.waiting(store.con)
 
 
 def prime(
@@ -192,8 +139,7 @@ def prime(
     how = _Pass(lambda n: None, CHUNK, False, stop or threading.Event(), cursor)
     primed = 0
     with how.reading(store) as cur:
-        params = [int(explainer.window_s * 1e6), MAX_REQUESTS]
-        for chunk in _chunks(cur, _PRIME, params, CHUNK):
+        for chunk in reads.remembered(cur, explainer.window_s, MAX_REQUESTS, CHUNK):
             for row in chunk:
                 if how.stop.is_set():
                     return primed
@@ -203,19 +149,15 @@ def prime(
 
 
 def _explain(
-    store: Store,
-    explainer: Explainer,
-    cur: duckdb.DuckDBPyConnection,
-    rows: tuple[str, list],
-    how: _Pass,
+    store: Store, explainer: Explainer, chunks: Iterator[Iterator[dict]], how: _Pass
 ) -> tuple[int, Counter]:
-    """One pass over the requests ``WHERE rows[0]`` (parameters ``rows[1]``), in time
-    order; returns the largest rowid read (or -1) and the causes."""
+    """One pass over the rows of ``chunks`` (in time order); returns the largest rowid
+    read (or -1) and the causes."""
     last, counts = -1, Counter()
     saver = _Saver(store)
     try:
         with _collector_paused() if how.pause_gc else contextlib.nullcontext():
-            for chunk in _chunks(cur, _select(rows[0]), rows[1], how.chunk_rows):
+            for chunk in chunks:
                 out = []
                 for row in chunk:
                     if how.stop.is_set():

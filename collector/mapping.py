@@ -22,7 +22,7 @@ from typing import Any
 from analysis import fingerprint
 from analysis import usage as usage_mod
 from collector import attributes as A
-from collector.otlp import MAX_DEPTH, Record
+from collector.decoded import MAX_DEPTH, Record
 
 _PROVIDER = (A.PROVIDER.name, A.SYSTEM.name, "llm.provider", "llm.system")
 _OPERATION = (A.OPERATION.name, "llm.request.type")

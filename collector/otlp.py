@@ -1,6 +1,7 @@
 """OTLP decoding: protobuf and JSON trace/log exports ─► plain records.
 
-The JSON decoder lives in ``collector.otlp_json``. Bodies are decompressed with
+The JSON decoder lives in ``collector.otlp_json``, the decoded form (records and
+errors) in ``collector.decoded``. Bodies are decompressed with
 a hard bound, so a gzip bomb cannot inflate past the size limit. An AnyValue
 nests at most ``MAX_DEPTH`` arrays/key-value lists: deeper makes the whole
 export a ``DecodeError``, and no decoder recurses further than that.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,18 @@ from google.rpc import status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.proto.common.v1 import common_pb2
+
+from collector import otlp_json
+from collector.decoded import (  # noqa: F401 - the decoded form is part of this API
+    MAX_DEPTH,
+    BadValue,
+    Decoded,
+    DecodeError,
+    Record,
+    TooLarge,
+    brief,
+    too_deep,
+)
 
 log = logging.getLogger(__name__)
 WIRE_API = 2  # of collector/_wire.pyx: 2 bounds AnyValue depth; older builds are not used
@@ -41,64 +53,8 @@ except ImportError:  # pragma: no cover - exercised on machines without one
     _wire = None
 _wire = _current(_wire)
 
-MAX_DEPTH = 30  # arrays/kvlists in one AnyValue: upb refuses 100 nested messages, 31 kvlists
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
-_MESSAGE_CHARS = 300  # of an error message echoed back to the client
-
-
-class DecodeError(ValueError):
-    """The body is not a decodable OTLP export."""
-
-
-class TooLarge(ValueError):
-    """The body, or what it inflates to, passes the size limit."""
-
-
-class BadValue(ValueError):
-    """One span or log record holds a value of the wrong type or out of range."""
-
-
-def too_deep() -> DecodeError:
-    return DecodeError(f"an attribute value nests more than {MAX_DEPTH} arrays or lists")
-
-
-def brief(text: object) -> str:
-    """``text`` fit for an error message: bounded, and encodable (no lone surrogates)."""
-    out = str(text)
-    if len(out) > _MESSAGE_CHARS:
-        out = out[:_MESSAGE_CHARS] + "..."
-    return out.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-@dataclass(slots=True)
-class Record:
-    """One span or log record, as plain Python values."""
-
-    signal: str  # "span" or "log"
-    trace_id: str  # hex, "" when absent
-    span_id: str
-    parent_span_id: str
-    name: str
-    kind: int
-    start_ns: int
-    end_ns: int
-    status_code: int
-    status_message: str
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
-    events: list[tuple[str, int]] = field(default_factory=list)  # (name, time_ns)
-    body: Any = None  # a log record's body
-    id: str = ""  # a stable id of its own (request records); else trace + span id
-
-
-@dataclass
-class Decoded:
-    """The records of one export plus the ones rejected as malformed."""
-
-    records: list[Record]
-    rejected: int = 0
-    error: str = ""
 
 
 def inflate(data: bytes, encoding: str | None, limit: int) -> bytes:
@@ -243,19 +199,19 @@ def _decode_traces_upb(data: bytes) -> Decoded:
                     continue
                 out.records.append(
                     Record(
-                        "span",
-                        sp.trace_id.hex(),
-                        sp.span_id.hex(),
-                        sp.parent_span_id.hex(),
-                        sp.name,
-                        sp.kind,
-                        sp.start_time_unix_nano,
-                        sp.end_time_unix_nano,
-                        sp.status.code,
-                        sp.status.message,
-                        arrays.attrs(sp.attributes),
-                        resource,
-                        [(e.name, e.time_unix_nano) for e in sp.events],
+                        signal="span",
+                        trace_id=sp.trace_id.hex(),
+                        span_id=sp.span_id.hex(),
+                        parent_span_id=sp.parent_span_id.hex(),
+                        name=sp.name,
+                        kind=sp.kind,
+                        start_ns=sp.start_time_unix_nano,
+                        end_ns=sp.end_time_unix_nano,
+                        status_code=sp.status.code,
+                        status_message=sp.status.message,
+                        attributes=arrays.attrs(sp.attributes),
+                        resource=resource,
+                        events=[(e.name, e.time_unix_nano) for e in sp.events],
                     )
                 )
     arrays.resolve()
@@ -276,39 +232,27 @@ def decode_logs_protobuf(data: bytes) -> Decoded:
                 ts = lr.time_unix_nano or lr.observed_time_unix_nano
                 out.records.append(
                     Record(
-                        "log",
-                        lr.trace_id.hex(),
-                        lr.span_id.hex(),
-                        "",
-                        lr.event_name,
-                        0,
-                        ts,
-                        ts,
-                        0,
-                        "",
-                        _attrs(lr.attributes),
-                        resource,
-                        [],
-                        body,
+                        signal="log",
+                        trace_id=lr.trace_id.hex(),
+                        span_id=lr.span_id.hex(),
+                        name=lr.event_name,
+                        start_ns=ts,
+                        end_ns=ts,
+                        attributes=_attrs(lr.attributes),
+                        resource=resource,
+                        body=body,
                     )
                 )
     return out
 
 
-# --- JSON (collector.otlp_json, which builds on the types above) -------------------------------
-
-
 def decode_traces_json(data: bytes | dict) -> Decoded:
     """An OTLP/JSON trace export (bytes, or a document already parsed)."""
-    from collector import otlp_json
-
     return otlp_json.decode_traces(data)
 
 
 def decode_logs_json(data: bytes | dict) -> Decoded:
     """An OTLP/JSON logs export (bytes, or a document already parsed)."""
-    from collector import otlp_json
-
     return otlp_json.decode_logs(data)
 
 

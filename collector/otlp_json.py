@@ -1,4 +1,4 @@
-"""OTLP/JSON decoding: trace and log exports ─► the records of ``collector.otlp``.
+"""OTLP/JSON decoding: trace and log exports ─► the records of ``collector.decoded``.
 
 Our own decoder: protobuf's json_format reads OTLP's hex trace and span ids as
 base64 and gets them wrong. It takes int64 values as strings or numbers, enum
@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from collector.otlp import MAX_DEPTH, BadValue, Decoded, DecodeError, Record, brief, too_deep
+from collector.decoded import MAX_DEPTH, BadValue, Decoded, DecodeError, Record, brief, too_deep
 
 _KINDS = {
     "SPAN_KIND_UNSPECIFIED": 0,
@@ -174,19 +174,19 @@ def _json_span(sp: dict, resource: dict) -> Record:
         for e in sp.get("events", [])
     ]
     return Record(
-        "span",
-        trace_id,
-        span_id,
-        _hex_id(_get(sp, "parentSpanId"), 8) or "",
-        _str(sp.get("name", ""), "name"),
-        _enum(sp.get("kind"), _KINDS, "kind"),
-        _int(_get(sp, "startTimeUnixNano", 0), _UINT64, "startTimeUnixNano"),
-        _int(_get(sp, "endTimeUnixNano", 0), _UINT64, "endTimeUnixNano"),
-        _enum(status.get("code"), _STATUS, "status code"),
-        _str(status.get("message", ""), "status message"),
-        _json_attrs(sp.get("attributes")),
-        resource,
-        events,
+        signal="span",
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=_hex_id(_get(sp, "parentSpanId"), 8) or "",
+        name=_str(sp.get("name", ""), "name"),
+        kind=_enum(sp.get("kind"), _KINDS, "kind"),
+        start_ns=_int(_get(sp, "startTimeUnixNano", 0), _UINT64, "startTimeUnixNano"),
+        end_ns=_int(_get(sp, "endTimeUnixNano", 0), _UINT64, "endTimeUnixNano"),
+        status_code=_enum(status.get("code"), _STATUS, "status code"),
+        status_message=_str(status.get("message", ""), "status message"),
+        attributes=_json_attrs(sp.get("attributes")),
+        resource=resource,
+        events=events,
     )
 
 
@@ -199,18 +199,13 @@ def _json_log(lr: dict, resource: dict) -> Record:
         _get(lr, "observedTimeUnixNano", 0), _UINT64, "observedTimeUnixNano"
     )
     return Record(
-        "log",
-        _hex_id(_get(lr, "traceId", ""), 16) or "",
-        _hex_id(_get(lr, "spanId", ""), 8) or "",
-        "",
-        _str(_get(lr, "eventName", ""), "eventName"),
-        0,
-        ts,
-        ts,
-        0,
-        "",
-        _json_attrs(lr.get("attributes")),
-        resource,
-        [],
-        _json_value(lr.get("body")),
+        signal="log",
+        trace_id=_hex_id(_get(lr, "traceId", ""), 16) or "",
+        span_id=_hex_id(_get(lr, "spanId", ""), 8) or "",
+        name=_str(_get(lr, "eventName", ""), "eventName"),
+        start_ns=ts,
+        end_ns=ts,
+        attributes=_json_attrs(lr.get("attributes")),
+        resource=resource,
+        body=_json_value(lr.get("body")),
     )

@@ -14,7 +14,6 @@ would, and go through the same mapping as spans.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -29,7 +28,7 @@ import duckdb
 from analysis import fingerprint, prompt, providers, tokens
 from analysis import usage as usage_mod
 from collector import attributes as A
-from collector import mapping, otlp
+from collector import files, mapping, otlp
 from collector.store.database import Store
 
 CHUNK_ROWS = 5000  # rows per transaction when loading files...
@@ -37,18 +36,6 @@ CHUNK_BYTES = 16 << 20  # ...or fewer: input bytes per transaction, so memory st
 MAX_LINE_BYTES = 64 << 20  # a longer line is refused without being held in memory
 PROGRESS_BYTES = 1 << 20  # report progress every this many bytes read
 BAD_LINES_KEPT = 5  # refused lines named one by one; the rest are counted
-GZIP_MAGIC = b"\x1f\x8b"
-
-_FIELDS = {
-    "route": A.ROUTE,
-    "replica": A.REPLICA,
-    "session_key": A.SESSION_KEY,
-    "prompt_version": A.PROMPT_VERSION,
-    "schema_version": A.SCHEMA_VERSION,
-    "ttft_ms": A.TTFT_MS,
-    "conversation_id": A.CONVERSATION_ID,
-    "provider": A.PROVIDER,
-}
 
 
 class RecordError(ValueError):
@@ -80,23 +67,10 @@ def request_record(
     fp = fingerprint.fingerprint(parsed, tok, memo=memo)
     response = obj.get("response") or {}
     use = usage_mod.from_provider(obj.get("usage") or response)
-    attrs: dict[str, Any] = {
-        A.REQUEST_MODEL.name: parsed.model,
-        A.OPERATION.name: "chat",
-        A.PROVIDER.name: providers.provider_for(parsed.format, parsed.model),
-        **A.fingerprint_attributes(fp),
-    }
-    for key, attr in _FIELDS.items():
-        if obj.get(key) is not None:
-            attrs[attr.name] = obj[key]
-    for attr, value in (
-        (A.INPUT_TOKENS, use.prompt_tokens),
-        (A.CACHE_READ, use.cached_tokens),
-        (A.CACHE_CREATION, use.cache_write_tokens),
-        (A.OUTPUT_TOKENS, use.output_tokens),
-    ):
-        if value is not None:
-            attrs[attr.name] = value
+    provider = providers.provider_for(parsed.format, parsed.model)
+    attrs = A.record_attributes(obj, provider, parsed.model)
+    attrs.update(A.fingerprint_attributes(fp))
+    attrs.update(A.usage_attributes(use))
     verdict = usage_mod.verdict(response)
     if verdict:
         attrs[A.PROVIDER_VERDICT.name] = json.dumps(verdict)
@@ -108,19 +82,13 @@ def request_record(
         or hashlib.blake2b(json.dumps(obj, sort_keys=True).encode(), digest_size=12).hexdigest()
     )
     return otlp.Record(
-        "record",
-        "",
-        "",
-        "",
-        f"chat {parsed.model}",
-        3,
-        start,
-        start,
-        0,
-        "",
-        attrs,
-        {"service.name": obj.get("service")},
-        [],
+        signal="record",
+        name=f"chat {parsed.model}",
+        kind=3,
+        start_ns=start,
+        end_ns=start,
+        attributes=attrs,
+        resource={"service.name": obj.get("service")},
         id=rid,
     )
 
@@ -160,9 +128,7 @@ def _raw_lines(path: str, advance: Callable[[int], None]) -> Iterator[tuple[int,
     """(line number, bytes) of a plain or gzip file (told apart by its first bytes, not
     its name); None for a line longer than MAX_LINE_BYTES, which is skipped unread.
     Raises _Stopped after the last complete line when the stream breaks off."""
-    with open(path, "rb") as raw:
-        handle = gzip.GzipFile(fileobj=raw) if raw.read(2) == GZIP_MAGIC else raw
-        raw.seek(0)
+    with files.reading(path) as (raw, handle):
         number = done = 0
         try:
             while line := handle.readline(MAX_LINE_BYTES):

@@ -14,31 +14,21 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
 
 from opentelemetry.trace import SpanKind
 
 from analysis import prompt, providers
 from collector import attributes as A
-from collector import instrument
+from collector import files, instrument
 from collector.instrument.tracing import Call, Instrumentation
 
-_ROUTE_FIELDS = {
-    "route": A.ROUTE,
-    "replica": A.REPLICA,
-    "session_key": A.SESSION_KEY,
-    "prompt_version": A.PROMPT_VERSION,
-    "schema_version": A.SCHEMA_VERSION,
-}
 RESPONSE_S = 0.2  # span length after the first token, for records that do not say
 
 
 def read_records(path: str) -> Iterator[dict]:
     """Request records from a JSONL file, gzip-compressed or not (told by its first
     bytes); ValueError naming the line for one that is not a JSON object of UTF-8."""
-    with open(path, "rb") as raw:
-        handle = gzip.GzipFile(fileobj=raw) if raw.read(2) == b"\x1f\x8b" else raw
-        raw.seek(0)
+    with files.reading(path) as (_, handle):
         number = 0
         try:
             for number, line in enumerate(handle, start=1):
@@ -65,11 +55,8 @@ def _epoch(record: dict) -> float:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
-def _provider(record: dict) -> str:
-    """The record's provider, else the one its body's format and model point to."""
-    if record.get("provider"):
-        return str(record["provider"])
-    body = record.get("request") or {}
+def _provider(body: dict) -> str:
+    """The provider its body's format and model point to."""
     try:
         fmt = prompt.detect(prompt.unwrap(body))
     except prompt.PromptError:
@@ -83,16 +70,8 @@ def emit(inst: Instrumentation, record: dict, shift: float = 0.0) -> None:
     start = _epoch(record) + shift
     ttft = float(record.get("ttft_ms") or 0.0)
     model = body.get("model")
-    attrs: dict[str, Any] = {
-        A.PROVIDER.name: _provider(record),
-        A.OPERATION.name: "chat",
-        A.REQUEST_MODEL.name: str(model),
-        A.TTFT_MS.name: ttft,
-        A.TIME_TO_FIRST_CHUNK.name: ttft / 1000,
-    }
-    for key, attr in _ROUTE_FIELDS.items():
-        if record.get(key) is not None:
-            attrs[attr.name] = str(record[key])
+    attrs = A.record_attributes(record, _provider(body), str(model))
+    attrs.update({A.TTFT_MS.name: ttft, A.TIME_TO_FIRST_CHUNK.name: ttft / 1000})
     attrs.update(inst.attributes(body, model))
     span = inst.tracer.start_span(
         f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=int(start * 1e9)

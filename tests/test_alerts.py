@@ -14,6 +14,8 @@ import polars as pl
 import pytest
 
 from analysis import alerts
+from collector.service import alerts as service_alerts
+from collector.store import queries
 from collector.store.database import Store
 from tests.cli_run import cachediag
 
@@ -73,7 +75,7 @@ def test_drop_fires_with_attribution_and_resolves(store):
     rows += _rows(5, 10, 0.9) + _rows(5, 15, 0.9, replica="r2", version="v2")  # a bad replica
     rows += _rows(6, 20, 0.9)  # recovered
     _load(store, rows)
-    found = alerts.evaluate(store.cursor())
+    found = service_alerts.find(store.cursor())
     (alert,) = [a for a in found if a.rule == "cached_drop"]
     assert alert.group == {"route": "/chat", "request_model": "gpt-4o"}
     assert alert.baseline == pytest.approx(0.9) and alert.value < 0.5
@@ -89,7 +91,7 @@ def test_ttft_rise_fires_and_stays_open(store):
         rows += _rows(w, 20, 0.9, ttft=200)
     rows += _rows(5, 20, 0.9, ttft=900)
     _load(store, rows)
-    (alert,) = alerts.evaluate(store.cursor())
+    (alert,) = service_alerts.find(store.cursor())
     assert (alert.rule, alert.state) == ("ttft_p95_rise", "firing")
     assert alert.value == pytest.approx(900) and alert.baseline == pytest.approx(200)
 
@@ -110,7 +112,7 @@ def test_a_new_shape_cause_raises_a_prefix_break(store, in_baseline):
     if in_baseline:
         broken[25] = "reasoning_dropped"  # seen, alone, three windows before: not new
     _explained(store, rows, broken)
-    found = [a for a in alerts.evaluate(store.cursor()) if a.rule == "prefix_break"]
+    found = [a for a in service_alerts.find(store.cursor()) if a.rule == "prefix_break"]
     if in_baseline:
         assert found == []
         return
@@ -130,8 +132,11 @@ def test_a_prefix_break_starts_at_its_first_broken_request(store):
     """One break, then another in the next window: the change shipped at the first."""
     rows = [r for w in range(7) for r in _rows(w, 10, 0.9)]
     _explained(store, rows, {45: "dynamic_value", 52: "dynamic_value"})
-    (alert,) = [a for a in alerts.evaluate(store.cursor()) if a.rule == "prefix_break"]
-    assert alert.started_at == alerts.windows(store.cursor(), alerts.Rules())["window"][4]
+    (alert,) = [a for a in service_alerts.find(store.cursor()) if a.rule == "prefix_break"]
+    assert (
+        alert.started_at
+        == queries.alert_windows(store.cursor(), WINDOW, alerts.Rules().group_by)["window"][4]
+    )
     assert alert.value == 2 and alert.resolved_at - alert.started_at == timedelta(
         seconds=2 * WINDOW
     )
@@ -140,7 +145,7 @@ def test_a_prefix_break_starts_at_its_first_broken_request(store):
 def test_a_single_broken_request_is_not_an_alert(store):
     rows = [r for w in range(6) for r in _rows(w, 10, 0.9)]
     _explained(store, rows, {55: "dynamic_value"})
-    assert [a for a in alerts.evaluate(store.cursor()) if a.rule == "prefix_break"] == []
+    assert [a for a in service_alerts.find(store.cursor()) if a.rule == "prefix_break"] == []
 
 
 @pytest.mark.parametrize(
@@ -157,8 +162,8 @@ def test_ttl_lapses_in_sparse_traffic_raise_a_ttl_lapse(store, per_window, lapse
     their prefix expired, that is an alert of its own."""
     rows = [r for w in range(6) for r in _rows(w, per_window, 0.9)]
     _explained(store, rows, dict.fromkeys(lapsed, "ttl_expired"))
-    found = alerts.evaluate(store.cursor())
-    window = alerts.windows(store.cursor(), alerts.Rules())["window"]
+    found = service_alerts.find(store.cursor())
+    window = queries.alert_windows(store.cursor(), WINDOW, alerts.Rules().group_by)["window"]
     assert [a.started_at for a in found] == [window[w] for w in starts]
     for alert in found:
         assert alert.rule == "ttl_lapse" and alert.group["cause"] == "ttl_expired"
@@ -172,7 +177,7 @@ def test_quiet_windows_do_not_fire(store):
         rows += _rows(w, 20, 0.9)
     rows += _rows(5, 3, 0.0)  # a quiet window: too few requests to judge
     _load(store, rows)
-    assert alerts.evaluate(store.cursor()) == []
+    assert service_alerts.find(store.cursor()) == []
 
 
 def test_rules_from_toml(tmp_path):

@@ -1,8 +1,6 @@
 """The house rules hold over the whole tree, and each check can fail.
 
-Every check names all its offenders at once as path:line. The allow-lists below
-hold offenders that other #14 changes remove; the lead empties them at merge, and
-an entry that no longer offends fails the test, so none outlives its fix.
+Every check names all its offenders at once as path:line.
 """
 
 from __future__ import annotations
@@ -22,49 +20,36 @@ SQL_HOME = ("collector/store/", "collector/service")
 IN_SERVICE = "collector.instrument"
 HEAVY = {"numpy", "polars", "duckdb", "pyarrow"}
 
-# Expected to vanish: each file's SQL moves into the service layer (#14). Lead: empty at merge.
-SQL_ALLOWED = (
-    "analysis/alerts.py",
-    "collector/explanations.py",
-)
-# Outside this change's files, found by this test (#14). Lead: empty at merge.
-LONG_MODULES_ALLOWED = ("analysis/traffic.py",)
-LONG_FUNCTIONS_ALLOWED = ("analysis/explain.py",)
-CIRCLES_ALLOWED = ("collector/otlp.py", "collector/otlp_json.py")
-
 
 @pytest.fixture(scope="module")
 def tree() -> dict[str, house.Module]:
     return house.modules(ROOT, DIRS)
 
 
-def _judge(offenders: list[str], allowed: tuple[str, ...]) -> None:
-    left = [o for o in offenders if not o.startswith(tuple(a + ":" for a in allowed))]
-    stale = [a for a in allowed if not any(o.startswith(a + ":") for o in offenders)]
-    assert not left, "\n" + "\n".join(left)
-    assert not stale, f"allowed but no longer offending, take off the list: {stale}"
+def _judge(offenders: list[str]) -> None:
+    assert not offenders, "\n" + "\n".join(offenders)
 
 
 def test_no_module_is_over_400_lines(tree):
-    _judge(house.long_modules(tree), LONG_MODULES_ALLOWED)
+    _judge(house.long_modules(tree))
 
 
 def test_no_function_is_over_60_lines(tree):
-    _judge(house.long_functions(tree), LONG_FUNCTIONS_ALLOWED)
+    _judge(house.long_functions(tree))
 
 
 def test_no_import_circle(tree):
-    _judge(house.circles(tree), CIRCLES_ALLOWED)
+    _judge(house.circles(tree))
 
 
 def test_sql_lives_in_the_store_and_the_service(tree):
     shipped = {n: m for n, m in tree.items() if m.path.as_posix().startswith(PRODUCT)}
-    _judge(house.sql_strings(shipped, SQL_HOME), SQL_ALLOWED)
+    _judge(house.sql_strings(shipped, SQL_HOME))
 
 
 def test_the_in_service_room_imports_nothing_heavy(tree):
     assert IN_SERVICE in tree
-    _judge(house.heavy_imports(tree, IN_SERVICE, HEAVY), ())
+    _judge(house.heavy_imports(tree, IN_SERVICE, HEAVY))
 
 
 # --- the checks themselves, on a small tree ---------------------------------------------
@@ -165,9 +150,3 @@ def test_heavy_imports_are_followed_through_project_modules_and_packages(tmp_pat
         mods, "pkg.room", {"polars"}
     )
 
-
-def test_an_allowed_offender_that_is_gone_fails():
-    with pytest.raises(AssertionError, match="no longer offending"):
-        _judge(["a.py:3: x"], ("a.py", "b.py"))
-    with pytest.raises(AssertionError, match="c.py:1"):
-        _judge(["a.py:3: x", "c.py:1: y"], ("a.py",))

@@ -10,26 +10,24 @@ from hypothesis import strategies as st
 
 from analysis import fingerprint
 from collector import ingest, mapping, otlp
-from collector.otlp import Record
+from collector.decoded import Record
 from collector.store.database import REQUEST_SCHEMA, Store
 
 
 def _record(attrs, events=(), status=0, body=None, name="chat gpt-4o"):
     return Record(
-        "span",
-        "ab" * 16,
-        "cd" * 8,
-        "",
-        name,
-        3,
-        1_000_000_000,
-        2_000_000_000,
-        status,
-        "",
-        dict(attrs),
-        {"service.name": "svc"},
-        list(events),
-        body,
+        signal="span",
+        trace_id="ab" * 16,
+        span_id="cd" * 8,
+        name=name,
+        kind=3,
+        start_ns=1_000_000_000,
+        end_ns=2_000_000_000,
+        status_code=status,
+        attributes=dict(attrs),
+        resource={"service.name": "svc"},
+        events=list(events),
+        body=body,
     )
 
 
@@ -183,20 +181,11 @@ def test_spans_that_are_not_llm_calls_are_skipped():
 
 def test_logs_without_ids_get_a_stable_content_id():
     rec = Record(
-        "log",
-        "",
-        "",
-        "",
-        "",
-        0,
-        5,
-        5,
-        0,
-        "",
-        {"gen_ai.system": "openai"},
-        {},
-        [],
-        {"usage": {"prompt_tokens": 7}},
+        signal="log",
+        start_ns=5,
+        end_ns=5,
+        attributes={"gen_ai.system": "openai"},
+        body={"usage": {"prompt_tokens": 7}},
     )
     first, _ = mapping.map_record(rec)
     second, _ = mapping.map_record(rec)

@@ -69,3 +69,31 @@ def test_override_file_merges_into_the_table(tmp_path):
     assert table["prices"]["gpt-4o"]["input"] == 10.0
     assert table["prices"]["gpt-4.1"]["input"] == 2.00  # untouched
     assert table["profiles"]["openai"] == {"ttl_s": 600, "minimum": 2048, "increment": 128}
+
+
+@pytest.mark.parametrize(
+    "provider, model", [("openai", "gpt-4o"), ("deepseek", "deepseek-chat"), ("gemini", None)]
+)
+def test_the_simulated_provider_caches_what_the_provider_rule_allows(provider, model):
+    from analysis.simulate import ProviderModel, Simulator
+
+    sim = Simulator(ProviderModel.of(provider, model))
+    assert sim.model.ttl_s == TABLE["profiles"][provider]["ttl_s"]
+    for blocks in range(0, 80, 3):
+        shared = blocks * 64
+        want = providers.cacheable_tokens(TABLE, provider, model, shared, None, 64)
+        assert sim.cacheable(blocks, 10**6) == want, shared
+
+
+def test_prefix_rule_steps_from_an_off_grid_minimum():
+    assert providers.prefix_rule(999, 1000, 128) == 0
+    assert providers.prefix_rule(1127, 1000, 128) == 1000
+    assert providers.prefix_rule(1128, 1000, 128) == 1128
+    assert providers.prefix_rule(300, 0, 128) == 256
+    assert providers.prefix_rule(0, 0, 1) == 0
+
+
+def test_missed_cost_is_the_price_difference_per_token():
+    assert providers.missed_cost_usd(TABLE, "gpt-4o") == pytest.approx((2.50 - 1.25) / 1e6)
+    assert providers.missed_cost_usd(TABLE, "gpt-4o", 2_000_000) == pytest.approx(2.5)
+    assert providers.missed_cost_usd(TABLE, "unknown-model", 10**6) == pytest.approx(0.9)

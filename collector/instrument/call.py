@@ -71,15 +71,7 @@ class Call:
         def apply() -> None:
             found = as_dict(usage) or {}
             self._usage.update({k: v for k, v in found.items() if v is not None})
-            norm = usage_mod.from_provider(self._usage)
-            for attr, value in (
-                (A.INPUT_TOKENS, norm.prompt_tokens),
-                (A.OUTPUT_TOKENS, norm.output_tokens),
-                (A.CACHE_READ, norm.cached_tokens),
-                (A.CACHE_CREATION, norm.cache_write_tokens),
-            ):
-                if value is not None:
-                    self.span.set_attribute(attr.name, value)
+            self.span.set_attributes(A.usage_attributes(usage_mod.from_provider(self._usage)))
 
         self.safely(apply)
 

@@ -11,8 +11,35 @@ import duckdb
 import polars as pl
 
 from analysis import alerts as rules_mod
+from analysis import providers
 from collector.store import queries
 from collector.store.database import Store, save_alerts
+
+
+def find(
+    cur: duckdb.DuckDBPyConnection, rules: rules_mod.Rules | None = None, table: dict | None = None
+) -> list[rules_mod.Alert]:
+    """Every alert over the stored requests, oldest first, with its lifecycle, where it
+    concentrates, its top causes and its cost; reads only."""
+    rules = rules or rules_mod.Rules()
+    table = table or providers.load_table()
+    counted = queries.alert_windows(cur, rules.window_s, rules.group_by)
+    breaks = queries.alert_breaks(
+        cur, rules.window_s, rules.baseline_windows, rules.group_by, rules_mod.ONSETS
+    )
+    last = queries.last_request_ts(cur) if len(breaks) else None
+    found = rules_mod.judge(counted, breaks, last, rules)
+    for alert in found:
+        evidence = queries.alert_evidence(
+            cur,
+            alert.group,
+            rules.group_by,
+            rules_mod.ATTRIBUTION,
+            rules_mod.bounds(alert, rules),
+            alert.resolved_at,
+        )
+        rules_mod.attribute(alert, rules_mod.Evidence(*evidence), rules, table)
+    return found
 
 
 def evaluate(
@@ -23,7 +50,7 @@ def evaluate(
     the alerts, oldest first."""
     cur = cursor or store.cursor()
     try:
-        found = rules_mod.evaluate(cur, rules)
+        found = find(cur, rules)
     finally:
         if cursor is None:
             cur.close()
