@@ -149,4 +149,3 @@ def test_heavy_imports_are_followed_through_project_modules_and_packages(tmp_pat
     assert "pkg/__init__.py:1: imports polars (via pkg)" in house.heavy_imports(
         mods, "pkg.room", {"polars"}
     )
-
