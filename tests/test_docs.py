@@ -73,6 +73,27 @@ def test_a_changed_help_fails_the_check(monkeypatch):
     assert dict(BLOCK.findall(written))["render"] != help_text("render")
 
 
+API_ROW = re.compile(r"^\| `(GET|POST) ([^`]+)` \|", re.M)
+
+
+def test_the_readme_api_table_lists_every_endpoint_of_the_openapi_document():
+    """Each path and method the generated document has is a row of README's table,
+    and the table has no row the API lacks (path parameters compared by position)."""
+    from collector.api.app import PREFIX, create_app
+
+    doc = create_app(collector=None).openapi()
+    served = {
+        (method.upper(), re.sub(r"\{\w+\}", "{}", path.removeprefix(PREFIX + "/")))
+        for path, methods in doc["paths"].items()
+        for method in methods
+    } | {("GET", "openapi.json")}
+    listed = {
+        (method, re.sub(r"\{\w+\}", "{}", path))
+        for method, path in API_ROW.findall(README.read_text(encoding="utf-8"))
+    }
+    assert listed == served
+
+
 def write() -> None:
     before, _, after = split(README.read_text(encoding="utf-8"))
     README.write_text(before + section() + after, encoding="utf-8")
