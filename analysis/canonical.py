@@ -20,15 +20,14 @@ from typing import Any
 
 from analysis.prompt import MAX_DEPTH
 
-_SPACE = re.compile(r"\s+")
 _OPENING = re.compile(r"[{\[]")
 _TAGGED = re.compile(r"(?s)<(document|doc|chunk|result|source)\b.*?</\1>")
 _HOLE = "\x00"  # where a tagged document stood in the text around the documents
 
 
 def squash(text: str) -> str:
-    """``text`` without any whitespace."""
-    return _SPACE.sub("", text)
+    """``text`` without any whitespace (str.split's whitespace: the same as ``\\s``)."""
+    return "".join(text.split())
 
 
 class _TooDeep(Exception):
