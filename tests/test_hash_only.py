@@ -297,3 +297,23 @@ def test_each_canonical_hash_absorbs_its_own_change_and_no_other(p, data):
     a, b = _render(p), _render(q)
     assume(a != b)
     assert _same(a, b) == expected
+
+
+def test_the_instrumentation_ingest_and_replay_carry_the_same_segment_map():
+    """In-service (and replay, which emits through the instrumentation) and at ingest of a
+    logged record, a request's segment map is the same, canonical hashes included."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from collector import instrument
+    from collector.records import request_record
+
+    request = CASES["timestamp"][0]
+    provider = TracerProvider()
+    try:
+        in_service = instrument.setup(tracer_provider=provider).attributes(request)
+    finally:
+        provider.shutdown()
+    logged = request_record({"time": 0, "request": request}, capture=False).attributes
+    expected = hash_row("x", 0, request)["segments"]
+    assert in_service[A.SEGMENTS.name] == logged[A.SEGMENTS.name] == expected
+    assert any(s[5] for s in segment_map(expected))  # the timestamp's masked hash
