@@ -14,7 +14,7 @@ of its text with volatile values masked, with embedded JSON canonical, without
 whitespace, and of its items in any order (``analysis.canonical``). Where two
 requests' exact hashes differ, the first of these that still match says what
 kind of change it was, without any content. Each is "" when its form is the
-text itself (then it is the exact hash): most segments carry one or two.
+text itself (then it is the exact hash): a message carries one, a tool three.
 """
 
 from __future__ import annotations
@@ -117,9 +117,10 @@ class _Entry(NamedTuple):
 
 
 class TokenMemo:
-    """Bounded LRUs of tokenization work: segment text ─► (hash, token ids), and
-    segment-hash prefix ─► its block-hash chain, so a conversation's next turn
-    tokenizes and hashes only its new tail. Bounded by the token ids kept."""
+    """Bounded LRUs of tokenization work: segment text ─► (hash, token ids, canonical
+    hashes once asked for), and segment-hash prefix ─► its block-hash chain, so a
+    conversation's next turn tokenizes and hashes only its new tail. Bounded by the
+    token ids kept."""
 
     MAX_CHAINS = 256
 
