@@ -10,14 +10,11 @@ tools_changed, system_changed, history_rewritten.
 from __future__ import annotations
 
 import bisect
-import json
-import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-from analysis import volatile
-from analysis.prompt import MAX_DEPTH, Prompt, Segment
+from analysis import canonical, volatile
+from analysis.prompt import Prompt, Segment
 
 MAX_REORDERED = 64  # segments looked at for a reordered run of documents
 SHAPE_CAUSES = (
@@ -164,23 +161,16 @@ def _changed_tool(a: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, 
 
 def _same_kind(sa: Segment, sb: Segment, seg: Segment, side: str) -> Cause | None:
     """Causes visible inside one pair of corresponding segments."""
-    if _squash(sa.text) == _squash(sb.text):
+    if canonical.squash(sa.text) == canonical.squash(sb.text):
         return _cause("whitespace", seg, side)
-    canon_a, canon_b = _canonical(sa.text), _canonical(sb.text)
-    if canon_a == canon_b:
+    if canonical.canonical_json(sa.text) == canonical.canonical_json(sb.text):
         return _cause("key_order", seg, side)
     masked_a = volatile.mask(sa.text)
     if masked_a == volatile.mask(sb.text) and masked_a != sa.text:
         return _cause("dynamic_value", seg, side, detail=_volatile_detail(sa.text, sb.text))
-    if _chunks_reordered(sa.body, sb.body) or _canonical(sa.text, True) == _canonical(
-        sb.text, True
-    ):
+    if canonical.order_free(sa.body) == canonical.order_free(sb.body):
         return _cause("context_reordered", seg, side)
     return None
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"\s+", "", text)
 
 
 def _volatile_detail(text_a: str, text_b: str) -> str:
@@ -190,62 +180,6 @@ def _volatile_detail(text_a: str, text_b: str) -> str:
     if va and vb:
         return f"{va.kind} {va.text!r} → {vb.text!r}"
     return "a volatile value"
-
-
-class _TooDeep(Exception):
-    """Embedded JSON nested past MAX_DEPTH: compared as the text it is."""
-
-
-def _sorted_json(value: Any, sort_lists: bool, depth: int = 0) -> Any:
-    if depth > MAX_DEPTH:
-        raise _TooDeep
-    if isinstance(value, dict):
-        return {k: _sorted_json(value[k], sort_lists, depth + 1) for k in sorted(value)}
-    if isinstance(value, list):
-        items = [_sorted_json(v, sort_lists, depth + 1) for v in value]
-        return sorted(items, key=json.dumps) if sort_lists else items
-    if isinstance(value, str) and value[:1] in "{[" and value[-1:] in "}]":
-        try:  # JSON inside a string: tool-call arguments, tool results
-            return ["<json>", _sorted_json(json.loads(value), sort_lists, depth + 1)]
-        except (ValueError, RecursionError, _TooDeep):
-            return value
-    return value
-
-
-def _canonical(text: str, sort_lists: bool = False) -> str:
-    """``text`` with every embedded JSON object or array in canonical form."""
-    decoder, out, pos = json.JSONDecoder(), [], 0
-    for match in re.finditer(r"[{\[]", text):
-        if match.start() < pos:
-            continue
-        try:
-            value, end = decoder.raw_decode(text, match.start())
-            canonical = json.dumps(_sorted_json(value, sort_lists), sort_keys=True)
-        except (ValueError, RecursionError, _TooDeep):
-            continue
-        out.append(text[pos : match.start()])
-        out.append(canonical)
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _split_chunks(text: str) -> list[str]:
-    """Retrieved context as chunks: tagged documents, else paragraphs, else lines."""
-    for pattern in (r"(?s)<(document|doc|chunk|result|source)\b.*?</\1>", None, None):
-        if pattern:
-            found = [m.group() for m in re.finditer(pattern, text)]
-        else:
-            sep = "\n\n" if "\n\n" in text else "\n"
-            found = [c for c in text.split(sep) if c.strip()]
-        if len(found) >= 2:
-            return found
-    return []
-
-
-def _chunks_reordered(body_a: str, body_b: str) -> bool:
-    chunks_a, chunks_b = _split_chunks(body_a), _split_chunks(body_b)
-    return len(chunks_a) >= 2 and chunks_a != chunks_b and Counter(chunks_a) == Counter(chunks_b)
 
 
 def _reordered_segments(a: Prompt, b: Prompt, sa: Segment, sb: Segment | None) -> Segment | None:

@@ -8,6 +8,13 @@ as a prefix cache could share KV blocks. Only full blocks are hashed.
 Segments are tokenized one by one (the rendering keeps their boundaries
 token-exact) and memoized by segment hash in a bounded LRU, so the next turn
 of a conversation tokenizes only its new tail.
+
+Beside its exact hash, each segment of a fingerprint carries canonical hashes:
+of its text with volatile values masked, with embedded JSON canonical, without
+whitespace, and of its items in any order (``analysis.canonical``). Where two
+requests' exact hashes differ, the first of these that still match says what
+kind of change it was, without any content. Each is "" when its form is the
+text itself (then it is the exact hash): a message carries one, a tool three.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-from analysis.prompt import Prompt
+from analysis import canonical, volatile
+from analysis.prompt import Prompt, Segment
 from analysis.tokens import Tokenizer
 
 DEFAULT_BLOCK_SIZE = 64
@@ -36,15 +44,45 @@ def text_hash(text: str) -> str:
     return digest(text.encode("utf-8", "surrogatepass")).hex()
 
 
+ITEM_SEPARATOR = "\x1e"  # between the items of an order-free form, in its hashed text
+
+
+class Canonical(NamedTuple):
+    """A segment's canonical hashes, each of its text in one canonical form; "" where
+    that form is the text itself (its hash would be the exact hash)."""
+
+    masked: str = ""  # volatile values (analysis.volatile) masked
+    json: str = ""  # embedded JSON with sorted keys, one formatting
+    space: str = ""  # all whitespace removed
+    items: str = ""  # the body's items in any order (analysis.canonical.order_free)
+
+
+def canonical_hashes(seg: Segment) -> Canonical:
+    """The canonical hashes of one segment."""
+    text = seg.text
+
+    def hashed(form: str) -> str:
+        return "" if form == text else text_hash(form)
+
+    items = ITEM_SEPARATOR.join(canonical.order_free(seg.body))
+    return Canonical(
+        hashed(volatile.mask(text)),
+        hashed(canonical.canonical_json(text)),
+        hashed(canonical.squash(text)),
+        hashed(text[: seg.body_start] + items + text[-1:]),
+    )
+
+
 class SegmentSpan(NamedTuple):
-    """Where one segment lies in the token stream (a named tuple: made per segment on
-    the instrumentation's hot path)."""
+    """Where one segment lies in the token stream, its exact hash and its canonical
+    hashes (a named tuple: made per segment on the instrumentation's hot path)."""
 
     path: str
     kind: str
     token_start: int
     token_end: int
     hash: str
+    canonical: Canonical | None = None  # None: not computed (token_ids for a comparison)
 
 
 @dataclass(frozen=True)
@@ -63,20 +101,32 @@ class Fingerprint:
     def to_dict(self) -> dict:
         out = asdict(self)
         out["block_hashes"] = list(self.block_hashes)
-        out["segments"] = [s._asdict() for s in self.segments]
+        out["segments"] = [
+            {**s._asdict(), "canonical": s.canonical._asdict() if s.canonical else None}
+            for s in self.segments
+        ]
         return out
 
 
+class _Entry(NamedTuple):
+    """What the memo keeps of one segment text."""
+
+    hash: str
+    ids: array
+    canonical: Canonical | None
+
+
 class TokenMemo:
-    """Bounded LRUs of tokenization work: segment text ─► (hash, token ids), and
-    segment-hash prefix ─► its block-hash chain, so a conversation's next turn
-    tokenizes and hashes only its new tail. Bounded by the token ids kept."""
+    """Bounded LRUs of tokenization work: segment text ─► (hash, token ids, canonical
+    hashes once asked for), and segment-hash prefix ─► its block-hash chain, so a
+    conversation's next turn tokenizes and hashes only its new tail. Bounded by the
+    token ids kept."""
 
     MAX_CHAINS = 256
 
     def __init__(self, max_tokens: int = DEFAULT_MEMO_TOKENS) -> None:
         self.max_tokens = max_tokens
-        self._segments: OrderedDict[tuple[str, str], tuple[str, array]] = OrderedDict()
+        self._segments: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._chains: OrderedDict[tuple, tuple[tuple[str, ...], int, tuple[int, ...]]] = (
             OrderedDict()
         )
@@ -85,25 +135,34 @@ class TokenMemo:
         self.hits = 0
         self.misses = 0
 
-    def segment(self, tokenizer: Tokenizer, text: str) -> tuple[str, array]:
-        """(hash, token ids) of a segment text, tokenizing only on a miss."""
-        key = (tokenizer.name, text)
+    def segment(self, tokenizer: Tokenizer, seg: Segment, canon: bool = False) -> _Entry:
+        """(hash, token ids, canonical hashes or None) of a segment, tokenizing only on a
+        miss; with ``canon``, the canonical hashes too (computed once per text)."""
+        key = (tokenizer.name, seg.text)
         with self._lock:
             found = self._segments.get(key)
             if found is not None:
                 self._segments.move_to_end(key)
                 self.hits += 1
-                return found
-        entry = (text_hash(text), array("I", tokenizer.encode(text)))
+        if found is None:
+            found = _Entry(text_hash(seg.text), array("I", tokenizer.encode(seg.text)), None)
+            self._store(key, found)
+        if canon and found.canonical is None:
+            found = found._replace(canonical=canonical_hashes(seg))
+            with self._lock:
+                if key in self._segments:
+                    self._segments[key] = found
+        return found
+
+    def _store(self, key: tuple[str, str], entry: _Entry) -> None:
         with self._lock:
             self.misses += 1
-            if key not in self._segments and len(entry[1]) <= self.max_tokens:
+            if key not in self._segments and len(entry.ids) <= self.max_tokens:
                 self._segments[key] = entry
-                self._size += len(entry[1])
+                self._size += len(entry.ids)
                 while self._size > self.max_tokens:
-                    _, (_, old) = self._segments.popitem(last=False)
-                    self._size -= len(old)
-        return entry
+                    _, old = self._segments.popitem(last=False)
+                    self._size -= len(old.ids)
 
     def chain(
         self, ids: array, spans: list[SegmentSpan], block_size: int, seed: str
@@ -141,17 +200,18 @@ DEFAULT_MEMO = TokenMemo()
 
 
 def token_ids(
-    prompt: Prompt, tokenizer: Tokenizer, memo: TokenMemo | None = None
+    prompt: Prompt, tokenizer: Tokenizer, memo: TokenMemo | None = None, canon: bool = False
 ) -> tuple[array, list[SegmentSpan]]:
-    """All token ids of the rendering plus the segment map, segment by segment."""
+    """All token ids of the rendering plus the segment map, segment by segment (with
+    ``canon``, each segment's canonical hashes too)."""
     memo = memo or DEFAULT_MEMO
     ids = array("I")
     spans = []
     for seg in prompt.segments:
-        seg_hash, seg_ids = memo.segment(tokenizer, seg.text)
+        seg_hash, seg_ids, seg_canon = memo.segment(tokenizer, seg, canon)
         start = len(ids)
         ids.extend(seg_ids)
-        spans.append(SegmentSpan(seg.path, seg.kind, start, len(ids), seg_hash))
+        spans.append(SegmentSpan(seg.path, seg.kind, start, len(ids), seg_hash, seg_canon))
     return ids, spans
 
 
@@ -208,7 +268,7 @@ def fingerprint(
 ) -> Fingerprint:
     """Fingerprint a parsed request."""
     memo = memo or DEFAULT_MEMO
-    ids, spans = token_ids(prompt, tokenizer, memo)
+    ids, spans = token_ids(prompt, tokenizer, memo, canon=True)
     stable = [s.hash for s in spans if s.kind in ("tool", "system")]
     tools = [s.hash for s in spans if s.kind == "tool"]
     return Fingerprint(

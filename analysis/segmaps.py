@@ -1,10 +1,13 @@
 """Segment maps: the stored outline of a rendered request, and what two of them say.
 
 A segment map lists a request's parts in rendering order as (path, kind, start,
-end, hash): ``messages[3].content[1]``, ``message``, its token span and a hash of
-its text. Two maps tell, without the content, where a prompt changed and which
-shape cause that is; with the captured rendering, a map rebuilds the Prompt the
-token-exact differ needs.
+end, hash, masked, json, space, items): ``messages[3].content[1]``, ``message``,
+its token span, a hash of its text and the hashes of its text's canonical forms
+("" where a form is the text itself; see ``analysis.fingerprint``). Rows stored
+before the canonical hashes have only the first five. Two maps tell, without the
+content, where a prompt changed and which shape cause that is, in the order
+``analysis.causes`` gives them; with the captured rendering, a map rebuilds the
+Prompt the token-exact differ needs.
 """
 
 from __future__ import annotations
@@ -15,10 +18,14 @@ from typing import Any
 
 import msgspec
 
+from analysis.causes import MAX_REORDERED
 from analysis.prompt import Prompt, Segment
 
 _MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 FIXED = ("system", "tool")  # the kinds that open every request of a conversation
+HASH = 4  # where the exact hash lies in a segment; the canonical hashes follow it
+# What a match of one canonical hash says, first match first (as analysis.causes).
+_SAME_PART = (("whitespace", 7), ("key_order", 6), ("dynamic_value", 5), ("context_reordered", 8))
 
 
 _DECODE = msgspec.json.Decoder(tuple[tuple, ...]).decode  # straight into tuples, 2.5x json's
@@ -53,25 +60,56 @@ def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
 
 def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:
     """The shape cause of B against A, from their segment maps alone: (cause, segment,
-    path). Same model assumed; without the text, a system edit is system_changed."""
+    path). Same model assumed. Without canonical hashes (older rows), a part's edit is
+    only what part it was in: a system edit is system_changed."""
     i = next(
-        (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x[4] != y[4]), min(len(a), len(b))
+        (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x[HASH] != y[HASH]),
+        min(len(a), len(b)),
     )
     sa, sb = (a[i] if i < len(a) else None), (b[i] if i < len(b) else None)
     if sa is None:
         return "appended", sb[0] if sb else None, sb[0] if sb else None
     if sa[1] == "reasoning" and (sb is None or sb[1] != "reasoning"):
         return "reasoning_dropped", sa[0], sa[0]
+    changed = sb if sb is not None and sa[HASH] in {s[HASH] for s in b} else sa
+    found = _same_part(sa, sb) or ("context_reordered" if _reordered(a[i:], b[i:]) else None)
+    if found:
+        return found, changed[0], changed[0]
     if "tool" in (sa[1], sb[1] if sb else None):
-        tools_a = Counter(s[4] for s in a if s[1] == "tool")
-        tools_b = Counter(s[4] for s in b if s[1] == "tool")
+        tools_a = Counter(s[HASH] for s in a if s[1] == "tool")
+        tools_b = Counter(s[HASH] for s in b if s[1] == "tool")
         if tools_a == tools_b:
             return "tools_reordered", sa[0], sa[0]
-        changed = sb if sb is not None and sb[1] == "tool" and sb[4] not in tools_a else sa
-        return "tools_changed", changed[0], changed[0]
+        edited = sb if sb is not None and sb[1] == "tool" and sb[HASH] not in tools_a else sa
+        return "tools_changed", edited[0], edited[0]
     if "system" in (sa[1], sb[1] if sb else None):
-        return "system_changed", sa[0], sa[0]
-    return "history_rewritten", sa[0], sa[0]
+        return "system_changed", changed[0], changed[0]
+    return "history_rewritten", changed[0], changed[0]
+
+
+def _same_part(sa: tuple, sb: tuple | None) -> str | None:
+    """The cause one pair of corresponding parts shows by its canonical hashes: the first
+    form in which they still match."""
+    if sb is None or sa[1] != sb[1] or len(sa) <= HASH + 4 or len(sb) <= HASH + 4:
+        return None
+    for cause, k in _SAME_PART:
+        if (sa[k] or sa[HASH]) == (sb[k] or sb[HASH]):
+            return cause
+    return None
+
+
+def _reordered(tail_a: tuple, tail_b: tuple) -> bool:
+    """Do both tails open with the same non-tool parts in another order (documents as
+    blocks of their own, search hits)?"""
+    if not tail_b or "tool" in (tail_a[0][1], tail_b[0][1]):
+        return False
+    count_a, count_b = Counter(), Counter()
+    for k in range(min(len(tail_a), len(tail_b), MAX_REORDERED)):
+        count_a[tail_a[k][HASH]] += 1
+        count_b[tail_b[k][HASH]] += 1
+        if k and count_a == count_b:
+            return True
+    return False
 
 
 def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:

@@ -7,10 +7,12 @@ a request id, an epoch, a signature or ``request #1234`` is.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
-_PATTERNS: tuple[tuple[str, str], ...] = (
+# Every alternative of these starts at a word boundary (``\b``); see _combined.
+_AT_WORD: tuple[tuple[str, str], ...] = (
     (
         "timestamp",
         r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
@@ -38,16 +40,36 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("epoch", r"\b1[5-9]\d{8}(?:\d{3})?(?:\.\d+)?\b"),
     (
         "counter",
-        r"(?i:\b(?:request|req|turn|seq|sequence|counter|nonce|attempt|iteration|run)"
-        r"[\s_]*(?:#|no\.?|id|number)?[\s_]*[:=#]?\s*\d+\b)|#\d{2,}\b",
+        r"\b(?i:(?:request|req|turn|seq|sequence|counter|nonce|attempt|iteration|run)"
+        r"[\s_]*(?:#|no\.?|id|number)?[\s_]*[:=#]?\s*\d+\b)",
     ),
+)
+_ANYWHERE: tuple[tuple[str, str], ...] = (
+    ("counter", r"#\d{2,}\b"),
     (
         "signature",
         r"(?<![A-Za-z0-9+/_\-])(?=[A-Za-z0-9+/_\-]*\d)(?=[A-Za-z0-9+/_\-]*[A-Za-z])"
         r"[A-Za-z0-9+/_\-]{32,}={0,2}",
     ),
 )
-_COMBINED = re.compile("|".join(f"(?P<{kind}{i}>{pat})" for i, (kind, pat) in enumerate(_PATTERNS)))
+
+
+# One pass, leftmost first, the patterns in the order above. Those that start at a word
+# boundary share one ``\b`` in front, so inside a word the scan tries three alternatives,
+# not twelve, and finds the same values.
+def _combined() -> re.Pattern:
+    named = [f"(?P<{kind}{i}>{pat})" for i, (kind, pat) in enumerate((*_AT_WORD, *_ANYWHERE))]
+    at_word = "|".join(named[: len(_AT_WORD)])
+    return re.compile("|".join([rf"\b(?:{at_word})", *named[len(_AT_WORD) :]]))
+
+
+_COMBINED = _combined()
+# Characters that no pattern reads (consumes or looks ahead through): a value lies inside
+# one run between them. Every value's run holds a digit, a weekday or a UUID's first dash
+# (the one kind that may do without digits); runs without one are not scanned. In JSON,
+# quotes and brackets cut a text into short runs, most of them without a digit.
+_REGION = re.compile(r"[^\"'{}()\[\]<>;!?*&|\\`~^$%@]+")
+_POSSIBLE = re.compile(r"\d|day|[0-9a-fA-F]{8}-")
 MASK = "\x00"
 
 
@@ -61,10 +83,20 @@ class Volatile:
     text: str
 
 
+def _matches(text: str) -> Iterator[re.Match]:
+    """The matches of one scan of the combined pattern over ``text``, scanning only the
+    runs that may hold a value (with the whole text around them in sight: a word
+    boundary or a look-behind at a run's edge reads the real neighbour)."""
+    for region in _REGION.finditer(text):
+        start, end = region.span()
+        if _POSSIBLE.search(text, start, end):
+            yield from _COMBINED.finditer(text, start, end + 1)
+
+
 def find(text: str) -> list[Volatile]:
     """Every volatile value in ``text``, left to right, not overlapping."""
     out = []
-    for match in _COMBINED.finditer(text):
+    for match in _matches(text):
         kind = re.sub(r"\d+$", "", match.lastgroup or "")
         out.append(Volatile(kind, match.start(), match.end(), match.group()))
     return out
@@ -72,7 +104,11 @@ def find(text: str) -> list[Volatile]:
 
 def mask(text: str) -> str:
     """``text`` with every volatile value replaced by one mask character."""
-    return _COMBINED.sub(MASK, text)
+    out, pos = [], 0
+    for match in _matches(text):
+        out += (text[pos : match.start()], MASK)
+        pos = match.end()
+    return "".join((*out, text[pos:])) if out else text
 
 
 def covering(text: str, offset: int) -> Volatile | None:

@@ -54,7 +54,7 @@ class Outcome:
 def _stable_blocks(segments: str | list | None, block_size: int) -> int:
     """Full blocks inside the tools + system part (what a warmup request would cache)."""
     end = 0
-    for _path, kind, _start, stop, _hash in segment_map(segments):
+    for _path, kind, _start, stop, *_hashes in segment_map(segments):
         if kind not in ("tool", "system"):
             break
         end = stop

@@ -59,7 +59,10 @@ ENCODING = _a("cachediag.encoding", "string", "tiktoken encoding of the fingerpr
 BLOCK_SIZE = _a("cachediag.block_size", "int", "tokens per fingerprint block")
 BLOCK_HASHES = _a("cachediag.block_hashes", "int[]", "chained 64-bit block hashes")
 SEGMENTS = _a(
-    "cachediag.segments", "string", "segment map as JSON: [[path, kind, start, end, hash], ...]"
+    "cachediag.segments",
+    "string",
+    "segment map as JSON: [[path, kind, start, end, hash, masked, json, space, items], ...]: "
+    'the exact hash, then the canonical hashes ("" where the same as the exact one)',
 )
 TOTAL_TOKENS = _a("cachediag.total_tokens", "int", "tokens of the rendered prompt")
 CONTENT = _a("cachediag.content", "string", "rendered request (only when capture is on)")
@@ -73,7 +76,10 @@ ALL: tuple[Attribute, ...] = tuple(v for v in list(globals().values()) if isinst
 
 def fingerprint_attributes(fp: Any) -> dict[str, Any]:
     """The cachediag.* attributes of an ``analysis.fingerprint.Fingerprint``."""
-    segments = [[s.path, s.kind, s.token_start, s.token_end, s.hash] for s in fp.segments]
+    segments = [
+        [s.path, s.kind, s.token_start, s.token_end, s.hash, *(s.canonical or ())]
+        for s in fp.segments
+    ]
     return {
         PREFIX_HASH.name: fp.prefix_hash,
         TOOLS_HASH.name: fp.tools_hash,

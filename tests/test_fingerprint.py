@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis import fingerprint
-from analysis.prompt import parse
+from analysis.prompt import Segment, parse
 from analysis.tokens import resolve
 from tests.cases import base_spec, build
 from tests.test_differ import texts
@@ -93,7 +93,7 @@ def test_memoized_chain_equals_a_fresh_chain():
 def test_memo_stays_within_its_token_bound():
     memo = fingerprint.TokenMemo(max_tokens=50)
     for i in range(20):
-        memo.segment(TOK, f"segment number {i} " * 3)
+        memo.segment(TOK, Segment("p", "message", f"segment number {i} " * 3, 0))
     assert memo._size <= 50
     assert len(memo._segments) < 20
 

@@ -71,9 +71,9 @@ def diff(cur: duckdb.DuckDBPyConnection, request_id: str) -> dict[str, Any] | No
         **{k: later.get(k) for k in ("route", "replica", "request_model", "provider")},
         "explanation": explanation,
         "comparison": _comparison(earlier, later),
-        "segments_a": [dict(zip(SEGMENT_FIELDS, s, strict=True)) for s in maps[0]],
+        "segments_a": [dict(zip(SEGMENT_FIELDS, s[:5], strict=True)) for s in maps[0]],
         "segments_b": [
-            dict(zip(SEGMENT_FIELDS, s, strict=True), kept=s[4] in kept) for s in maps[1]
+            dict(zip(SEGMENT_FIELDS, s[:5], strict=True), kept=s[4] in kept) for s in maps[1]
         ],
     }
 
