@@ -61,6 +61,11 @@ BLOCK_HASHES = _a("cachediag.block_hashes", "int[]", "chained 64-bit block hashe
 SEGMENTS = _a(
     "cachediag.segments", "string", "segment map as JSON: [[path, kind, start, end, hash], ...]"
 )
+BREAKPOINTS = _a(
+    "cachediag.breakpoints",
+    "string",
+    "token positions where a cache_control breakpoint ends a prefix, as JSON: [end, ...]",
+)
 TOTAL_TOKENS = _a("cachediag.total_tokens", "int", "tokens of the rendered prompt")
 CONTENT = _a("cachediag.content", "string", "rendered request (only when capture is on)")
 USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
@@ -83,6 +88,7 @@ def fingerprint_attributes(fp: Any) -> dict[str, Any]:
         BLOCK_HASHES.name: list(fp.block_hashes),
         SEGMENTS.name: json.dumps(segments, separators=(",", ":")),
         TOTAL_TOKENS.name: fp.total_tokens,
+        BREAKPOINTS.name: json.dumps(list(fp.breakpoints), separators=(",", ":")),
     }
 
 
