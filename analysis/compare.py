@@ -48,18 +48,6 @@ def _decode(tokens: tuple[bytes, ...]) -> list[str]:
     return [t.decode("utf-8", "replace") for t in tokens]
 
 
-def _breakpoints(prompt: Prompt, spans: list[fingerprint.SegmentSpan]) -> list[int]:
-    """Token positions where a cache_control breakpoint ends a cacheable prefix."""
-    points = [
-        span.token_end
-        for seg, span in zip(prompt.segments, spans, strict=True)
-        if seg.cache_control
-    ]
-    if prompt.cache_control_auto and spans:
-        points.append(spans[-1].token_end)
-    return points
-
-
 def _deep_path(prompt: Prompt, seg: Segment | None, char: int) -> str | None:
     if seg is None:
         return None
@@ -84,7 +72,8 @@ def compare_prompts(
     side_prompt = b if cause.side == "b" else a
     seg = next((s for s in side_prompt.segments if s.path == cause.segment), None)
     provider = provider or providers.provider_for(b.format, b.model)
-    points = _breakpoints(a, spans_a) if _breakpoints(b, spans_b) else []
+    written, reading = fingerprint.breakpoints(a, spans_a), fingerprint.breakpoints(b, spans_b)
+    points = list(written) if reading else []
     shared = len(ids_a) if div.identical else div.first_diff_token
     if cause.code == "model_changed":
         shared = 0

@@ -3,17 +3,19 @@
 Requests are taken in time order. A request's predecessor is the latest
 earlier request of its session (session key or conversation id); failing
 that, the latest earlier request of the same model that shares the longest
-run of leading block hashes (an index from block hash to request, bounded by
-the longest provider TTL). Comparing the two gives the tokens the cache
-could have served; comparing that with the reported cached tokens gives a
-miss, and one cause explains it:
+run of leading block hashes (an index from block hash to request, kept as long
+as the providers seen may keep a prefix). Comparing the two gives the tokens
+the cache could have served, in the provider's own terms (``analysis.expected``);
+comparing that with the reported cached tokens gives a miss, and one cause
+explains it:
 
 - shape causes when the prefix itself broke between the two requests, from
   the segment maps (and token-exact, with ``analysis.causes``, when both
   renderings were captured);
 - traffic causes when the prefix was intact: ``routing``, ``ttl_expired``,
-  ``below_minimum``, ``concurrent_fanout``, ``eviction_or_unknown``;
-- ``cold_start`` without a predecessor, ``no_miss`` when the cache served it.
+  ``concurrent_fanout``, ``eviction_or_unknown``;
+- no miss (missed tokens 0; a miss cause always has some): ``below_minimum``
+  under the provider's minimum, ``cold_start`` without a predecessor, ``no_miss``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,17 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any, NamedTuple
 
-from analysis import causes, differ, fingerprint, providers, tokens
+from analysis import causes, differ, expected, fingerprint, providers, tokens
 from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
-MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB); the oldest go first
-MAX_REQUESTS = 100_000  # requests remembered by session key; the oldest go first
+# The horizon follows the longest TTL of the providers seen (up to 24 h); these bound the
+# memory it takes when traffic is heavy: past them, the oldest go first.
+MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB)
+MAX_REQUESTS = 100_000  # requests remembered by session key
 MAX_MEMO = 100_000  # remembered answers of what a provider caches of a shared prefix
+# Verdicts that are no miss: their missed tokens are 0, and every other cause's are > 0.
+NOT_MISSES = ("no_miss", "below_minimum", "cold_start")
 
 
 class Explanation(NamedTuple):
@@ -67,6 +73,9 @@ class _Seen(NamedTuple):
     marks: tuple  # the segments' hashes, in order
     content: str | None
     encoding: str | None
+    tokens: int  # our count of its prompt tokens
+    scale: float | None  # the provider's prompt tokens per token of ours
+    breakpoints: tuple[int, ...] | None  # where its cache_control breakpoints end
 
     @property
     def chain(self) -> Sequence[int]:  # the block hashes as ints
@@ -132,6 +141,7 @@ def _common(a: Sequence[int], b: Sequence[int]) -> int:
 
 def _seen(row: dict) -> _Seen:
     segments = segment_map(row.get("segments"))
+    ours = int(row.get("total_tokens") or 0)
     return _Seen(
         row["id"],
         _epoch(row["ts"]),
@@ -142,6 +152,9 @@ def _seen(row: dict) -> _Seen:
         tuple(map(itemgetter(4), segments)),
         row.get("content"),
         row.get("encoding"),
+        ours,
+        expected.ratio(row.get("prompt_tokens"), ours),
+        expected.points(row.get("breakpoints")),
     )
 
 
@@ -155,7 +168,10 @@ class Explainer:
 
     def __init__(self, table: dict | None = None) -> None:
         self.table = table or providers.load_table()
-        self.window_s = max(float(p.get("ttl_s", 300)) for p in self.table["profiles"].values())
+        # The horizon: as long as the providers seen may keep a prefix, so a prefix used past
+        # its TTL is found (ttl_expired); before any is seen, the longest any provider allows.
+        self.window_s = max(providers.max_ttl_s(self.table, p) for p in self.table["profiles"])
+        self._rules_seen: set[str] = set()
         self._sessions: dict[str, _Seen] = {}
         self._blocks = _BlockIndex(self.window_s)
         self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
@@ -200,7 +216,7 @@ class Explainer:
         self._forget(seen.ts - self.window_s)
 
     def _forget(self, horizon: float) -> None:
-        """Drop sessions last seen before the TTL window, and the oldest past MAX_REQUESTS
+        """Drop sessions last seen before the horizon, and the oldest past MAX_REQUESTS
         (each request is forgotten once, so this costs O(1) per request remembered)."""
         remembered = self._remembered
         while remembered and (remembered[0][1].ts < horizon or len(remembered) > MAX_REQUESTS):
@@ -208,15 +224,24 @@ class Explainer:
             if self._sessions.get(key) is old:
                 del self._sessions[key]
 
-    def _replicas_serving(self, route: str | None, now: float) -> int:
+    def _horizon(self, row: dict) -> None:
+        """Follow the longest TTL of the providers seen."""
+        rules = _provider_rules(row.get("provider"))
+        if rules not in self._rules_seen:
+            self._rules_seen.add(rules)
+            self.window_s = max(providers.max_ttl_s(self.table, r) for r in self._rules_seen)
+            self._blocks.window_s = self.window_s
+
+    def _replicas_serving(self, route: str | None, now: float, ttl: float) -> int:
         seen = self._route_replicas.get(route or "", {})
-        return sum(1 for ts in seen.values() if now - ts <= self.window_s)
+        return sum(1 for ts in seen.values() if now - ts <= ttl)
 
     # --- explaining -----------------------------------------------------------------------
 
     def explain(self, row: dict) -> Explanation:
         """Explain one request (rows must come in time order)."""
         seen = _seen(row)
+        self._horizon(row)
         pred, same_session = self._predecessor(row, seen)
         try:
             return self._explain(row, seen, pred, seen.ts, same_session)
@@ -226,6 +251,7 @@ class Explainer:
     def remember(self, row: dict) -> None:
         """Take in an already explained request without explaining it again: the state a
         restart needs to explain the requests after it (rows must come in time order)."""
+        self._horizon(row)
         self._remember(row, _seen(row))
 
     def _explain(
@@ -234,28 +260,35 @@ class Explainer:
         rules = _provider_rules(row.get("provider"))
         model = row.get("request_model")
         block = int(row.get("block_size") or 64)
-        total = int(row.get("prompt_tokens") or row.get("total_tokens") or 0)
         reported = int(row.get("cached_tokens") or 0)
+        minimum = self._minimum(rules, model)
+        uncacheable = expected.uncacheable(self.table, rules, minimum, row, seen)
+        if uncacheable is not None:  # nothing of it is the cache's to serve: no miss
+            return self._row(row, uncacheable[0], 0, 0, pred, uncacheable[1])
         if pred is None:
             return self._row(row, "cold_start", 0, 0, None, "no earlier request shares this prefix")
         common = _common(pred.chain, seen.chain)
-        expected = self._cacheable(rules, model, common * block, total)
-        # A session's earlier request could have been reused whole; another conversation
-        # only as far as the prefix they share (its own turns are not ours to break).
-        reusable = min(len(pred.hashes), len(seen.hashes)) // 8 if same_session else common
-        missed = max(self._cacheable(rules, model, reusable * block, total) - reported, 0)
+        shared = expected.shared_tokens(pred, seen, common, block)
+        # A session's earlier request could have been reused whole; another conversation only
+        # as far as the prefix they share (its own turns are not ours to break).
+        reusable = min(expected.length(pred, block), expected.length(seen, block))
+        scale = pred.scale or seen.scale or 1.0  # shared positions lie inside ``pred``
+        points = expected.read_points(pred.breakpoints, seen.breakpoints)
+        served = self._cacheable(rules, model, shared, scale, points)
+        could = served
+        if same_session and reusable != shared:
+            could = self._cacheable(rules, model, reusable, scale, points)
+        unit = max(providers.increment(self.table, rules, block), round(block * scale))
+        missed = expected.shortfall(could, reported, unit)
+        if not missed:
+            detail = "the cache served what the provider could of the shared prefix"
+            return self._row(row, "no_miss", served, 0, pred, detail, common=common)
         if same_session and (_broken(pred, seen, common) or model != pred.model):
             cause, segment, path, token = self._shape(pred, seen)
             detail = f"prefix breaks at block {common}"
-            return self._row(
-                row, cause, expected, missed, pred, detail, segment, path, token, common
-            )
-        tolerance = max(block, providers.increment(self.table, rules, block))
-        if reported + tolerance >= expected and total >= self._minimum(rules, model):
-            detail = "the cache served the shared prefix"
-            return self._row(row, "no_miss", expected, 0, pred, detail, common=common)
-        cause, detail = self._traffic(row, pred, now, rules, model, total)
-        return self._row(row, cause, expected, missed, pred, detail, common=common)
+            return self._row(row, cause, served, missed, pred, detail, segment, path, token, common)
+        cause, detail = self._traffic(row, pred, now, rules)
+        return self._row(row, cause, served, missed, pred, detail, common=common)
 
     def _minimum(self, rules: str, model: str | None) -> int:
         key = (rules, model)
@@ -269,38 +302,40 @@ class Explainer:
             self._prices[model] = providers.missed_cost_usd(self.table, model)
         return self._prices[model]
 
-    def _cacheable(self, rules: str, model: str | None, tokens_: int, total: int) -> int:
-        """What the provider caches of a shared prefix (memoized: prefixes come in blocks)."""
-        key = (rules, model, min(tokens_, total))
+    def _cacheable(
+        self, rules: str, model: str | None, ours: int, scale: float, points: tuple | None
+    ) -> int:
+        """What the provider caches of ``ours`` shared leading tokens (our count), in its
+        own tokens: at its breakpoints when it caches only there (``points``: where the
+        earlier request wrote entries, ours), else by its minimum and unit (memoized)."""
+        shared = round(ours * scale)
+        minimum = self._minimum(rules, model)
+        step = int(self.table["profiles"][rules].get("increment", 64) or 64)
+        if points is not None and providers.uses_breakpoints(self.table, rules):
+            scaled = [round(p * scale) for p in points]
+            return providers.cacheable_tokens(
+                self.table, rules, model, shared, scaled, step, minimum
+            )
+        key = (rules, model, shared)
         found = self._cached.get(key)
         if found is None:
             if len(self._cached) > MAX_MEMO:
                 self._cached.clear()
             found = self._cached[key] = providers.cacheable_tokens(
-                self.table,
-                rules,
-                model,
-                key[2],
-                None,
-                int(self.table["profiles"][rules].get("increment", 64) or 64),
-                self._minimum(rules, model),
+                self.table, rules, model, shared, None, step, minimum
             )
         return found
 
-    def _traffic(
-        self, row: dict, pred: _Seen, now: float, rules: str, model: str | None, total: int
-    ) -> tuple[str, str]:
+    def _traffic(self, row: dict, pred: _Seen, now: float, rules: str) -> tuple[str, str]:
         gap = now - pred.ts
-        ttl = float(self.table["profiles"][rules].get("ttl_s", 300))
-        replicas = self._replicas_serving(row.get("route"), now)
+        ttl = providers.ttl_s(self.table, rules)
+        replicas = self._replicas_serving(row.get("route"), now, ttl)
         if gap > ttl:  # every replica's copy had expired: no router would have hit
             return "ttl_expired", f"{gap:.0f} s since the predecessor; the TTL is {ttl:.0f} s"
         if pred.replica and row.get("replica") and pred.replica != row["replica"]:
             return "routing", f"predecessor was served by {pred.replica}, this by {row['replica']}"
         if not row.get("session_key") and replicas > 1:
             return "routing", f"no session key while {replicas} replicas serve the route"
-        if total < self._minimum(rules, model):
-            return "below_minimum", f"{total} tokens is under the minimum"
         if gap < FANOUT_S:
             return "concurrent_fanout", f"{gap * 1000:.0f} ms after a request with this prefix"
         return "eviction_or_unknown", "prefix intact, same replica, within the TTL"

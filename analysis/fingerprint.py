@@ -97,6 +97,7 @@ class Fingerprint:
     prefix_hash: str  # tools + system part
     tools_hash: str
     tools_count: int
+    breakpoints: tuple[int, ...] = ()  # token ends of cache_control breakpoints (see below)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -105,6 +106,7 @@ class Fingerprint:
             {**s._asdict(), "canonical": s.canonical._asdict() if s.canonical else None}
             for s in self.segments
         ]
+        out["breakpoints"] = list(self.breakpoints)
         return out
 
 
@@ -260,6 +262,20 @@ def unpack_hashes(stored) -> list[int]:
     return [int(v) for v in stored]
 
 
+def breakpoints(prompt: Prompt, spans: list[SegmentSpan]) -> tuple[int, ...]:
+    """Token positions where a cache_control breakpoint ends a cacheable prefix: the end of
+    each marked segment, and the end of the prompt under top-level automatic caching. Only
+    a provider that caches at breakpoints (Anthropic) writes and reads its entries there."""
+    points = [
+        span.token_end
+        for seg, span in zip(prompt.segments, spans, strict=True)
+        if seg.cache_control
+    ]
+    if prompt.cache_control_auto and spans and spans[-1].token_end not in points:
+        points.append(spans[-1].token_end)
+    return tuple(points)
+
+
 def fingerprint(
     prompt: Prompt,
     tokenizer: Tokenizer,
@@ -280,4 +296,5 @@ def fingerprint(
         prefix_hash=text_hash("".join(stable)),
         tools_hash=text_hash("".join(tools)),
         tools_count=len(tools),
+        breakpoints=breakpoints(prompt, spans),
     )

@@ -28,7 +28,7 @@ class Implication:
     cached_usd_per_mtok: float
 
 
-_NUMBERS = ("ttl_s", "minimum", "increment")
+_NUMBERS = ("ttl_s", "max_ttl_s", "minimum", "increment")
 
 
 class PricesError(ValueError):
@@ -122,6 +122,22 @@ def increment(table: dict, provider: str, block_size: int) -> int:
     return step or (block_size if provider == "generic" else 1)
 
 
+def uses_breakpoints(table: dict, provider: str) -> bool:
+    """Does the provider cache only prefixes that end at a cache_control breakpoint?"""
+    return bool(table["profiles"][provider].get("breakpoints"))
+
+
+def ttl_s(table: dict, provider: str) -> float:
+    """Idle seconds a provider keeps a cached prefix by default."""
+    return float(table["profiles"][provider].get("ttl_s", 300))
+
+
+def max_ttl_s(table: dict, provider: str) -> float:
+    """The longest a provider may keep a prefix (its longest retention option)."""
+    rules = table["profiles"][provider]
+    return float(rules.get("max_ttl_s", rules.get("ttl_s", 300)))
+
+
 def prefix_rule(shared: int, minimum: int, step: int) -> int:
     """The cacheable part of ``shared`` leading tokens under a provider's rule: nothing
     under ``minimum`` tokens, then steps of ``step`` tokens (from the minimum, when the
@@ -150,7 +166,7 @@ def cacheable_tokens(
     """
     if minimum is None:
         minimum = minimum_tokens(table, provider, model)
-    if table["profiles"][provider].get("breakpoints") and breakpoints is not None:
+    if uses_breakpoints(table, provider) and breakpoints is not None:
         fits = [bp for bp in breakpoints if minimum <= bp <= shared]
         return max(fits, default=0)
     return prefix_rule(shared, minimum, increment(table, provider, block_size))

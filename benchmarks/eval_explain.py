@@ -3,7 +3,9 @@
 Loads generated traffic (default: the committed sample) into a scratch
 database, explains it, and compares each request's cause with the cause of
 the incident that was active on it (the generator records one per request).
-A request counts for recall when it was labelled and missed the cache.
+A request counts for recall when it was labelled and missed the cache. Healthy
+requests (no incident active) given a miss cause are counted too, by cause:
+the generator's natural pauses past the TTL are among them, rightly.
 
     python benchmarks/eval_explain.py [FILE]
 """
@@ -19,14 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis.explain import Explainer  # noqa: E402
+from analysis.explain import NOT_MISSES, Explainer  # noqa: E402
 from analysis.traffic import labels_path  # noqa: E402
 from collector import files  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
 from collector.store.database import Store  # noqa: E402
-
-NOT_MISSES = {"no_miss", "cold_start"}
 
 
 def truth(path: str) -> dict[str, str | None]:
@@ -47,22 +47,31 @@ def main() -> None:
         explain_new(store, Explainer())
         got = dict(store.con.execute("SELECT id, cause FROM explanations").fetchall())
         store.close()
-    predicted, correct, labelled = Counter(), Counter(), Counter()
+    predicted, correct, labelled, healthy = Counter(), Counter(), Counter(), Counter()
     for rid, cause in got.items():
         want = expected.get(rid)
         predicted[cause] += 1
-        if want and cause not in NOT_MISSES:
+        if not want:
+            healthy[cause] += 1
+        elif cause not in NOT_MISSES:
             labelled[want] += 1
             correct[want] += cause == want
     print(f"{len(got):,} requests explained; {sum(labelled.values()):,} labelled misses")
     print(f"{'cause':20} {'predicted':>9} {'labelled':>9} {'precision':>9} {'recall':>7}")
-    for cause in sorted(set(labelled) | (set(predicted) - NOT_MISSES)):
+    for cause in sorted(set(labelled) | (set(predicted) - set(NOT_MISSES))):
         hits = correct[cause]
         precision = hits / predicted[cause] if predicted[cause] else float("nan")
         recall = hits / labelled[cause] if labelled[cause] else float("nan")
         print(
             f"{cause:20} {predicted[cause]:9,} {labelled[cause]:9,} {precision:9.1%} {recall:7.1%}"
         )
+    blamed = {c: n for c, n in healthy.items() if c not in NOT_MISSES}
+    share = sum(blamed.values()) / max(sum(healthy.values()), 1)
+    print(
+        f"healthy requests given a miss cause: {sum(blamed.values()):,} of "
+        f"{sum(healthy.values()):,} ({share:.1%})"
+        + "".join(f"; {c} {n:,}" for c, n in sorted(blamed.items()))
+    )
 
 
 if __name__ == "__main__":

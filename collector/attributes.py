@@ -64,6 +64,11 @@ SEGMENTS = _a(
     "segment map as JSON: [[path, kind, start, end, hash, masked, json, space, items], ...]: "
     'the exact hash, then the canonical hashes ("" where the same as the exact one)',
 )
+BREAKPOINTS = _a(
+    "cachediag.breakpoints",
+    "string",
+    "token positions where a cache_control breakpoint ends a prefix, as JSON: [end, ...]",
+)
 TOTAL_TOKENS = _a("cachediag.total_tokens", "int", "tokens of the rendered prompt")
 CONTENT = _a("cachediag.content", "string", "rendered request (only when capture is on)")
 USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
@@ -89,6 +94,7 @@ def fingerprint_attributes(fp: Any) -> dict[str, Any]:
         BLOCK_HASHES.name: list(fp.block_hashes),
         SEGMENTS.name: json.dumps(segments, separators=(",", ":")),
         TOTAL_TOKENS.name: fp.total_tokens,
+        BREAKPOINTS.name: json.dumps(list(fp.breakpoints), separators=(",", ":")),
     }
 
 

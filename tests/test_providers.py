@@ -68,7 +68,12 @@ def test_override_file_merges_into_the_table(tmp_path):
     table = providers.load_table(str(override))
     assert table["prices"]["gpt-4o"]["input"] == 10.0
     assert table["prices"]["gpt-4.1"]["input"] == 2.00  # untouched
-    assert table["profiles"]["openai"] == {"ttl_s": 600, "minimum": 2048, "increment": 128}
+    assert table["profiles"]["openai"] == {
+        "ttl_s": 600,
+        "max_ttl_s": 86400,
+        "minimum": 2048,
+        "increment": 128,
+    }
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,7 @@ EXPECTED_REQUESTS = {
     "provider_verdict": "VARCHAR",
     "attributes": "VARCHAR",
     "ingested_at": "TIMESTAMP",
+    "breakpoints": "VARCHAR",  # migration 005
 }
 
 
@@ -70,6 +71,7 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "002_block_hashes_blob",
         "003_block_hashes_uncompressed",
         "004_null_impossible_token_counts",
+        "005_breakpoints",
     ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
     (ddl,) = con.execute(
@@ -126,7 +128,7 @@ def test_impossible_token_counts_stored_before_range_checks_become_null(tmp_path
         "('a', TIMESTAMP '2026-01-01', -9223372036854775808, 5, 9223372036854775807), "
         "('b', TIMESTAMP '2026-01-02', 2147483648, 0, 2147483649)"
     )
-    assert migrations.apply(con) == ["004_null_impossible_token_counts"]
+    assert migrations.apply(con)[:1] == ["004_null_impossible_token_counts"]
     rows = con.execute(
         "SELECT id, prompt_tokens, cached_tokens, output_tokens FROM requests ORDER BY id"
     ).fetchall()

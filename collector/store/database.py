@@ -60,6 +60,7 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "error_type": pl.String,
     "provider_verdict": pl.String,
     "attributes": pl.String,
+    "breakpoints": pl.String,  # JSON token positions of cache_control breakpoints
 }
 _COLUMNS = [c for c in REQUEST_SCHEMA if c != "start_ns"]
 CHECKPOINT_MIB = 256

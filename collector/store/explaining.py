@@ -26,6 +26,7 @@ _COLUMNS = (
     "prompt_tokens",
     "cached_tokens",
     "segments",
+    "breakpoints",
     "encoding",
     "provider_verdict",
 )

@@ -125,11 +125,19 @@ def _004_null_impossible_token_counts(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def _005_breakpoints(con: duckdb.DuckDBPyConnection) -> None:
+    """The token positions of a request's cache_control breakpoints (JSON), the only
+    places where Anthropic writes and reads cache entries. NULL for requests stored
+    before: the explainer then applies the provider's minimum alone."""
+    con.execute("ALTER TABLE requests ADD COLUMN breakpoints VARCHAR")
+
+
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _001_initial,
     _002_block_hashes_blob,
     _003_block_hashes_uncompressed,
     _004_null_impossible_token_counts,
+    _005_breakpoints,
 )
 
 

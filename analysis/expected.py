@@ -1,0 +1,98 @@
+"""What the cache could have served of a request, in the provider's own tokens.
+
+Our token positions come from a client-side tokenizer and template; the provider
+counts the same prompt with its own, from 3 % fewer to 7 % more tokens. A position
+inside a request is scaled by that request's ratio of the provider's reported prompt
+tokens to ours: exact at the request's end, where a session's next turn finds its
+cache entry, and interpolated inside it. The provider's rule then applies
+(``analysis.providers``): its minimum and unit, or, for Anthropic, only the
+cache_control breakpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from analysis import providers
+
+# Of the tokens the cache could have served: how far the interpolated scale may be off
+# inside a request (the ratio of two tokenizers varies a little from part to part).
+SLACK = 0.02
+
+_POINTS = msgspec.json.Decoder(tuple[int, ...]).decode
+
+
+def ratio(provider_tokens: Any, our_tokens: int) -> float | None:
+    """The provider's tokens per token of ours for one request; None when either is unknown."""
+    if provider_tokens and our_tokens:
+        return int(provider_tokens) / our_tokens
+    return None
+
+
+def points(raw: Any) -> tuple[int, ...] | None:
+    """Stored breakpoints (JSON or a list) as token positions; None when not recorded."""
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        try:
+            return _POINTS(raw)
+        except msgspec.DecodeError:
+            return None
+    return tuple(int(p) for p in raw)
+
+
+def read_points(written: tuple | None, reading: tuple | None) -> tuple | None:
+    """Where the provider can serve this request from: the positions the earlier request
+    wrote entries at (its breakpoints), up to this one's last breakpoint (nothing is read
+    past it). None when either was not recorded (then only the minimum applies)."""
+    if written is None or reading is None:
+        return None
+    last = max(reading, default=-1)
+    return tuple(p for p in written if p <= last)
+
+
+def shared_tokens(pred: Any, seen: Any, common_blocks: int, block: int) -> int:
+    """Leading tokens (ours) the two requests share: the full blocks their chains share,
+    or further, to the end of the last segment both have unchanged (the blocks stop short
+    of a segment that ends inside a block: the end of the earlier request, usually)."""
+    shared = common_blocks * block
+    a, b = pred.marks, seen.marks
+    if a and b:
+        if b[: len(a)] == a:
+            equal = len(a)
+        else:
+            pairs = enumerate(zip(a, b, strict=False))
+            equal = next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
+        if equal:
+            shared = max(shared, int(pred.segments[equal - 1][3]))
+    return min(shared, length(pred, block), length(seen, block))
+
+
+def length(seen: Any, block: int) -> int:
+    """A request's length in our tokens (its full blocks when the count is unknown)."""
+    return seen.tokens or len(seen.hashes) // 8 * block
+
+
+def shortfall(could: int, reported: int, unit: int) -> int:
+    """The tokens the cache did not serve of what it could; 0 when that is no more than
+    one provider unit (or the scale's slack): a miss cause needs a real shortfall."""
+    missing = could - reported
+    return missing if missing > max(unit, could * SLACK) else 0
+
+
+def uncacheable(
+    table: dict, rules: str, minimum: int, row: dict, seen: Any
+) -> tuple[str, str] | None:
+    """The verdict on a request of which the provider caches nothing, else None: under the
+    minimum (its prompt, or up to its last breakpoint), or without any breakpoint."""
+    if providers.uses_breakpoints(table, rules) and seen.breakpoints is not None:
+        if not seen.breakpoints:
+            return "no_miss", "no cache_control breakpoint: the provider caches none of it"
+        extent = round(seen.breakpoints[-1] * (seen.scale or 1.0))
+    else:
+        extent = int(row.get("prompt_tokens") or seen.tokens)
+    if extent < minimum:
+        return "below_minimum", f"{extent} cacheable tokens; the minimum is {minimum}"
+    return None
