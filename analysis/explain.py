@@ -1,7 +1,9 @@
 """Explain every stored request: its predecessor, what the cache could have served, and why not.
 
-Requests are taken in time order. A request's predecessor is the latest
-earlier request of its session (session key or conversation id); failing
+Requests are taken in time order. A request's predecessor is the one it
+extends among its session's recent requests (session key or conversation id):
+the one sharing the longest run of leading block hashes with it, then of
+segments, then the one it extends whole, then the most recent; failing
 that, the latest earlier request of the same model that shares the longest
 run of leading block hashes (an index from block hash to request, bounded by
 the longest provider TTL). Comparing the two gives the tokens the cache
@@ -27,6 +29,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from analysis import causes, differ, fingerprint, providers, tokens
+from analysis.lineage import Sessions, extended
+from analysis.lineage import common as _common
 from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
@@ -116,20 +120,6 @@ def _chain(stored: Any) -> bytes:
     return array("q", fingerprint.unpack_hashes(stored)).tobytes()
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    """Leading equal entries of two hash chains (chained: equal once, equal before)."""
-    lo, hi = 0, min(len(a), len(b))
-    if hi and a[hi - 1] == b[hi - 1]:  # one extends the other: the usual next turn
-        return hi
-    while lo < hi:  # the largest n with a[n-1] == b[n-1]
-        mid = (lo + hi + 1) // 2
-        if a[mid - 1] == b[mid - 1]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def _seen(row: dict) -> _Seen:
     segments = segment_map(row.get("segments"))
     return _Seen(
@@ -156,7 +146,7 @@ class Explainer:
     def __init__(self, table: dict | None = None) -> None:
         self.table = table or providers.load_table()
         self.window_s = max(float(p.get("ttl_s", 300)) for p in self.table["profiles"].values())
-        self._sessions: dict[str, _Seen] = {}
+        self._sessions = Sessions(self.window_s)
         self._blocks = _BlockIndex(self.window_s)
         self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
         self._route_replicas: dict[str, dict[str, float]] = {}
@@ -168,10 +158,10 @@ class Explainer:
 
     def _predecessor(self, row: dict, new: _Seen) -> tuple[_Seen | None, bool]:
         """The predecessor, and whether it is the same session's (else: only a shared prefix).
-        A request that parts from its session's last one only in its own newest turn is
-        matched by prefix like any other."""
+        A request that parts from the session's request it extends only in its own newest
+        turn is matched by prefix like any other."""
         key = row.get("session_key") or row.get("conversation_id")
-        last = self._sessions.get(key) if key else None
+        last = extended(self._sessions.recent(key), new, self.window_s) if key else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
             return last, True
         hashes = new.chain

@@ -1,0 +1,88 @@
+"""Which earlier request a request extends: the leading block hashes two requests share,
+and the recent requests of each session to look for it among (a fan-out's parallel
+requests share a session key; the next step extends one of them, not the latest)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+RECENT = 8  # requests kept per session to find the one a request extends (fan-out)
+
+
+def common(a: Sequence[int], b: Sequence[int]) -> int:
+    """Leading equal entries of two hash chains (chained: equal once, equal before)."""
+    lo, hi = 0, min(len(a), len(b))
+    if hi and a[hi - 1] == b[hi - 1]:  # one extends the other: the usual next turn
+        return hi
+    while lo < hi:  # the largest n with a[n-1] == b[n-1]
+        mid = (lo + hi + 1) // 2
+        if a[mid - 1] == b[mid - 1]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class Sessions:
+    """Session key ─► its newest requests, newest first, at most RECENT of them and none
+    a window older than the newest: the parallel requests of a fan-out stay findable.
+    Reads like a dict of the newest request, so forgetting a session is ``del``."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._recent: dict[str, tuple[Any, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._recent)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._recent
+
+    def __getitem__(self, key: str) -> Any:
+        return self._recent[key][0]
+
+    def get(self, key: str) -> Any | None:
+        found = self._recent.get(key)
+        return found[0] if found else None
+
+    def recent(self, key: str) -> tuple[Any, ...]:
+        return self._recent.get(key, ())
+
+    def __setitem__(self, key: str, seen: Any) -> None:
+        horizon = seen.ts - self.window_s
+        kept = [s for s in self._recent.get(key, ())[: RECENT - 1] if s.ts >= horizon]
+        self._recent[key] = (seen, *kept)
+
+    def __delitem__(self, key: str) -> None:
+        del self._recent[key]
+
+
+def extended(recent: tuple[Any, ...], new: Any, window_s: float) -> Any | None:
+    """The one of a session's recent requests (newest first) that ``new`` extends: the
+    longest shared run of blocks, then of segments; then one it extends whole (not a
+    sibling parting at the same place); then the newest. Ones a window old do not count,
+    so the answer does not hang on when they were forgotten."""
+    best, best_key = None, (-1, -1, False)
+    chain, marks = new.chain, new.marks
+    for seen in recent:
+        if new.ts - seen.ts > window_s:
+            continue
+        blocks = common(seen.chain, chain)
+        if blocks < best_key[0]:
+            continue
+        whole = marks[: len(seen.marks)] == seen.marks
+        key = (blocks, len(seen.marks) if whole else _leading(seen.marks, marks), whole)
+        if key > best_key:
+            best, best_key = seen, key
+    return best
+
+
+def _leading(a: tuple, b: tuple) -> int:
+    """How many leading entries two tuples share."""
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
