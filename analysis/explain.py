@@ -153,6 +153,7 @@ class Explainer:
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
         self._cached: dict[tuple, int] = {}  # _cacheable's answers
+        self.newest: tuple[float, str] | None = None  # (time, id) of the last request taken in
 
     # --- state ----------------------------------------------------------------------------
 
@@ -180,6 +181,7 @@ class Explainer:
         return found, False
 
     def _remember(self, row: dict, seen: _Seen) -> None:
+        self.newest = (seen.ts, seen.id)
         key = row.get("session_key") or row.get("conversation_id")
         if key:
             self._sessions[key] = seen
