@@ -161,7 +161,7 @@ def _rewind(
     how: _Pass,
     cur: duckdb.DuckDBPyConnection,
 ) -> tuple[int, Counter]:
-    reads.unexplain_from(store, key)
+    how.progress(-reads.unexplain_from(store, key))  # dropped, to be written again
     primed = 0
     for chunk in reads.before(cur, key, high, explainer.window_s, MAX_REQUESTS, CHUNK):
         for row in chunk:
@@ -321,8 +321,10 @@ class Background:
 
     def _pace(self, rows: int) -> None:
         """After each chunk: count it; while ingest is busy, rest (1 - DUTY) / DUTY times
-        as long as the chunk took."""
+        as long as the chunk took. A rewind first reports the explanations it dropped."""
         self.explained += rows
+        if rows < 0:
+            return
         now = time.monotonic()
         if not self._hurry.is_set() and now - self._last_commit < ACTIVE_S:
             self._hurry.wait((now - self._chunk_start) * (1 - DUTY) / DUTY)

@@ -248,7 +248,7 @@ def test_background_explains_again_from_a_row_committed_after_rows_it_precedes(t
         _insert(store, [late])
         background.poke()
         assert background.flush(60)
-    assert background.rewinds == 2
+    assert background.rewinds == 2 and background.explained == len(rows)
     assert _causes(store) == _in_order(rows)
     assert background.close() is True
     store.close()

@@ -146,12 +146,12 @@ def newest_explained(cur: duckdb.DuckDBPyConnection) -> tuple | None:
     return _key(cur, sql + " ORDER BY r.ts DESC, r.id DESC LIMIT 1", [])
 
 
-def unexplain_from(store: Store, key: tuple[float, str]) -> None:
-    """Drop the explanations of the requests from ``key`` on: a pass explains them again,
-    and a stop before it is done leaves them for the next start to explain."""
+def unexplain_from(store: Store, key: tuple[float, str]) -> int:
+    """Drop the explanations of the requests from ``key`` on (returns how many): a pass
+    explains them again, and a stop before it is done leaves them for the next start."""
     sql = f"DELETE FROM explanations WHERE id IN (SELECT r.id FROM requests r WHERE {_FROM})"
     with store._lock:  # the one writing connection, as the other writes take it
-        store.con.execute(sql, _key_params(key))
+        return store.con.execute(sql, _key_params(key)).fetchone()[0]
 
 
 def unexplained(cur: duckdb.DuckDBPyConnection, rows: int) -> Iterator[Iterator[dict]]:
