@@ -3,7 +3,7 @@
 Requests are taken in time order. A request's predecessor is the one it
 extends among its session's recent requests (session key or conversation id):
 the one sharing the longest run of leading block hashes with it, then of
-segments, then the one it extends whole, then the most recent; failing
+segments, then the most recent; failing
 that, the latest earlier request of the same model that shares the longest
 run of leading block hashes (an index from block hash to request, bounded by
 the longest provider TTL). Comparing the two gives the tokens the cache

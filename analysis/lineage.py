@@ -63,10 +63,10 @@ class Sessions:
 
 def extended(recent: tuple[Any, ...], new: Any, window_s: float) -> Any | None:
     """The one of a session's recent requests (newest first) that ``new`` extends: the
-    longest shared run of blocks, then of segments; then one it extends whole (not a
-    sibling parting at the same place); then the newest. Ones a window old do not count,
-    so the answer does not hang on when they were forgotten."""
-    best, best_key = None, (-1, -1, False)
+    longest shared run of blocks, then of segments (a short turn may not fill a block),
+    then the newest. Ones a window old do not count, so the answer does not hang on when
+    they were forgotten."""
+    best, best_key = None, (-1, -1)
     chain, marks = new.chain, new.marks
     for seen in recent:
         if new.ts - seen.ts > window_s:
@@ -74,8 +74,7 @@ def extended(recent: tuple[Any, ...], new: Any, window_s: float) -> Any | None:
         blocks = common(seen.chain, chain)
         if blocks < best_key[0]:
             continue
-        whole = marks[: len(seen.marks)] == seen.marks
-        key = (blocks, len(seen.marks) if whole else _leading(seen.marks, marks), whole)
+        key = (blocks, _leading(seen.marks, marks))
         if key > best_key:
             best, best_key = seen, key
     return best
@@ -83,6 +82,8 @@ def extended(recent: tuple[Any, ...], new: Any, window_s: float) -> Any | None:
 
 def _leading(a: tuple, b: tuple) -> int:
     """How many leading entries two tuples share."""
+    if b[: len(a)] == a:  # b extends a: the usual next turn
+        return len(a)
     return next(
         (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
     )
