@@ -153,16 +153,22 @@ class Explainer:
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
         self._cached: dict[tuple, int] = {}  # _cacheable's answers
-        self.newest: tuple[float, str] | None = None  # (time, id) of the last request taken in
+        self._last: _Seen | None = None  # the last request taken in
 
     # --- state ----------------------------------------------------------------------------
+
+    @property
+    def newest(self) -> tuple[float, str] | None:
+        """(time, id) of the last request taken in: requests before it come too late."""
+        return None if self._last is None else (self._last.ts, self._last.id)
 
     def _predecessor(self, row: dict, new: _Seen) -> tuple[_Seen | None, bool]:
         """The predecessor, and whether it is the same session's (else: only a shared prefix).
         A request that parts from the session's request it extends only in its own newest
         turn is matched by prefix like any other."""
         key = row.get("session_key") or row.get("conversation_id")
-        last = extended(self._sessions.recent(key), new, self.window_s) if key else None
+        recent = self._sessions.recent(key) if key else None
+        last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
             return last, True
         hashes = new.chain
@@ -181,7 +187,7 @@ class Explainer:
         return found, False
 
     def _remember(self, row: dict, seen: _Seen) -> None:
-        self.newest = (seen.ts, seen.id)
+        self._last = seen
         key = row.get("session_key") or row.get("conversation_id")
         if key:
             self._sessions[key] = seen

@@ -32,6 +32,7 @@ class Sessions:
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
         self._recent: dict[str, tuple[Any, ...]] = {}
+        self.recent = self._recent.get  # key ─► its newest requests, or None (hot: no frame)
 
     def __len__(self) -> int:
         return len(self._recent)
@@ -49,13 +50,15 @@ class Sessions:
         found = self._recent.get(key)
         return found[0] if found else None
 
-    def recent(self, key: str) -> tuple[Any, ...]:
-        return self._recent.get(key, ())
-
     def __setitem__(self, key: str, seen: Any) -> None:
-        horizon = seen.ts - self.window_s
-        kept = [s for s in self._recent.get(key, ())[: RECENT - 1] if s.ts >= horizon]
-        self._recent[key] = (seen, *kept)
+        recent = self._recent.get(key)
+        if recent is None:
+            self._recent[key] = (seen,)
+        elif recent[-1].ts >= seen.ts - self.window_s:
+            self._recent[key] = (seen, *recent[: RECENT - 1])
+        else:  # some are a window old: dropped
+            horizon = seen.ts - self.window_s
+            self._recent[key] = (seen, *(s for s in recent[: RECENT - 1] if s.ts >= horizon))
 
     def __delitem__(self, key: str) -> None:
         del self._recent[key]
@@ -66,18 +69,32 @@ def extended(recent: tuple[Any, ...], new: Any, window_s: float) -> Any | None:
     longest shared run of blocks, then of segments (a short turn may not fill a block),
     then the newest. Ones a window old do not count, so the answer does not hang on when
     they were forgotten."""
-    best, best_key = None, (-1, -1)
-    chain, marks = new.chain, new.marks
+    oldest = new.ts - window_s
+    if len(recent) == 1:
+        return recent[0] if recent[0].ts >= oldest else None
+    best, best_blocks, best_marks = None, -1, None  # best_marks: once a tie needs them
     for seen in recent:
-        if new.ts - seen.ts > window_s:
-            continue
-        blocks = common(seen.chain, chain)
-        if blocks < best_key[0]:
-            continue
-        key = (blocks, _leading(seen.marks, marks))
-        if key > best_key:
-            best, best_key = seen, key
+        if len(seen.hashes) >> 3 < best_blocks or seen.ts < oldest:
+            continue  # shares fewer blocks (most often an earlier turn), or too old
+        blocks = _shared(seen, new)
+        if blocks > best_blocks:
+            best, best_blocks, best_marks = seen, blocks, None
+        elif blocks == best_blocks:
+            if best_marks is None:
+                best_marks = _leading(best.marks, new.marks)
+            shared = _leading(seen.marks, new.marks)
+            if shared > best_marks:
+                best, best_marks = seen, shared
     return best
+
+
+def _shared(seen: Any, new: Any) -> int:
+    """Leading blocks ``new`` shares with ``seen``: all of them when its block at the end
+    of ``seen`` is the same (chained hashes), read off the packed bytes."""
+    end = len(seen.hashes)
+    if end <= len(new.hashes) and seen.hashes[end - 8 : end] == new.hashes[end - 8 : end]:
+        return end >> 3
+    return common(seen.chain, new.chain)
 
 
 def _leading(a: tuple, b: tuple) -> int:
