@@ -1,7 +1,9 @@
 """Explain every stored request: its predecessor, what the cache could have served, and why not.
 
-Requests are taken in time order. A request's predecessor is the latest
-earlier request of its session (session key or conversation id); failing
+Requests are taken in time order. A request's predecessor is the one it
+extends among its session's recent requests (session key or conversation id):
+the one sharing the longest run of leading block hashes with it, then of
+segments, then the most recent; failing
 that, the latest earlier request of the same model that shares the longest
 run of leading block hashes (an index from block hash to request, kept as long
 as the providers seen may keep a prefix). Comparing the two gives the tokens
@@ -29,6 +31,8 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from analysis import causes, differ, expected, fingerprint, providers, tokens
+from analysis.lineage import Sessions, extended
+from analysis.lineage import common as _common
 from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
@@ -125,20 +129,6 @@ def _chain(stored: Any) -> bytes:
     return array("q", fingerprint.unpack_hashes(stored)).tobytes()
 
 
-def _common(a: Sequence[int], b: Sequence[int]) -> int:
-    """Leading equal entries of two hash chains (chained: equal once, equal before)."""
-    lo, hi = 0, min(len(a), len(b))
-    if hi and a[hi - 1] == b[hi - 1]:  # one extends the other: the usual next turn
-        return hi
-    while lo < hi:  # the largest n with a[n-1] == b[n-1]
-        mid = (lo + hi + 1) // 2
-        if a[mid - 1] == b[mid - 1]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 def _seen(row: dict) -> _Seen:
     segments = segment_map(row.get("segments"))
     ours = int(row.get("total_tokens") or 0)
@@ -172,22 +162,29 @@ class Explainer:
         # its TTL is found (ttl_expired); before any is seen, the longest any provider allows.
         self.window_s = max(providers.max_ttl_s(self.table, p) for p in self.table["profiles"])
         self._rules_seen: set[str] = set()
-        self._sessions: dict[str, _Seen] = {}
+        self._sessions = Sessions(self.window_s)
         self._blocks = _BlockIndex(self.window_s)
         self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
         self._route_replicas: dict[str, dict[str, float]] = {}
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
         self._cached: dict[tuple, int] = {}  # _cacheable's answers
+        self._last: _Seen | None = None  # the last request taken in
 
     # --- state ----------------------------------------------------------------------------
 
+    @property
+    def newest(self) -> tuple[float, str] | None:
+        """(time, id) of the last request taken in: requests before it come too late."""
+        return None if self._last is None else (self._last.ts, self._last.id)
+
     def _predecessor(self, row: dict, new: _Seen) -> tuple[_Seen | None, bool]:
         """The predecessor, and whether it is the same session's (else: only a shared prefix).
-        A request that parts from its session's last one only in its own newest turn is
-        matched by prefix like any other."""
+        A request that parts from the session's request it extends only in its own newest
+        turn is matched by prefix like any other."""
         key = row.get("session_key") or row.get("conversation_id")
-        last = self._sessions.get(key) if key else None
+        recent = self._sessions.recent(key) if key else None
+        last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
             return last, True
         hashes = new.chain
@@ -206,6 +203,7 @@ class Explainer:
         return found, False
 
     def _remember(self, row: dict, seen: _Seen) -> None:
+        self._last = seen
         key = row.get("session_key") or row.get("conversation_id")
         if key:
             self._sessions[key] = seen
@@ -230,7 +228,7 @@ class Explainer:
         if rules not in self._rules_seen:
             self._rules_seen.add(rules)
             self.window_s = max(providers.max_ttl_s(self.table, r) for r in self._rules_seen)
-            self._blocks.window_s = self.window_s
+            self._blocks.window_s = self._sessions.window_s = self.window_s
 
     def _replicas_serving(self, route: str | None, now: float, ttl: float) -> int:
         seen = self._route_replicas.get(route or "", {})

@@ -89,15 +89,18 @@ def explain_new(
     *,
     stop: threading.Event | None = None,
     cursor: duckdb.DuckDBPyConnection | None = None,
+    upto: int | None = None,
 ) -> tuple[int, Counter]:
-    """Explain requests stored after ``after_rowid``; returns the last rowid read and the
-    causes. ``pause_gc`` turns the cyclic garbage collector off for the pass (see below).
-    Once ``stop`` is set the pass ends after the row at hand, keeping what it explained
-    (the rowid it returns is then no place to go on from: ``resume`` is)."""
+    """Explain requests stored after ``after_rowid`` (up to rowid ``upto``, when given);
+    returns the last rowid read (``upto``, when given) and the causes. ``pause_gc`` turns
+    the cyclic garbage collector off for the pass (see below). Once ``stop`` is set the
+    pass ends after the row at hand, keeping what it explained (the rowid it returns is
+    then no place to go on from: ``resume`` is)."""
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
     with how.reading(store) as cur:
-        last, counts = _explain(store, explainer, reads.after(cur, after_rowid, chunk_rows), how)
-    return max(after_rowid, last), counts
+        rows = reads.after(cur, after_rowid, chunk_rows, upto)
+        last, counts = _explain(store, explainer, rows, how)
+    return max(after_rowid, last, -1 if upto is None else upto), counts
 
 
 def resume(
@@ -111,15 +114,64 @@ def resume(
     cursor: duckdb.DuckDBPyConnection | None = None,
 ) -> tuple[int, Counter]:
     """Explain only the stored requests without an explanation, ``explainer`` primed
-    first; returns the rowid to go on from with ``explain_new``, and the causes."""
+    first; returns the rowid to go on from with ``explain_new``, and the causes. When one
+    of them is older than an explained request (stored after it), everything from it on
+    is explained again (``rewind``), as if the requests had come in time order."""
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
     with how.reading(store) as cur:
         # Read before the pass's query: a row committed in between is in the pass.
         high = reads.last_rowid(cur)
+        late, newest = reads.earliest_unexplained(cur), reads.newest_explained(cur)
+        if late is not None and newest is not None and late < newest:
+            return _rewind(store, explainer, late, high, how, cur)
         primed = prime(store, explainer, stop=how.stop, cursor=cur)
         last, counts = _explain(store, explainer, reads.unexplained(cur, chunk_rows), how)
     log.info("explainer primed with %d stored requests; %d explained", primed, counts.total())
     return max(high, last), counts
+
+
+def rewind(
+    store: Store,
+    explainer: Explainer,
+    key: tuple[float, str],
+    progress: Callable[[int], None] = lambda n: None,
+    chunk_rows: int = CHUNK,
+    pause_gc: bool = True,
+    *,
+    stop: threading.Event | None = None,
+    cursor: duckdb.DuckDBPyConnection | None = None,
+    upto: int | None = None,
+) -> tuple[int, Counter]:
+    """Explain again every stored request from ``key`` (its time as ``epoch(ts)``, its
+    id) on (up to rowid ``upto``, when given), ``explainer`` (a fresh one) primed with the
+    requests of the window before it; returns the rowid to go on from with
+    ``explain_new``, and the causes. For a request stored after requests it precedes:
+    each of them is explained again knowing it."""
+    how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
+    with how.reading(store) as cur:
+        high = reads.last_rowid(cur) if upto is None else upto
+        return _rewind(store, explainer, key, high, how, cur)
+
+
+def _rewind(
+    store: Store,
+    explainer: Explainer,
+    key: tuple[float, str],
+    high: int,
+    how: _Pass,
+    cur: duckdb.DuckDBPyConnection,
+) -> tuple[int, Counter]:
+    how.progress(-reads.unexplain_from(store, key))  # dropped, to be written again
+    primed = 0
+    for chunk in reads.before(cur, key, high, explainer.window_s, MAX_REQUESTS, CHUNK):
+        for row in chunk:
+            if how.stop.is_set():
+                return high, Counter()
+            explainer.remember(row)
+            primed += 1
+    _, counts = _explain(store, explainer, reads.since(cur, key, high, how.chunk_rows), how)
+    log.info("explained again from %s on: %d (%d primed)", key[1], counts.total(), primed)
+    return high, counts
 
 
 def waiting(store: Store) -> int:
@@ -235,6 +287,7 @@ class Background:
         self.explainer = Explainer()
         self.last_rowid: int | None = None  # None: resume from what is stored
         self.explained = 0
+        self.rewinds = 0  # passes that explained again from a row committed late
         self._cursor = store.cursor()  # this thread's reads; close() interrupts them
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -268,8 +321,10 @@ class Background:
 
     def _pace(self, rows: int) -> None:
         """After each chunk: count it; while ingest is busy, rest (1 - DUTY) / DUTY times
-        as long as the chunk took."""
+        as long as the chunk took. A rewind first reports the explanations it dropped."""
         self.explained += rows
+        if rows < 0:
+            return
         now = time.monotonic()
         if not self._hurry.is_set() and now - self._last_commit < ACTIVE_S:
             self._hurry.wait((now - self._chunk_start) * (1 - DUTY) / DUTY)
@@ -287,7 +342,17 @@ class Background:
         if self.last_rowid is None:
             last, _ = resume(self.store, self.explainer, **how)
         else:
-            last, _ = explain_new(self.store, self.explainer, self.last_rowid, **how)
+            # Rows are explained in time order, but concurrent exports commit out of it: a
+            # row older than the last one explained was not there when the rows after it
+            # were explained, so they are explained again from it on, knowing it.
+            high = reads.last_rowid(self._cursor)
+            late = reads.earliest_after(self._cursor, self.last_rowid, high)
+            newest = self.explainer.newest
+            if late is not None and newest is not None and late < newest:
+                self.explainer, self.rewinds = Explainer(), self.rewinds + 1
+                last, _ = rewind(self.store, self.explainer, late, upto=high, **how)
+            else:
+                last, _ = explain_new(self.store, self.explainer, self.last_rowid, upto=high, **how)
         if not self._stop.is_set():  # a stopped pass is no place to go on from
             self.last_rowid = last
 

@@ -185,3 +185,27 @@ def test_an_explainer_primed_with_explained_requests_explains_the_next_as_if_it_
         primed.remember(r)
     out = primed.explain(later)
     assert out == explain(*earlier, later)[2] and out.predecessor_id == "b"
+
+
+@pytest.mark.parametrize("cached, cause", [(None, "no_miss"), (0, "eviction_or_unknown")])
+def test_fan_out_step_is_compared_with_the_request_it_extends(cached, cause):
+    """One session key: A; B1, B2, B3 each extend A in parallel; C extends B2, not B3 (the
+    latest), so nothing in its history was rewritten."""
+    a = row("a", 0, body(turns=("Plan the trip?",)))
+    fan = [
+        row(f"b{k}", 5 + k / 10, body(turns=("Plan the trip?", f"Part {k}?"))) for k in (1, 2, 3)
+    ]
+    c = row("c", 30, body(turns=("Plan the trip?", "Part 2?", "Details?")), cached=cached)
+    out = explain(a, *fan, c)
+    assert "history_rewritten" not in [e.cause for e in out]
+    assert (out[4].predecessor_id, out[4].cause) == ("b2", cause)
+
+
+def test_session_keeps_a_bounded_list_of_recent_requests():
+    from analysis.lineage import RECENT
+
+    explainer = Explainer()
+    for k in range(3 * RECENT):
+        explainer.explain(row(f"b{k}", k, body(turns=("Plan?", f"Part {k}?"))))
+    assert len(explainer._sessions.recent("s1")) == RECENT
+    assert explainer._sessions["s1"].id == f"b{3 * RECENT - 1}"

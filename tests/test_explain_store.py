@@ -221,3 +221,49 @@ def test_explain_pass_pauses_the_garbage_collector_only_when_asked(tmp_path, pau
     store.close()
     assert during == [not pause_gc] * 2 and gc.isenabled()
     assert causes == {"r0": "cold_start", "r1": "no_miss", "r2": "no_miss"}
+
+
+def _in_order(rows):
+    """The explanations of ``rows`` explained in time order, as the store keeps them."""
+    ordered = sorted(rows, key=lambda r: (r["ts"], r["id"]))
+    return {e.id: (e.cause, e.predecessor_id) for e in explain(*ordered)}
+
+
+def _causes(store):
+    found = store.con.execute("SELECT id, cause, predecessor_id FROM explanations").fetchall()
+    return {rid: (cause, pred) for rid, cause, pred in found}
+
+
+def test_background_explains_again_from_a_row_committed_after_rows_it_precedes(tmp_path):
+    """Concurrent exports commit out of time order: a session's first turn stored after
+    its next ones (already explained as cold starts) makes them be explained again."""
+    from collector.explanations import Background
+
+    rows = _turns(4) + _turns(2, session="s2", t0=1_763_800_100)
+    store = _store(tmp_path, rows[2:])  # s1-2, s1-3 and s2's turns first
+    background = Background(store)
+    assert background.flush(60)
+    assert _causes(store)["s1-2"][0] == "cold_start"  # s1-0 and s1-1 are not stored yet
+    for late in (rows[1], rows[0]):  # one commit each, newest first
+        _insert(store, [late])
+        background.poke()
+        assert background.flush(60)
+    assert background.rewinds == 2 and background.explained == len(rows)
+    assert _causes(store) == _in_order(rows)
+    assert background.close() is True
+    store.close()
+
+
+def test_resume_explains_again_from_a_request_older_than_the_explained_ones(tmp_path):
+    """The same after a restart: a request without an explanation that is older than
+    explained ones (committed late, just before a stop)."""
+    from collector.explanations import explain_new, resume
+
+    rows = _turns(3)
+    store = _store(tmp_path, rows[1:])
+    explain_new(store, Explainer())
+    _insert(store, rows[:1])
+    high, counts = resume(store, Explainer())
+    assert high == 2 and counts.total() == 3  # all three, from s1-0 on
+    assert _causes(store) == _in_order(rows)
+    store.close()

@@ -3,6 +3,9 @@ needs of each, a chunk at a time (``collector.explanations`` runs the pass).
 
 The explanations table says what is done: ``unexplained`` reads the requests without
 one, ``remembered`` the explained ones a resuming explainer would still remember.
+A request is placed by its key, (time, id), with the time as ``epoch(ts)`` gives it:
+``since`` and ``before`` read the requests from a key on and the ones just before it,
+for a pass that explains again from a request stored after some it precedes.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import duckdb
+
+from collector.store.database import Store
 
 _COLUMNS = (
     "id",
@@ -57,6 +62,31 @@ _PRIME = (
 )
 
 
+# At or after a key: (time, id) >= (?, ?), the time given in microseconds, twice.
+_FROM = "(r.ts > make_timestamp(?) OR (r.ts = make_timestamp(?) AND r.id >= ?))"
+_UPTO = "r.rowid <= ?"
+# The requests of the window before a key, the newest first, at most so many; oldest first.
+_BEFORE = (
+    "SELECT * FROM ("
+    + _select(
+        f"{_UPTO} AND NOT {_FROM} AND r.ts >= make_timestamp(?) - to_microseconds(?)",
+        "r.ts DESC, r.id DESC",
+        "LIMIT ?",
+    )
+    + ") ORDER BY ts, id"
+)
+
+
+def _key_params(key: tuple[float, str]) -> list:
+    micros = round(key[0] * 1e6)
+    return [micros, micros, key[1]]
+
+
+def _key(cur: duckdb.DuckDBPyConnection, sql: str, params: list) -> tuple[float, str] | None:
+    found = cur.execute(sql, params).fetchone()
+    return (found[0], found[1]) if found else None
+
+
 def _chunks(
     cur: duckdb.DuckDBPyConnection, sql: str, params: list, rows: int
 ) -> Iterator[Iterator[dict]]:
@@ -67,9 +97,62 @@ def _chunks(
         yield (dict(zip(names, values, strict=True)) for values in chunk)
 
 
-def after(cur: duckdb.DuckDBPyConnection, rowid: int, rows: int) -> Iterator[Iterator[dict]]:
-    """The requests stored after ``rowid``, in time order, ``rows`` at a time."""
-    return _chunks(cur, _select("r.rowid > ?"), [rowid], rows)
+def after(
+    cur: duckdb.DuckDBPyConnection, rowid: int, rows: int, upto: int | None = None
+) -> Iterator[Iterator[dict]]:
+    """The requests stored after ``rowid`` (up to rowid ``upto``), in time order, ``rows``
+    at a time."""
+    if upto is None:
+        return _chunks(cur, _select("r.rowid > ?"), [rowid], rows)
+    return _chunks(cur, _select(f"r.rowid > ? AND {_UPTO}"), [rowid, upto], rows)
+
+
+def since(
+    cur: duckdb.DuckDBPyConnection, key: tuple[float, str], upto: int, rows: int
+) -> Iterator[Iterator[dict]]:
+    """The requests from ``key`` on (up to rowid ``upto``), in time order, ``rows`` at a
+    time."""
+    return _chunks(cur, _select(f"{_FROM} AND {_UPTO}"), [*_key_params(key), upto], rows)
+
+
+def before(
+    cur: duckdb.DuckDBPyConnection,
+    key: tuple[float, str],
+    upto: int,
+    window_s: float,
+    limit: int,
+    rows: int,
+) -> Iterator[Iterator[dict]]:
+    """The requests of the ``window_s`` seconds before ``key`` (up to rowid ``upto``), at
+    most ``limit``, in time order, ``rows`` at a time."""
+    params = [upto, *_key_params(key), round(key[0] * 1e6), int(window_s * 1e6), limit]
+    return _chunks(cur, _BEFORE, params, rows)
+
+
+def earliest_after(cur: duckdb.DuckDBPyConnection, rowid: int, upto: int) -> tuple | None:
+    """The key of the earliest request stored after ``rowid`` (up to ``upto``), or None."""
+    sql = "SELECT epoch(ts), id FROM requests WHERE rowid > ? AND rowid <= ? ORDER BY ts, id"
+    return _key(cur, sql + " LIMIT 1", [rowid, upto])
+
+
+def earliest_unexplained(cur: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The key of the earliest request without an explanation, or None."""
+    sql = f"SELECT epoch(r.ts), r.id FROM requests r WHERE NOT {_EXPLAINED} ORDER BY r.ts, r.id"
+    return _key(cur, sql + " LIMIT 1", [])
+
+
+def newest_explained(cur: duckdb.DuckDBPyConnection) -> tuple | None:
+    """The key of the newest request with an explanation, or None."""
+    sql = f"SELECT epoch(r.ts), r.id FROM requests r WHERE {_EXPLAINED}"
+    return _key(cur, sql + " ORDER BY r.ts DESC, r.id DESC LIMIT 1", [])
+
+
+def unexplain_from(store: Store, key: tuple[float, str]) -> int:
+    """Drop the explanations of the requests from ``key`` on (returns how many): a pass
+    explains them again, and a stop before it is done leaves them for the next start."""
+    sql = f"DELETE FROM explanations WHERE id IN (SELECT r.id FROM requests r WHERE {_FROM})"
+    with store._lock:  # the one writing connection, as the other writes take it
+        return store.con.execute(sql, _key_params(key)).fetchone()[0]
 
 
 def unexplained(cur: duckdb.DuckDBPyConnection, rows: int) -> Iterator[Iterator[dict]]:
