@@ -7,11 +7,15 @@ A request counts for recall when it was labelled and missed the cache. Healthy
 requests (no incident active) given a miss cause are counted too, by cause:
 the generator's natural pauses past the TTL are among them, rightly.
 
-    python benchmarks/eval_explain.py [FILE]
+    python benchmarks/eval_explain.py [FILE] [--hashes-only]
+
+``--hashes-only`` stores no content, as a service with content capture off (the
+default) sends: causes then come from the segment maps' hashes alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -39,11 +43,15 @@ def truth(path: str) -> dict[str, str | None]:
 
 
 def main() -> None:
-    path = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / "sample_data/traffic.jsonl.gz")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", nargs="?", default=str(ROOT / "sample_data/traffic.jsonl.gz"))
+    parser.add_argument("--hashes-only", action="store_true", help="store no content")
+    args = parser.parse_args()
+    path = args.file
     expected = truth(path)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"{tmp}/eval.duckdb")
-        ingest_file(store, path, capture=True)
+        ingest_file(store, path, capture=not args.hashes_only)
         explain_new(store, Explainer())
         got = dict(store.con.execute("SELECT id, cause FROM explanations").fetchall())
         store.close()
