@@ -66,6 +66,7 @@ def stats(collector: Any, wait: bool = False) -> dict[str, int]:
         committed_rows=collector.writer.committed_rows,
         pending_rows=collector.writer.pending_rows,
         explained_rows=explain.explained if explain else 0,
+        explain_rewinds=explain.rewinds if explain else 0,
         inflight_bytes=collector.inflight,
         db_memory_bytes=db_memory(collector.store.cursor()),
     )

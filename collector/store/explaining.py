@@ -152,7 +152,8 @@ def unexplain_from(store: Store, key: tuple[float, str]) -> int:
     explains them again, and a stop before it is done leaves them for the next start."""
     sql = f"DELETE FROM explanations WHERE id IN (SELECT r.id FROM requests r WHERE {_FROM})"
     with store._lock:  # the one writing connection, as the other writes take it
-        return store.con.execute(sql, _key_params(key)).fetchone()[0]
+        # fetchall: a result left unfinished on the shared connection blocks later writes
+        return store.con.execute(sql, _key_params(key)).fetchall()[0][0]
 
 
 def unexplained(cur: duckdb.DuckDBPyConnection, rows: int) -> Iterator[Iterator[dict]]:
