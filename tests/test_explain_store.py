@@ -120,7 +120,7 @@ def test_priming_reads_the_explainers_window_and_at_most_max_requests(tmp_path, 
 
 
 def test_background_resumes_from_what_is_stored_and_stops_when_asked(tmp_path):
-    from collector.explanations import Background
+    from collector.explain_loop import Background
 
     rows = _turns(4)
     store = _store(tmp_path, rows[:3])
@@ -142,7 +142,7 @@ def test_background_resumes_from_what_is_stored_and_stops_when_asked(tmp_path):
 def test_a_flush_of_a_stopping_background_explainer_returns_at_once(tmp_path):
     import threading
 
-    from collector.explanations import Background
+    from collector.explain_loop import Background
 
     store = _store(tmp_path, _turns(3))
     background = Background(store)
@@ -237,7 +237,7 @@ def _causes(store):
 def test_background_explains_again_from_a_row_committed_after_rows_it_precedes(tmp_path):
     """Concurrent exports commit out of time order: a session's first turn stored after
     its next ones (already explained as cold starts) makes them be explained again."""
-    from collector.explanations import Background
+    from collector.explain_loop import Background
 
     rows = _turns(4) + _turns(2, session="s2", t0=1_763_800_100)
     store = _store(tmp_path, rows[2:])  # s1-2, s1-3 and s2's turns first
@@ -249,6 +249,29 @@ def test_background_explains_again_from_a_row_committed_after_rows_it_precedes(t
         background.poke()
         assert background.flush(60)
     assert background.rewinds == 2 and background.explained == len(rows)
+    assert _causes(store) == _in_order(rows)
+    assert background.close() is True
+    store.close()
+
+
+def test_without_a_flush_a_rewind_waits_for_the_gap_and_then_takes_every_late_row(tmp_path):
+    """Live exporters commit out of order all the time: a rewind right after another one
+    waits (REWIND_GAP_S), and the next flush explains every late row at once."""
+    from collector.explain_loop import Background
+
+    rows = _turns(4) + _turns(2, session="s2", t0=1_763_800_100)
+    store = _store(tmp_path, rows[2:])
+    background = Background(store)
+    assert background.flush(60)
+    _insert(store, [rows[1]])
+    background.poke()
+    assert background.flush(60) and background.rewinds == 1  # a flush rewinds at once
+    background._idle.clear()
+    _insert(store, [rows[0]])
+    background.poke()  # no flush: within the gap, this rewind waits
+    assert background._idle.wait(60)
+    assert background.rewinds == 1 and "s1-0" not in _causes(store)
+    assert background.flush(60) and background.rewinds == 2
     assert _causes(store) == _in_order(rows)
     assert background.close() is True
     store.close()

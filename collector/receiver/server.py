@@ -20,7 +20,7 @@ from http import HTTPStatus
 from typing import Any
 
 from analysis import alerts as alert_rules
-from collector import alerting, explanations, otlp
+from collector import alerting, explain_loop, otlp
 from collector.ingest import Prepared, prepare
 from collector.receiver.http import Handler, HTTPServer, Reply
 from collector.receiver.workers import DecodePool, WorkerCrashed
@@ -145,7 +145,7 @@ class Collector:
             if config.workers > 0
             else None
         )
-        self.explain = explanations.Background(self.store) if config.explain else None
+        self.explain = explain_loop.Background(self.store) if config.explain else None
         self.alerts = (
             alerting.AlertLoop(
                 self.store,
