@@ -138,7 +138,7 @@ def serve(
     """
     import logging
 
-    from collector.receiver.server import Config
+    from collector.receiver.intake import Config
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -114,7 +114,8 @@ def test_an_unexpected_api_error_is_answered_500_and_logged(tmp_path, monkeypatc
     import http.client
     import threading
 
-    from collector.receiver.server import Config, make_server
+    from collector.receiver.intake import Config
+    from collector.receiver.server import make_server
     from collector.service import reads
 
     def boom(*_args):

@@ -94,7 +94,8 @@ def test_short_body_is_refused_and_not_stored(server):
 
 
 def test_an_unexpected_error_is_answered_500(tmp_path, monkeypatch):
-    from collector.receiver.server import Config, make_server
+    from collector.receiver.intake import Config
+    from collector.receiver.server import make_server
 
     httpd = make_server(
         Config(db=str(tmp_path / "db.duckdb"), port=0, explain=False, alert_every_s=0)
@@ -193,8 +194,8 @@ def test_a_killed_decode_worker_is_replaced_and_counted(tmp_path):
 
 
 def test_the_budget_counts_inflated_bytes(tmp_path):
-    from collector.receiver.http import Reply
-    from collector.receiver.server import Collector, Config
+    from collector.receiver.intake import Collector, Config
+    from collector.receiver.reply import Reply
 
     mib = 1024 * 1024
     collector = Collector(

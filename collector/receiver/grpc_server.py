@@ -13,10 +13,10 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from collector import otlp
-from collector.receiver.http import Reply, authorized
+from collector.receiver.reply import Reply, authorized
 
-if TYPE_CHECKING:  # the server imports this module when it starts gRPC; not the reverse
-    from collector.receiver.server import Collector
+if TYPE_CHECKING:
+    from collector.receiver.intake import Collector
 
 log = logging.getLogger(__name__)
 

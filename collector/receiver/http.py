@@ -11,7 +11,6 @@ Every request gets a status code: unexpected errors answer 500 with one line
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import socket
 import sys
@@ -23,10 +22,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from collector import otlp
+from collector.receiver.reply import Reply, authorized
 
 if TYPE_CHECKING:
     from collector.api.bridge import Bridge
-    from collector.receiver.server import Collector
+    from collector.receiver.intake import Collector
 
 log = logging.getLogger(__name__)
 
@@ -34,25 +34,6 @@ DRAIN_LIMIT = 64 * 1024 * 1024  # refused bodies up to this size are read and dr
 API_MAX_BODY = 64 * 1024  # the query API takes small bodies only
 BODY_DEADLINE_READS = 12  # a body must arrive within 12 read timeouts (60 s by default)
 _SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs"}
-
-
-class Reply(Exception):
-    """An HTTP answer other than success, raised from anywhere in the ingest path."""
-
-    def __init__(self, status: HTTPStatus, message: str, retry: bool = False) -> None:
-        super().__init__(message)
-        self.status, self.message, self.retry = status, message, retry
-
-
-def authorized(token: str | None, header: str | None) -> bool:
-    """Whether an Authorization value carries ``token``: scheme case-insensitive
-    (RFC 7235), compared in constant time."""
-    if not token:
-        return True
-    scheme, _, given = (header or "").strip().partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "replace"), token.encode("utf-8", "replace")
-    )
 
 
 class Handler(BaseHTTPRequestHandler):

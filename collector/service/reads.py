@@ -6,52 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb
-import polars as pl
 
 from collector.store import queries
-from collector.store.queries import Filters
 
 WAIT_S = 60.0  # how long stats(wait=True) waits for the explainer
 
 
-def requests(
-    cur: duckdb.DuckDBPyConnection, filters: Filters, limit: int = 100, offset: int = 0
-) -> pl.DataFrame:
-    """Requests, newest first, one page."""
-    return queries.requests(cur, filters, limit, offset)
-
-
-def request(cur: duckdb.DuckDBPyConnection, request_id: str) -> dict | None:
-    """One request with its captured content and explanation, or None."""
-    return queries.request_detail(cur, request_id)
-
-
-def series(
-    cur: duckdb.DuckDBPyConnection, filters: Filters, window_s: int, group: str | None = None
-) -> pl.DataFrame:
-    """Per window (and group): requests, hit ratio, TTFT percentiles, missed tokens and cost."""
-    return queries.timeseries(cur, filters, window_s, group)
-
-
-def explanations(
-    cur: duckdb.DuckDBPyConnection,
-    filters: Filters,
-    cause: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> pl.DataFrame:
-    """Explained requests, newest first, one page."""
-    return queries.explanations(cur, filters, cause, limit, offset)
-
-
-def prefixes(cur: duckdb.DuckDBPyConnection, filters: Filters, window_s: int) -> pl.DataFrame:
-    """Per window and route: distinct and new prefixes, tools, schema and prompt versions."""
-    return queries.prefixes(cur, filters, window_s)
-
-
-def routing(cur: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
-    """Per route: replicas, session stickiness, requests without a session key."""
-    return queries.routing(cur, filters)
+# The list and series reads are the store's queries as they are: the service adds nothing.
+requests = queries.requests  # (cur, filters, limit, offset): requests, newest first, one page
+request = queries.request_detail  # (cur, id): one request with content and explanation, or None
+series = queries.timeseries  # (cur, filters, window_s, group): hit ratio, TTFT, missed cost
+explanations = queries.explanations  # (cur, filters, cause, limit, offset): one page
+prefixes = queries.prefixes  # (cur, filters, window_s): distinct and new prefixes per route
+routing = queries.routing  # (cur, filters): replicas, stickiness, requests without a session
 
 
 def stats(collector: Any, wait: bool = False) -> dict[str, int]:
