@@ -31,6 +31,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from analysis import causes, differ, expected, fingerprint, providers, tokens
+from analysis.kin import Kin
 from analysis.lineage import Sessions, extended
 from analysis.lineage import common as _common
 from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
@@ -166,6 +167,7 @@ class Explainer:
         self._blocks = _BlockIndex(self.window_s)
         self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
         self._route_replicas: dict[str, dict[str, float]] = {}
+        self._kin = Kin()  # each route's latest requests, per model
         self._minimums: dict[tuple, int] = {}
         self._prices: dict[str | None, float] = {}
         self._cached: dict[tuple, int] = {}  # _cacheable's answers
@@ -184,6 +186,8 @@ class Explainer:
         turn is matched by prefix like any other."""
         key = row.get("session_key") or row.get("conversation_id")
         recent = self._sessions.recent(key) if key else None
+        if recent and len(recent) > 1:  # a canary's turn is not what the next turn extends
+            recent = tuple(s for s in recent if s.model == new.model) or recent
         last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
             return last, True
@@ -209,6 +213,7 @@ class Explainer:
             self._sessions[key] = seen
             self._remembered.append((key, seen))
         self._blocks.add(seen)
+        self._kin.add((row.get("route"), seen.model), seen)
         if row.get("route") and seen.replica:
             self._route_replicas.setdefault(row["route"], {})[seen.replica] = seen.ts
         self._forget(seen.ts - self.window_s)
@@ -263,6 +268,10 @@ class Explainer:
         uncacheable = expected.uncacheable(self.table, rules, minimum, row, seen)
         if uncacheable is not None:  # nothing of it is the cache's to serve: no miss
             return self._row(row, uncacheable[0], 0, 0, pred, uncacheable[1])
+        if not same_session:
+            kin = self._kin_shape(row, seen, rules, block)
+            if kin is not None:
+                return kin
         if pred is None:
             return self._row(row, "cold_start", 0, 0, None, "no earlier request shares this prefix")
         common = _common(pred.chain, seen.chain)
@@ -287,6 +296,23 @@ class Explainer:
             return self._row(row, cause, served, missed, pred, detail, segment, path, token, common)
         cause, detail = self._traffic(row, pred, now, rules)
         return self._row(row, cause, served, missed, pred, detail, common=common)
+
+    def _kin_shape(self, row: dict, seen: _Seen, rules: str, block: int) -> Explanation | None:
+        """A request of a new conversation that opens like its route's latest requests but
+        for a change of one kind, when the cache could have served those stable parts."""
+        found = self._kin.best((row.get("route"), seen.model), seen.segments)
+        if found is None:
+            return None
+        other, match = found
+        model, scale = seen.model, seen.scale or other.scale or 1.0
+        points = seen.breakpoints if other.breakpoints is not None else None
+        could = self._cacheable(rules, model, match.end, scale, points)
+        unit = max(providers.increment(self.table, rules, block), round(block * scale))
+        missed = expected.shortfall(could, int(row.get("cached_tokens") or 0), unit)
+        if not missed:
+            return None
+        detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
+        return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
 
     def _minimum(self, rules: str, model: str | None) -> int:
         key = (rules, model)

@@ -72,7 +72,7 @@ def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:
     if sa[1] == "reasoning" and (sb is None or sb[1] != "reasoning"):
         return "reasoning_dropped", sa[0], sa[0]
     changed = sb if sb is not None and sa[HASH] in {s[HASH] for s in b} else sa
-    found = _same_part(sa, sb) or ("context_reordered" if _reordered(a[i:], b[i:]) else None)
+    found = same_part(sa, sb) or ("context_reordered" if _reordered(a[i:], b[i:]) else None)
     if found:
         return found, changed[0], changed[0]
     if "tool" in (sa[1], sb[1] if sb else None):
@@ -87,7 +87,7 @@ def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:
     return "history_rewritten", changed[0], changed[0]
 
 
-def _same_part(sa: tuple, sb: tuple | None) -> str | None:
+def same_part(sa: tuple, sb: tuple | None) -> str | None:
     """The cause one pair of corresponding parts shows by its canonical hashes: the first
     form in which they still match."""
     if sb is None or sa[1] != sb[1] or len(sa) <= HASH + 4 or len(sb) <= HASH + 4:

@@ -209,3 +209,15 @@ def test_session_keeps_a_bounded_list_of_recent_requests():
         explainer.explain(row(f"b{k}", k, body(turns=("Plan?", f"Part {k}?"))))
     assert len(explainer._sessions.recent("s1")) == RECENT
     assert explainer._sessions["s1"].id == f"b{3 * RECENT - 1}"
+
+
+def test_a_turn_after_a_canary_turn_extends_its_own_models_last_request():
+    """A model canary drawn per request: turn 2 goes to the canary (model_changed); turn 3
+    is back on the main model, whose cache holds turn 1: it extends turn 1, no miss."""
+    turns = ("Plan the trip?", "Which city?", "And the hotel?")
+    first = row("a", 0, body(turns=turns[:1]))
+    canary = row("b", 10, body(turns=turns[:2], model="gpt-4.1"), cached=0)
+    back = row("c", 20, body(turns=turns), cached=first["total_tokens"] // 128 * 128)
+    out = explain(first, canary, back)
+    assert out[1].cause == "model_changed"
+    assert (out[2].predecessor_id, out[2].cause) == ("a", "no_miss")

@@ -30,7 +30,9 @@ DOCS = [
 ]
 
 
-def hash_row(rid: str, ts: float, request: dict, cached: int | None = None) -> dict:
+def hash_row(
+    rid: str, ts: float, request: dict, cached: int | None = None, session: str = "s1"
+) -> dict:
     """A stored row of ``request`` without its content: what the explainer reads."""
     parsed = prompt.parse(request)
     fp = fingerprint.fingerprint(parsed, TOK, memo=fingerprint.TokenMemo())
@@ -38,7 +40,7 @@ def hash_row(rid: str, ts: float, request: dict, cached: int | None = None) -> d
     return {
         "id": rid,
         "ts": ts,
-        "session_key": "s1",
+        "session_key": session,
         "request_model": parsed.model,
         "provider": "anthropic" if parsed.format == "anthropic" else "openai",
         "route": "/chat",
@@ -199,6 +201,34 @@ def test_a_stream_without_content_names_the_kind_of_change(name):
     assert out[1].cause == "no_miss"
     assert (out[2].cause, out[2].segment) == CASES[name][2:4]
     assert out[2].predecessor_id == "b" and out[2].missed_tokens > 1000
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_new_conversation_that_opens_like_another_but_for_one_change(name):
+    """No block shared (or fewer than could be): the route's latest request opens with
+    the same parts in a canonical form, so the cache could have served them."""
+    first, changed, cause, segment, _ = CASES[name]
+    later = copy.deepcopy(changed)
+    later["messages"][-1]["content"] = "Something else entirely?"
+    out = explain(hash_row("a", 0, first), hash_row("b", 20, later, cached=0, session="s2"))
+    assert (out[1].cause, out[1].segment, out[1].predecessor_id) == (cause, segment, "a")
+    assert out[1].missed_tokens > 1000
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_new_conversation_served_its_shared_prefix_is_no_miss(name):
+    first, _, *_ = CASES[name]
+    later = copy.deepcopy(first)
+    later["messages"][-1]["content"] = "Order 8812 arrived on 2026-11-22: where is 8813?"
+    shared = hash_row("b", 20, later, session="s2")
+    assert explain(hash_row("a", 0, first), shared)[1].cause == "no_miss"
+
+
+def test_a_value_in_the_newest_part_alone_is_payload_not_a_breaker():
+    first = body(turns=("Status of order 8812 on 2026-11-22?",))
+    second = body(turns=("Status of order 9930 on 2026-11-23?",))
+    rows = hash_row("a", 0, first), hash_row("b", 20, second, session="s2")
+    assert explain(*rows)[1].cause == "no_miss"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,0 +1,90 @@
+"""Kin: the other conversations of a route that open the way a request does, but for a
+change of one kind.
+
+A request that extends none of its session's requests is compared with the request
+sharing its longest run of leading blocks. When its opening parts changed (a timestamp
+in the system prompt, schema keys in another order, the same tools in another order),
+that run is short or empty, although its route's other requests open with the very
+same parts in a canonical form: the cache would have served those had they been
+stable. The route's few latest requests of the same model are kept to find that out
+from the segment maps' canonical hashes alone; the longest run of parts equal
+exactly or in one canonical form (never the request's own newest part: a value in it
+is the request's payload, not a prefix breaker) says how much and why.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any, NamedTuple
+
+from analysis.causes import MAX_REORDERED
+from analysis.segmaps import HASH, same_part
+
+RECENT = 4  # latest requests kept per route and model
+
+
+class Match(NamedTuple):
+    """How far a request opens like a kin request, and the first change on the way."""
+
+    cause: str  # dynamic_value, key_order, whitespace, context_reordered, tools_reordered
+    path: str  # the first changed part, in the later request
+    end: int  # token position (ours) where the run of equal parts ends
+
+
+class Kin:
+    """(route, model) ─► its latest requests, newest first."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple, deque] = {}
+
+    def add(self, key: tuple, seen: Any) -> None:
+        latest = self._latest.get(key)
+        if latest is None:
+            latest = self._latest[key] = deque(maxlen=RECENT)
+        latest.appendleft(seen)
+
+    def best(self, key: tuple, segments: tuple) -> tuple[Any, Match] | None:
+        """The kin request the given segments open like furthest, and how far."""
+        found = None
+        for seen in self._latest.get(key, ()):
+            match = run(seen.segments, segments)
+            if match is not None and (found is None or match.end > found[1].end):
+                found = (seen, match)
+        return found
+
+
+def _permuted(a: tuple, b: tuple, i: int, limit: int) -> int | None:
+    """Where the shortest run from ``i`` ends that holds the same parts in A and B in
+    another order (tools, documents as parts of their own); None if there is none."""
+    count_a, count_b = Counter(), Counter()
+    for k in range(i, min(limit, i + MAX_REORDERED)):
+        count_a[a[k][HASH]] += 1
+        count_b[b[k][HASH]] += 1
+        if k > i and count_a == count_b:
+            return k + 1
+    return None
+
+
+def run(a: tuple, b: tuple) -> Match | None:
+    """How far B's parts equal A's, exactly or in one canonical form each (or a run of
+    them in another order), short of B's last part; None when no canonical match was needed (the
+    block chains already tell) or nothing matched."""
+    limit = min(len(a), len(b) - 1)
+    i, first = 0, None
+    while i < limit:
+        sa, sb = a[i], b[i]
+        if sa[HASH] == sb[HASH]:
+            i += 1
+            continue
+        cause, after = same_part(sa, sb), i + 1
+        if cause is None:
+            after = _permuted(a, b, i, limit) or i
+            reordered = "tools_reordered" if sb[1] == "tool" else "context_reordered"
+            cause = reordered if after > i else None
+        if cause is None:
+            break
+        first = first or (cause, sb[0])
+        i = after
+    if first is None or i == 0:
+        return None
+    return Match(first[0], first[1], int(b[i - 1][3]))
