@@ -17,6 +17,7 @@ import msgspec
 
 from analysis import providers
 
+MAX_MEMO = 100_000  # remembered answers of what a provider caches of a shared prefix
 # Of the tokens the cache could have served: how far the interpolated scale may be off
 # inside a request (the ratio of two tokenizers varies a little from part to part).
 SLACK = 0.02
@@ -96,3 +97,55 @@ def uncacheable(
     if extent < minimum:
         return "below_minimum", f"{extent} cacheable tokens; the minimum is {minimum}"
     return None
+
+
+class Terms:
+    """The providers' rules as the explainer asks them, per request: looked up once each
+    (minimums, prices) or memoized (what a shared prefix yields)."""
+
+    def __init__(self, table: dict) -> None:
+        self.table = table
+        self._minimums: dict[tuple, int] = {}
+        self._prices: dict[str | None, float] = {}
+        self._cached: dict[tuple, int] = {}  # cacheable's answers
+
+    def minimum(self, rules: str, model: str | None) -> int:
+        key = (rules, model)
+        if key not in self._minimums:
+            self._minimums[key] = providers.minimum_tokens(self.table, rules, model)
+        return self._minimums[key]
+
+    def unit(self, rules: str, block: int, scale: float) -> int:
+        """The smallest shortfall that is a miss: one provider unit (or one of our blocks,
+        in the provider's tokens)."""
+        return max(providers.increment(self.table, rules, block), round(block * scale))
+
+    def extra_per_token(self, model: str | None) -> float:
+        """Dollars a token costs above its cached price, per model."""
+        if model not in self._prices:
+            self._prices[model] = providers.missed_cost_usd(self.table, model)
+        return self._prices[model]
+
+    def cacheable(
+        self, rules: str, model: str | None, ours: int, scale: float, points: tuple | None
+    ) -> int:
+        """What the provider caches of ``ours`` shared leading tokens (our count), in its
+        own tokens: at its breakpoints when it caches only there (``points``: where the
+        earlier request wrote entries, ours), else by its minimum and unit (memoized)."""
+        shared = round(ours * scale)
+        minimum = self.minimum(rules, model)
+        step = int(self.table["profiles"][rules].get("increment", 64) or 64)
+        if points is not None and providers.uses_breakpoints(self.table, rules):
+            scaled = [round(p * scale) for p in points]
+            return providers.cacheable_tokens(
+                self.table, rules, model, shared, scaled, step, minimum
+            )
+        key = (rules, model, shared)
+        found = self._cached.get(key)
+        if found is None:
+            if len(self._cached) > MAX_MEMO:
+                self._cached.clear()
+            found = self._cached[key] = providers.cacheable_tokens(
+                self.table, rules, model, shared, None, step, minimum
+            )
+        return found

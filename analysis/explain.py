@@ -41,7 +41,6 @@ FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix:
 # memory it takes when traffic is heavy: past them, the oldest go first.
 MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB)
 MAX_REQUESTS = 100_000  # requests remembered by session key
-MAX_MEMO = 100_000  # remembered answers of what a provider caches of a shared prefix
 # Verdicts that are no miss: their missed tokens are 0, and every other cause's are > 0.
 NOT_MISSES = ("no_miss", "below_minimum", "cold_start")
 
@@ -168,9 +167,7 @@ class Explainer:
         self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
         self._route_replicas: dict[str, dict[str, float]] = {}
         self._kin = Kin()  # each route's latest requests, per model
-        self._minimums: dict[tuple, int] = {}
-        self._prices: dict[str | None, float] = {}
-        self._cached: dict[tuple, int] = {}  # _cacheable's answers
+        self._terms = expected.Terms(self.table)  # the providers' rules, looked up once
         self._last: _Seen | None = None  # the last request taken in
 
     # --- state ----------------------------------------------------------------------------
@@ -264,7 +261,7 @@ class Explainer:
         model = row.get("request_model")
         block = int(row.get("block_size") or 64)
         reported = int(row.get("cached_tokens") or 0)
-        minimum = self._minimum(rules, model)
+        minimum = self._terms.minimum(rules, model)
         uncacheable = expected.uncacheable(self.table, rules, minimum, row, seen)
         if uncacheable is not None:  # nothing of it is the cache's to serve: no miss
             return self._row(row, uncacheable[0], 0, 0, pred, uncacheable[1])
@@ -281,11 +278,11 @@ class Explainer:
         reusable = min(expected.length(pred, block), expected.length(seen, block))
         scale = pred.scale or seen.scale or 1.0  # shared positions lie inside ``pred``
         points = expected.read_points(pred.breakpoints, seen.breakpoints)
-        served = self._cacheable(rules, model, shared, scale, points)
+        served = self._terms.cacheable(rules, model, shared, scale, points)
         could = served
         if same_session and reusable != shared:
-            could = self._cacheable(rules, model, reusable, scale, points)
-        unit = max(providers.increment(self.table, rules, block), round(block * scale))
+            could = self._terms.cacheable(rules, model, reusable, scale, points)
+        unit = self._terms.unit(rules, block, scale)
         missed = expected.shortfall(could, reported, unit)
         if not missed:
             detail = "the cache served what the provider could of the shared prefix"
@@ -306,49 +303,13 @@ class Explainer:
         other, match = found
         model, scale = seen.model, seen.scale or other.scale or 1.0
         points = seen.breakpoints if other.breakpoints is not None else None
-        could = self._cacheable(rules, model, match.end, scale, points)
-        unit = max(providers.increment(self.table, rules, block), round(block * scale))
+        could = self._terms.cacheable(rules, model, match.end, scale, points)
+        unit = self._terms.unit(rules, block, scale)
         missed = expected.shortfall(could, int(row.get("cached_tokens") or 0), unit)
         if not missed:
             return None
         detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
         return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
-
-    def _minimum(self, rules: str, model: str | None) -> int:
-        key = (rules, model)
-        if key not in self._minimums:
-            self._minimums[key] = providers.minimum_tokens(self.table, rules, model)
-        return self._minimums[key]
-
-    def _extra_per_token(self, model: str | None) -> float:
-        """Dollars a token costs above its cached price, per model (looked up once)."""
-        if model not in self._prices:
-            self._prices[model] = providers.missed_cost_usd(self.table, model)
-        return self._prices[model]
-
-    def _cacheable(
-        self, rules: str, model: str | None, ours: int, scale: float, points: tuple | None
-    ) -> int:
-        """What the provider caches of ``ours`` shared leading tokens (our count), in its
-        own tokens: at its breakpoints when it caches only there (``points``: where the
-        earlier request wrote entries, ours), else by its minimum and unit (memoized)."""
-        shared = round(ours * scale)
-        minimum = self._minimum(rules, model)
-        step = int(self.table["profiles"][rules].get("increment", 64) or 64)
-        if points is not None and providers.uses_breakpoints(self.table, rules):
-            scaled = [round(p * scale) for p in points]
-            return providers.cacheable_tokens(
-                self.table, rules, model, shared, scaled, step, minimum
-            )
-        key = (rules, model, shared)
-        found = self._cached.get(key)
-        if found is None:
-            if len(self._cached) > MAX_MEMO:
-                self._cached.clear()
-            found = self._cached[key] = providers.cacheable_tokens(
-                self.table, rules, model, shared, None, step, minimum
-            )
-        return found
 
     def _traffic(self, row: dict, pred: _Seen, now: float, rules: str) -> tuple[str, str]:
         gap = now - pred.ts
@@ -391,7 +352,7 @@ class Explainer:
         token: int | None = None,
         common: int | None = None,
     ) -> Explanation:
-        cost = round(missed * self._extra_per_token(row.get("request_model")), 8)
+        cost = round(missed * self._terms.extra_per_token(row.get("request_model")), 8)
         return Explanation(
             row["id"],
             cause,
