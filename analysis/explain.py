@@ -313,7 +313,7 @@ class Explainer:
 
     def _traffic(self, row: dict, pred: _Seen, now: float, rules: str) -> tuple[str, str]:
         gap = now - pred.ts
-        ttl = providers.ttl_s(self.table, rules)
+        ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
         replicas = self._replicas_serving(row.get("route"), now, ttl)
         if gap > ttl:  # every replica's copy had expired: no router would have hit
             return "ttl_expired", f"{gap:.0f} s since the predecessor; the TTL is {ttl:.0f} s"

@@ -98,6 +98,7 @@ class Fingerprint:
     tools_hash: str
     tools_count: int
     breakpoints: tuple[int, ...] = ()  # token ends of cache_control breakpoints (see below)
+    retention_s: int | None = None  # the cache lifetime the request asked for
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -297,4 +298,5 @@ def fingerprint(
         tools_hash=text_hash("".join(tools)),
         tools_count=len(tools),
         breakpoints=breakpoints(prompt, spans),
+        retention_s=prompt.retention_s,
     )

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from analysis import jsonpath
+from analysis import jsonpath, retention
 
 FORMATS = ("openai_chat", "openai_responses", "anthropic")
 # Deepest nesting of a request body (upb's limit too): everything downstream walks
@@ -100,6 +100,7 @@ class Prompt:
     model: str | None
     segments: tuple[Segment, ...]
     cache_control_auto: bool = False  # Anthropic top-level automatic caching
+    retention_s: int | None = None  # the cache lifetime the request asked for, if any
 
     @property
     def text(self) -> str:
@@ -171,7 +172,9 @@ def parse(data: Any, fmt: str | None = None) -> Prompt:
         raise PromptError(f"not a valid {what} body ({_type_error(exc)})") from None
     model = body.get("model")
     auto = isinstance(body.get("cache_control"), dict)
-    return Prompt(fmt, model if isinstance(model, str) else None, segments, auto)
+    return Prompt(
+        fmt, model if isinstance(model, str) else None, segments, auto, retention.asked(body)
+    )
 
 
 def _type_error(exc: Exception) -> str:

@@ -69,6 +69,12 @@ BREAKPOINTS = _a(
     "string",
     "token positions where a cache_control breakpoint ends a prefix, as JSON: [end, ...]",
 )
+RETENTION = _a(
+    "cachediag.cache_retention_s",
+    "int",
+    "the cache lifetime the request asked for, seconds (prompt_cache_retention, "
+    "cache_control ttl); absent: the provider's default",
+)
 TOTAL_TOKENS = _a("cachediag.total_tokens", "int", "tokens of the rendered prompt")
 CONTENT = _a("cachediag.content", "string", "rendered request (only when capture is on)")
 USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
@@ -95,6 +101,7 @@ def fingerprint_attributes(fp: Any) -> dict[str, Any]:
         SEGMENTS.name: json.dumps(segments, separators=(",", ":")),
         TOTAL_TOKENS.name: fp.total_tokens,
         BREAKPOINTS.name: json.dumps(list(fp.breakpoints), separators=(",", ":")),
+        **({RETENTION.name: fp.retention_s} if fp.retention_s else {}),
     }
 
 

@@ -263,6 +263,7 @@ def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
         "block_hashes": fingerprint.pack_hashes(hashes),
         "segments": _str(attrs.pop(A.SEGMENTS.name, None)),
         "breakpoints": _str(attrs.pop(A.BREAKPOINTS.name, None)),
+        "retention_s": _int(attrs.pop(A.RETENTION.name, None)),
         "total_tokens": _int(attrs.pop(A.TOTAL_TOKENS.name, None)),
         "prompt_tokens": use.prompt_tokens,
         "cached_tokens": use.cached_tokens,

@@ -50,6 +50,7 @@ EXPECTED_REQUESTS = {
     "attributes": "VARCHAR",
     "ingested_at": "TIMESTAMP",
     "breakpoints": "VARCHAR",  # migration 005
+    "retention_s": "INTEGER",  # migration 006
 }
 
 
@@ -72,6 +73,7 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "003_block_hashes_uncompressed",
         "004_null_impossible_token_counts",
         "005_breakpoints",
+        "006_retention",
     ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
     (ddl,) = con.execute(

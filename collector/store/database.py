@@ -61,6 +61,7 @@ REQUEST_SCHEMA: dict[str, pl.DataType] = {
     "provider_verdict": pl.String,
     "attributes": pl.String,
     "breakpoints": pl.String,  # JSON token positions of cache_control breakpoints
+    "retention_s": pl.Int32,  # the cache lifetime the request asked for, seconds
 }
 _COLUMNS = [c for c in REQUEST_SCHEMA if c != "start_ns"]
 CHECKPOINT_MIB = 256

@@ -32,6 +32,7 @@ _COLUMNS = (
     "cached_tokens",
     "segments",
     "breakpoints",
+    "retention_s",
     "encoding",
     "provider_verdict",
 )

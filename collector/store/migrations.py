@@ -132,12 +132,19 @@ def _005_breakpoints(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE requests ADD COLUMN breakpoints VARCHAR")
 
 
+def _006_retention(con: duckdb.DuckDBPyConnection) -> None:
+    """The cache lifetime a request asked for (OpenAI prompt_cache_retention, Anthropic
+    cache_control ttl), seconds; NULL: the provider's default, as for requests before."""
+    con.execute("ALTER TABLE requests ADD COLUMN retention_s INTEGER")
+
+
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _001_initial,
     _002_block_hashes_blob,
     _003_block_hashes_uncompressed,
     _004_null_impossible_token_counts,
     _005_breakpoints,
+    _006_retention,
 )
 
 
