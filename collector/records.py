@@ -25,10 +25,11 @@ from typing import Any
 
 import duckdb
 
-from analysis import fingerprint, prompt, providers, tokens
+from analysis import fingerprint, prompt, providers
 from analysis import usage as usage_mod
 from collector import attributes as A
 from collector import files, mapping, otlp
+from collector.bodies import fingerprint_body
 from collector.store.database import Store
 
 CHUNK_ROWS = 5000  # rows per transaction when loading files...
@@ -60,16 +61,14 @@ def request_record(
 ) -> otlp.Record:
     """One logged request ─► a Record with the attributes the instrumentation would set."""
     try:
-        parsed = prompt.parse(obj)
+        parsed, fingerprinted = fingerprint_body(obj, memo=memo)
     except prompt.PromptError as exc:
         raise RecordError(str(exc)) from None
-    tok = tokens.resolve(parsed.model)
-    fp = fingerprint.fingerprint(parsed, tok, memo=memo)
     response = obj.get("response") or {}
     use = usage_mod.from_provider(obj.get("usage") or response)
     provider = providers.provider_for(parsed.format, parsed.model)
     attrs = A.record_attributes(obj, provider, parsed.model)
-    attrs.update(A.fingerprint_attributes(fp))
+    attrs.update(fingerprinted)
     attrs.update(A.usage_attributes(use))
     verdict = usage_mod.verdict(response)
     if verdict:
