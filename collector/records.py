@@ -168,14 +168,14 @@ def _decode(raw: bytes, capture: bool, memo: fingerprint.TokenMemo) -> otlp.Deco
     return otlp.Decoded([request_record(obj, capture, memo)])  # parse checks the body
 
 
-def _mapped(number: int, decoded: otlp.Decoded, report: FileReport) -> _Line:
+def _mapped(number: int, decoded: otlp.Decoded, report: FileReport, capture: bool) -> _Line:
     """A line's records as rows; records refused inside an otherwise good line (a span
     out of range in an OTLP export) cost only themselves, and name the line."""
     line = _Line(number, [], [], 0)
     refused, reason = decoded.rejected, decoded.error
     for record in decoded.records:
         try:
-            found = mapping.map_record(record)
+            found = mapping.map_record(record, capture)
         except mapping.Rejected as exc:
             refused, reason = refused + 1, reason or str(exc)
             continue
@@ -184,7 +184,7 @@ def _mapped(number: int, decoded: otlp.Decoded, report: FileReport) -> _Line:
             continue
         row, content = found
         line.rows.append(row)
-        if content is not None:
+        if content is not None and capture:
             line.contents.append((row["id"], content))
     if refused:
         total = len(decoded.records) + decoded.rejected
@@ -211,7 +211,7 @@ def read_lines(
         if not raw.strip():
             continue
         try:
-            line = _mapped(number, _decode(raw, capture, memo), report)
+            line = _mapped(number, _decode(raw, capture, memo), report, capture)
         except _LINE_ERRORS as exc:
             report.refuse(number, str(exc).splitlines()[0][:200] or type(exc).__name__)
             continue
