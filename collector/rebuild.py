@@ -5,53 +5,62 @@ the provider (OpenAI Chat ``{"model", "messages", "tools"}``, Anthropic
 ``{"model", "system", "messages", "tools"}``, or the exact body as sent), or
 None when the content is absent, incomplete or not understood. The body is then
 fingerprinted by ``collector.bodies``, the very step the instrumentation runs.
-Checked against each library's source (mirrors of August 2026):
+Read from each library's source (snapshots of March-August 2026):
 
-=======================  ============================================  ===========================
-library                  attributes read                                rebuilt from
-=======================  ============================================  ===========================
-OpenInference            ``input.value`` (``input.mime_type`` JSON)     the exact body as sent
-                         ``llm.input_messages.N.message.*``,            (else) the message list
-                         ``llm.tools.N.tool.json_schema``
-Logfire                  ``request_data`` (JSON of the body)            the exact body as sent
-                         ``gen_ai.input.messages`` (Responses API)      the message list
-OTel GenAI semconv       ``gen_ai.input.messages``,                    the message list
-(openai-v2, OpenLLMetry  ``gen_ai.system_instructions``,
->= 0.5, OpenLIT)         ``gen_ai.tool.definitions``
-OpenLLMetry < 0.5        ``gen_ai.prompt.N.role/content/tool_call_id/   the message list
-                         tool_calls.M.*``, ``llm.request.functions.N.*``
-openai-v2 event mode     ``gen_ai.{system,user,assistant,tool}.message``  ``from_message_events``
-                         log bodies (one record per message)            once grouped with the call
-=======================  ============================================  ===========================
+- OpenInference (openai, anthropic): ``input.value`` with ``input.mime_type``
+  JSON on an LLM span is the request as sent: rebuilt from it. Else its
+  flattened ``llm.input_messages.N.message.*`` and ``llm.tools.N.tool.json_schema``.
+- Logfire: ``request_data``, a JSON attribute of the body as sent (Chat
+  Completions, Anthropic Messages). For the Responses API it holds only the model:
+  with ``version='latest'`` the ``gen_ai.input.messages`` Logfire adds are read;
+  its default puts the input in an ``events`` attribute with the output appended
+  (not told apart), which is not read.
+- GenAI semconv (openai-v2 and opentelemetry-util-genai, OpenLLMetry >= 0.55,
+  Logfire, OpenLIT): ``gen_ai.input.messages`` (role + parts), with
+  ``gen_ai.system_instructions`` and ``gen_ai.tool.definitions``. The same names
+  on a log record (``gen_ai.client.inference.operation.details``) read the same.
+- OpenLLMetry < 0.55: ``gen_ai.prompt.N.role/content/tool_call_id/tool_calls.M.*``
+  and ``llm.request.functions.N.name/description/parameters|input_schema``.
+- openai-v2 event mode: one ``gen_ai.<role>.message`` log record per message;
+  ``from_message_events`` reads them once the span stream has grouped a call's
+  records (one record alone is not a request).
 
-Preference: a full JSON body wins (it is what was sent, byte for byte up to
-JSON formatting, which the rendering ignores); otherwise the message list. What
-a message list loses, so the fingerprint may differ from our own
-instrumentation's on the same call (it stays stable across the turns of one
-library, so prefix hashes and block runs still compare turn to turn):
+A full JSON body wins (it is what was sent, up to JSON formatting, which the
+rendering ignores); otherwise the message list. What a message list loses, so
+the fingerprint can differ from our own instrumentation's on the same call (it
+stays stable across the turns recorded by one library, so prefix hashes and
+block runs still compare turn to turn):
 
-- Anthropic ``cache_control`` markers (so breakpoints) everywhere but the full
-  bodies and OpenLLMetry < 0.5's JSON-dumped block lists; tool-result
-  ``is_error``; thinking signatures (not rendered anyway).
-- Tool-call arguments that a library parsed into an object (semconv, OpenLLMetry
-  >= 0.5, openai-v2) are re-serialized compactly (``{"a":1}``, as OpenAI models
-  emit them): an original with other spacing renders differently.
+- Anthropic ``cache_control`` markers (so breakpoints), except in full bodies and
+  OpenLLMetry < 0.55's JSON-dumped block lists; tool-result ``is_error``;
+  thinking signatures (never rendered anyway); chat ``reasoning_content``.
+- Whether a one-text message was a string or a one-block list: rebuilt as a
+  string (same text and hashes; the segment path lacks the ``[0]``).
+- Tool-call arguments a library parsed into an object (semconv writers,
+  OpenLLMetry >= 0.55, openai-v2) are re-serialized compactly (``{"a":1}``, as
+  OpenAI models emit them): an original spaced otherwise renders differently
+  from that segment on (the prefix hash is unaffected).
 - Tool definitions keep only name, description and schema in OpenLLMetry and
-  openai-v2 (``strict`` is dropped); the schema's key order is kept.
+  openai-v2 (``strict`` is dropped); a schema's key order is kept everywhere.
+- The Responses API recorded as a message list is rebuilt as Chat Completions:
+  text renders the same, tool definitions and calls do not.
 - openai-v2 drops non-text user content; its event mode drops an assistant's
   text when it also called tools and strips newlines from arguments.
-- OpenLLMetry < 0.5 joins an all-text Anthropic block list into one string and
-  omits empty content; a string that happens to be JSON of a content list is
-  read as that list.
-- OpenLIT truncates text to ``max_content_length`` when set, marked only by a
-  trailing "...": undetectable, so such a row is fingerprinted as captured (a
-  change past the cut does not show). OpenLIT's older ``gen_ai.content.prompt``
-  span event ("role: text" lines) cannot be rebuilt and is not read.
+- OpenLLMetry < 0.55 joins an all-text Anthropic block list into one string and
+  omits empty content; a content string that is itself JSON of a content list
+  is read as that list.
+- OpenLIT truncates text to ``max_content_length`` when that is set, marked only
+  by a trailing "...": undetectable, so such a row is fingerprinted as captured
+  (a change past the cut does not show, and the cut text is what is stored).
+  OpenLIT's older ``gen_ai.content.prompt`` span event ("role: text" lines)
+  cannot be rebuilt and is not read (span events reach the mapping by name only).
 
-Incomplete content is never fingerprinted: a message list with a missing index,
-an unparseable JSON attribute, a message without a role, OpenInference's
-``__REDACTED__`` inputs. Hostile shapes (wrong types, huge indexes, deep or
-non-JSON strings) give None, never an exception.
+Decision on partial content: it is never fingerprinted, so the explainer never
+calls a gap a change. A message list with a missing index, an unparseable JSON
+attribute (an SDK attribute-length limit cuts JSON, which then fails to parse), a
+message without a role, OpenInference's ``__REDACTED__`` inputs: no fingerprint.
+Hostile shapes (wrong types, huge indexes, non-JSON strings) give None, never
+an exception.
 """
 
 from __future__ import annotations

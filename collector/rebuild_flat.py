@@ -1,7 +1,7 @@
 """Flattened message attributes (``prefix.N.field``) and message events ─► messages.
 
-The indexed conventions of ``collector.rebuild``: OpenLLMetry before its
-semconv 0.5 rework (``gen_ai.prompt.N.*``, ``llm.request.functions.N.*``),
+The indexed conventions of ``collector.rebuild``: OpenLLMetry before 0.55
+(``gen_ai.prompt.N.*``, ``llm.request.functions.N.*``),
 OpenInference's ``llm.input_messages.N.message.*`` / ``llm.tools.N.tool.json_schema``,
 and openai-v2's ``gen_ai.<role>.message`` event bodies. Indexes must run
 0..n-1 without a gap (a missing message is an incomplete conversation: never
@@ -72,7 +72,7 @@ def _string(value: Any) -> str | None:
 
 
 def _maybe_blocks(text: str | None) -> Any:
-    """OpenLLMetry < 0.5 dumps a list content as JSON: read it back as that list."""
+    """OpenLLMetry < 0.55 dumps a list content as JSON: read it back as that list."""
     if text is None or text[:2] not in ("[{", "[ "):
         return text
     try:
@@ -89,7 +89,7 @@ def _schema(value: Any) -> Any:
 
 
 def openllmetry(attrs: Mapping[str, Any], anthropic: bool) -> tuple[Any, list, list] | None:
-    """OpenLLMetry < 0.5 ─► (system, provider-shaped messages, tools); None if absent."""
+    """OpenLLMetry < 0.55 ─► (system, provider-shaped messages, tools); None if absent."""
     prompts = indexed(attrs, OPENLLMETRY_PROMPT)
     if not prompts:
         return None

@@ -1,9 +1,9 @@
 """One request body as each library records it: encoders written from the libraries'
 own source (read August 2026), so a test can send the same call in every convention.
 
-OpenAI Chat bodies: semconv as openai-v2 / OpenLLMetry >= 0.5 write it (arguments
+OpenAI Chat bodies: semconv as openai-v2 / OpenLLMetry >= 0.55 write it (arguments
 parsed, flat tool definitions), semconv as Logfire writes it (tools as sent),
-OpenLLMetry < 0.5 (``gen_ai.prompt.N.*``), OpenInference (``input.value`` and the
+OpenLLMetry < 0.55 (``gen_ai.prompt.N.*``), OpenInference (``input.value`` and the
 flattened ``llm.input_messages.*``), Logfire's ``request_data``. Anthropic bodies:
 the same, Anthropic-shaped.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 
 def _parts_chat(msg: dict) -> list[dict]:
-    """OpenLLMetry >= 0.5 ``_set_input_messages`` / openai-v2 ``_prepare_input_messages``."""
+    """OpenLLMetry >= 0.55 ``_set_input_messages`` / openai-v2 ``_prepare_input_messages``."""
     content = msg.get("content")
     if msg["role"] == "tool":
         return [{"type": "tool_call_response", "id": msg["tool_call_id"], "response": content}]
@@ -47,7 +47,7 @@ def semconv_chat(body: dict, tools_as_sent: bool = False) -> dict[str, Any]:
 
 
 def openllmetry_chat(body: dict) -> dict[str, Any]:
-    """OpenLLMetry < 0.5 ``_set_prompts`` and ``set_tools_attributes``."""
+    """OpenLLMetry < 0.55 ``_set_prompts`` and ``set_tools_attributes``."""
     attrs: dict[str, Any] = {"gen_ai.system": "openai", "gen_ai.request.model": body["model"]}
     for i, msg in enumerate(body["messages"]):
         prefix = f"gen_ai.prompt.{i}"
@@ -113,7 +113,7 @@ def openinference_chat(body: dict) -> dict[str, Any]:
 
 
 def _parts_anthropic(content: Any) -> list[dict]:
-    """OpenLLMetry >= 0.5 anthropic ``_content_to_parts``."""
+    """OpenLLMetry >= 0.55 anthropic ``_content_to_parts``."""
     if isinstance(content, str):
         return [{"type": "text", "content": content}]
     parts = []
@@ -167,7 +167,7 @@ def semconv_anthropic(body: dict) -> dict[str, Any]:
 
 
 def _dump_content(content: Any) -> str:
-    """OpenLLMetry < 0.5 anthropic ``_dump_content``."""
+    """OpenLLMetry < 0.55 anthropic ``_dump_content``."""
     if isinstance(content, str):
         return content
     if all(b.get("type") == "text" for b in content):
