@@ -305,3 +305,16 @@ def test_flattened_attributes_of_any_shape_never_raise(attrs, provider):
     found = rebuild.request_body(attrs, provider)
     assert found is None or isinstance(found[0], dict)
     mapping.map_record(_record(attrs))
+
+
+@pytest.mark.parametrize("capture", [True, False])
+def test_ingest_files_rebuild_too_and_keep_content_only_when_asked(capture):
+    from tests.otlp_build import to_json, traces
+
+    attrs = conventions.semconv_chat(chat_body())
+    line = json.dumps(to_json(traces([{"attributes": attrs}], seed=3))).encode()
+    report = records.FileReport()
+    ((mapped, _),) = list(records.read_lines(iter([(1, line)]), report, capture))
+    (row,) = mapped.rows
+    assert row["prefix_hash"] == ours(chat_body())[A.PREFIX_HASH.name]
+    assert bool(mapped.contents) is capture
