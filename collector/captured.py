@@ -44,7 +44,7 @@ def fingerprint_captured(attrs: dict[str, Any], keep_content: bool = True) -> No
     if found is not None:
         body, source = found
         try:
-            parsed, fingerprinted = fingerprint_body(body, model, memo=_MEMO)
+            parsed, fingerprinted = fingerprint_body(body, memo=_MEMO)  # body's model
         except (prompt.PromptError, RecursionError):
             fingerprinted = None
     if fingerprinted is not None or not keep_content:

@@ -318,3 +318,11 @@ def test_ingest_files_rebuild_too_and_keep_content_only_when_asked(capture):
     (row,) = mapped.rows
     assert row["prefix_hash"] == ours(chat_body())[A.PREFIX_HASH.name]
     assert bool(mapped.contents) is capture
+
+
+def test_a_lone_surrogate_in_captured_text_is_fingerprinted_and_stored_mended():
+    parts = [{"type": "text", "content": "order \ud800 1182"}]
+    attrs = {"gen_ai.provider.name": "openai"}
+    attrs["gen_ai.input.messages"] = json.dumps([{"role": "user", "parts": parts}])
+    row, content = mapping.map_record(_record(attrs))
+    assert row["prefix_hash"] and content == "<|user|>\norder \ufffd 1182\n"
