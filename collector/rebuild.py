@@ -5,7 +5,10 @@ the provider (OpenAI Chat ``{"model", "messages", "tools"}``, Anthropic
 ``{"model", "system", "messages", "tools"}``, or the exact body as sent), or
 None when the content is absent, incomplete or not understood. The body is then
 fingerprinted by ``collector.bodies``, the very step the instrumentation runs.
-Read from each library's source (snapshots of March-August 2026):
+Read from each library's source (snapshots of March-August 2026); recorded live
+around the real SDKs (``tests/record_libraries.py`` ─► ``sample_data/libraries``,
+replayed by tests/test_rebuild.py): OpenInference openai 0.1.66 and anthropic
+3.1.0, OpenLLMetry openai and anthropic 0.62.4. The others from source only.
 
 - OpenInference (openai, anthropic): ``input.value`` with ``input.mime_type``
   JSON on an LLM span is the request as sent: rebuilt from it. Else its

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import example, given, settings
@@ -15,6 +16,7 @@ from collector import captured, mapping, rebuild, records
 from collector.decoded import Record
 from tests import cases, conventions
 
+ROOT = Path(__file__).resolve().parent.parent
 FINGERPRINT = (
     A.PREFIX_HASH.name,
     A.TOOLS_HASH.name,
@@ -326,3 +328,37 @@ def test_a_lone_surrogate_in_captured_text_is_fingerprinted_and_stored_mended():
     attrs["gen_ai.input.messages"] = json.dumps([{"role": "user", "parts": parts}])
     row, content = mapping.map_record(_record(attrs))
     assert row["prefix_hash"] and content == "<|user|>\norder \ufffd 1182\n"
+
+
+LIBRARY_FIXTURES = sorted((ROOT / "sample_data" / "libraries").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", LIBRARY_FIXTURES, ids=lambda p: p.stem)
+def test_spans_recorded_from_the_real_libraries_fingerprint_as_ours(path):
+    """Fixtures of tests/record_libraries.py: each real library around the real SDK."""
+    found = json.loads(path.read_text())
+    want = ours(found["body"])
+    with_content = 0
+    for span in found["spans"]:
+        attrs = span["attributes"]
+        got = rebuilt(attrs)
+        if not rebuild.has_content(attrs):  # e.g. the anthropic SDK's own span
+            assert A.PREFIX_HASH.name not in got
+            continue
+        with_content += 1
+        assert {k: got.get(k) for k in FINGERPRINT} == {k: want[k] for k in FINGERPRINT}
+        assert got[A.CONTENT.name] == want[A.CONTENT.name]
+        if "input.value" in attrs:  # OpenInference's flattened messages say the same
+            flat = rebuilt({k: v for k, v in attrs.items() if k != "input.value"})
+            assert flat[A.REBUILT_FROM.name] == "llm.input_messages"
+            assert flat[A.BLOCK_HASHES.name] == want[A.BLOCK_HASHES.name]
+    assert with_content == 1
+
+
+def test_every_recorded_library_is_replayed():
+    assert {p.stem for p in LIBRARY_FIXTURES} >= {
+        "openinference-openai",
+        "openinference-anthropic",
+        "openllmetry-openai",
+        "openllmetry-anthropic",
+    }
