@@ -8,16 +8,18 @@ fingerprinted by ``collector.bodies``, the very step the instrumentation runs.
 Read from each library's source (snapshots of March-August 2026); recorded live
 around the real SDKs (``tests/record_libraries.py`` ─► ``sample_data/libraries``,
 replayed by tests/test_rebuild.py): OpenInference openai 0.1.66 and anthropic
-3.1.0, OpenLLMetry openai and anthropic 0.62.4. The others from source only.
+3.1.0, OpenLLMetry openai and anthropic 0.62.4, Logfire 5.4.0 (openai,
+anthropic). The others (openai-v2, OpenLIT, OpenLLMetry < 0.55) from source only.
 
 - OpenInference (openai, anthropic): ``input.value`` with ``input.mime_type``
   JSON on an LLM span is the request as sent: rebuilt from it. Else its
   flattened ``llm.input_messages.N.message.*`` and ``llm.tools.N.tool.json_schema``.
-- Logfire: ``request_data``, a JSON attribute of the body as sent (Chat
-  Completions, Anthropic Messages). For the Responses API it holds only the model:
-  with ``version='latest'`` the ``gen_ai.input.messages`` Logfire adds are read;
-  its default puts the input in an ``events`` attribute with the output appended
-  (not told apart), which is not read.
+- Logfire: with its semconv version 1, ``request_data`` is a JSON attribute of
+  the body as sent (Chat Completions, Anthropic Messages). With ``latest`` (what
+  logfire 5.4 sent when recorded) ``request_data`` holds only the model and the
+  ``gen_ai.input.messages`` it adds are read. Version 1's Responses API spans put
+  the input in an ``events`` attribute with the output appended (not told
+  apart): not read.
 - GenAI semconv (openai-v2 and opentelemetry-util-genai, OpenLLMetry >= 0.55,
   Logfire, OpenLIT): ``gen_ai.input.messages`` (role + parts), with
   ``gen_ai.system_instructions`` and ``gen_ai.tool.definitions``. The same names

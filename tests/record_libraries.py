@@ -46,6 +46,8 @@ LIBRARIES = {
         "anthropic", "opentelemetry.instrumentation.anthropic", "AnthropicInstrumentor",
         {"TRACELOOP_TRACE_CONTENT": "true"},
     ),
+    "logfire-openai": ("openai", "logfire", "instrument_openai", {}),
+    "logfire-anthropic": ("anthropic", "logfire", "instrument_anthropic", {}),
 }  # fmt: skip
 
 
@@ -79,22 +81,34 @@ def record(name: str) -> dict:
 
     sdk, module, cls, _ = LIBRARIES[name]
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    trace.set_tracer_provider(provider)
-    getattr(importlib.import_module(module), cls)().instrument(tracer_provider=provider)
+    if module == "logfire":  # its own provider, our exporter beside it
+        import logfire
+
+        logfire.configure(
+            send_to_logfire=False,
+            console=False,
+            additional_span_processors=[SimpleSpanProcessor(exporter)],
+        )
+        provider = trace.get_tracer_provider()
+    else:
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        getattr(importlib.import_module(module), cls)().instrument(tracer_provider=provider)
     body = _bodies()[sdk]
     with FakeLLM() as fake:
         if sdk == "openai":
             import openai
 
             client = openai.OpenAI(base_url=fake.url + "/v1", api_key="k")
-            client.chat.completions.create(**body)
         else:
             import anthropic
 
             client = anthropic.Anthropic(base_url=fake.url, api_key="k")
-            client.messages.create(**body)
+        if module == "logfire":
+            getattr(importlib.import_module(module), cls)(client)
+        create = client.chat.completions if sdk == "openai" else client.messages
+        create.create(**body)
     provider.force_flush()
     spans = [
         {"name": s.name, "attributes": {k: _value(v) for k, v in s.attributes.items()}}

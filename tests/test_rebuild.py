@@ -361,4 +361,6 @@ def test_every_recorded_library_is_replayed():
         "openinference-anthropic",
         "openllmetry-openai",
         "openllmetry-anthropic",
+        "logfire-openai",
+        "logfire-anthropic",
     }
