@@ -2,11 +2,15 @@
 tests/test_rebuild.py replays (their pins conflict with ours, so they run in a venv
 of their own):
 
-    python -m venv /tmp/libs && /tmp/libs/bin/pip install openai anthropic \
+    python -m venv /tmp/libs && /tmp/libs/bin/pip install openai anthropic httpx \
         opentelemetry-sdk openinference-instrumentation-openai \
         openinference-instrumentation-anthropic opentelemetry-instrumentation-openai-v2 \
-        opentelemetry-instrumentation-openai opentelemetry-instrumentation-anthropic
+        opentelemetry-instrumentation-openai opentelemetry-instrumentation-anthropic logfire
     /tmp/libs/bin/python tests/record_libraries.py   # writes sample_data/libraries/*.json
+
+A library that fails to run is named and skipped (recorded 2026-11-30: openai-v2
+2.4b0 needed an opentelemetry-util-genai the registry did not have, and 2.3b0 a
+wrapt it did not get, so it has no fixture).
 
 Each library wraps the real SDK, which calls tests/fake_llm.py on a loopback port
 with the golden conversation of tests/test_rebuild.py (chat_body, anthropic_body);
