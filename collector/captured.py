@@ -36,7 +36,12 @@ def fingerprint_captured(attrs: dict[str, Any], keep_content: bool = True) -> No
     """Add our fingerprint attributes to ``attrs`` (in place) when they hold another
     library's captured input content and no fingerprint yet; drop the raw content
     once rebuilt, or whenever content is not kept. Never raises for bad content."""
-    if A.BLOCK_HASHES.name in attrs or not rebuild.has_content(attrs):
+    if A.BLOCK_HASHES.name in attrs:
+        return
+    if not rebuild.has_content(attrs):
+        if not keep_content:  # partial content too: only hashes are kept
+            for key in rebuild.content_keys(attrs):
+                del attrs[key]
         return
     model = _first(attrs, _MODEL)
     found = rebuild.request_body(attrs, _first(attrs, _PROVIDER), model)

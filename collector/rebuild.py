@@ -89,11 +89,24 @@ CONTENT_PREFIXES = flat.CONTENT_PREFIXES
 _SYSTEM_ROLES = ("system", "developer")
 
 
-def has_content(attrs: Mapping[str, Any]) -> bool:
-    """Does a record carry input content some library captured?"""
-    return any(name in attrs for name in CONTENT_NAMES) or any(
-        key.startswith(CONTENT_PREFIXES) for key in attrs
+# What every capture of each convention holds (an indexed one: its first message's
+# role or its first tool), looked up in one set operation on every span without our
+# fingerprint; content_keys is the thorough scan.
+_PRESENT = frozenset(
+    (
+        *CONTENT_NAMES,
+        "gen_ai.prompt.0.role",
+        "llm.input_messages.0.message.role",
+        "llm.request.functions.0.name",
+        "llm.tools.0.tool.json_schema",
     )
+)
+
+
+def has_content(attrs: Mapping[str, Any]) -> bool:
+    """Does a record carry input content some library captured (in full: a message list
+    without its first message is not a request)?"""
+    return not _PRESENT.isdisjoint(attrs)
 
 
 def content_keys(attrs: Mapping[str, Any]) -> list[str]:

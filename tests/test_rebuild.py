@@ -364,3 +364,11 @@ def test_every_recorded_library_is_replayed():
         "logfire-openai",
         "logfire-anthropic",
     }
+
+
+def test_partial_content_is_dropped_too_when_only_hashes_are_kept():
+    attrs = {"gen_ai.system": "openai", "gen_ai.prompt.1.content": "Acme", "llm.tools.2.x": "Acme"}
+    kept, _ = mapping.map_record(_record(attrs))
+    assert kept["attributes"].count("Acme") == 2 and kept["prefix_hash"] is None
+    dropped, _ = mapping.map_record(_record(attrs), keep_content=False)
+    assert dropped["attributes"] is None
