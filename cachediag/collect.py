@@ -108,6 +108,13 @@ from cachediag.options import (
     default=None,
     help="POST newly firing alerts here (JSON with a Slack-compatible 'text').",
 )
+@click.option(
+    "--content/--no-content",
+    default=True,
+    show_default=True,
+    help="Keep captured prompts (ours, and other libraries' rebuilt ones) for token-level "
+    "diffs; --no-content keeps only their hashes.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def serve(
     db: str,
@@ -127,6 +134,7 @@ def serve(
     alert_rules: str | None,
     alert_every: float,
     webhook: str | None,
+    content: bool,
     verbose: bool,
 ) -> None:
     """Receive OTLP traces and logs into DuckDB and answer the query API.
@@ -157,6 +165,7 @@ def serve(
         alert_rules=alert_rules,
         alert_every_s=alert_every,
         webhook=webhook,
+        content=content,
     )
     for name, value in (
         ("read_timeout_s", read_timeout),

@@ -21,7 +21,8 @@ INGEST_MEMORY_MIB = 384  # DuckDB's memory while `ingest` loads files (its defau
     "--content/--no-content",
     default=True,
     show_default=True,
-    help="Keep the rendered prompt of request records (for token-level diffs).",
+    help="Keep captured prompts (of request records, of spans, and other libraries' "
+    "rebuilt ones) for token-level diffs; --no-content keeps only their hashes.",
 )
 @click.option(
     "--memory-mib",

@@ -77,6 +77,12 @@ RETENTION = _a(
 )
 TOTAL_TOKENS = _a("cachediag.total_tokens", "int", "tokens of the rendered prompt")
 CONTENT = _a("cachediag.content", "string", "rendered request (only when capture is on)")
+REBUILT_FROM = _a(
+    "cachediag.rebuilt_from",
+    "string",
+    "set at ingest: the captured-content attribute another library's request was rebuilt "
+    "and fingerprinted from (collector.rebuild)",
+)
 USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
 PROVIDER_VERDICT = _a(
     "cachediag.provider_verdict", "string", "the provider's own cache-miss diagnostics as JSON"

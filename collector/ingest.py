@@ -22,14 +22,15 @@ class Prepared:
     error: str
 
 
-def from_records(decoded: otlp.Decoded) -> Prepared:
+def from_records(decoded: otlp.Decoded, keep_content: bool = True) -> Prepared:
     """Map decoded records to a frame; records that are not LLM calls are counted, and
-    so are records whose values cannot be stored (rejected: the others still are)."""
+    so are records whose values cannot be stored (rejected: the others still are).
+    Without ``keep_content`` only hashes are kept: no captured prompt of anyone's."""
     rows, contents, skipped = [], [], 0
     rejected, error = decoded.rejected, decoded.error
     for record in decoded.records:
         try:
-            mapped = mapping.map_record(record)
+            mapped = mapping.map_record(record, keep_content)
         except mapping.Rejected as exc:
             rejected += 1
             error = otlp.brief(f"{record.signal} {_label(record)}: {exc}")
@@ -39,7 +40,7 @@ def from_records(decoded: otlp.Decoded) -> Prepared:
             continue
         row, content = mapped
         rows.append(row)
-        if content is not None:
+        if content is not None and keep_content:
             contents.append((row["id"], content))
     return Prepared(Store.frame(rows), contents, len(decoded.records), skipped, rejected, error)
 
@@ -50,6 +51,14 @@ def _label(record: otlp.Record) -> str:
     return " ".join(repr(v)[:80] for v in (ident, record.name) if v) or "without id"
 
 
-def prepare(sig: str, content_type: str, encoding: str | None, body: bytes, limit: int) -> Prepared:
+def prepare(
+    sig: str,
+    content_type: str,
+    encoding: str | None,
+    body: bytes,
+    limit: int,
+    keep_content: bool = True,
+) -> Prepared:
     """Inflate, decode and map one OTLP export (runs in a worker process when configured)."""
-    return from_records(otlp.decode(sig, content_type, otlp.inflate(body, encoding, limit)))
+    decoded = otlp.decode(sig, content_type, otlp.inflate(body, encoding, limit))
+    return from_records(decoded, keep_content)

@@ -22,6 +22,7 @@ from typing import Any
 from analysis import fingerprint
 from analysis import usage as usage_mod
 from collector import attributes as A
+from collector import captured
 from collector.decoded import MAX_DEPTH, Record
 
 _PROVIDER = (A.PROVIDER.name, A.SYSTEM.name, "llm.provider", "llm.system")
@@ -224,12 +225,16 @@ def record_id(record: Record) -> str:
     return "log-" + hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
 
 
-def map_record(record: Record) -> tuple[dict[str, Any], str | None] | None:
+def map_record(
+    record: Record, keep_content: bool = True
+) -> tuple[dict[str, Any], str | None] | None:
     """The request row of one record and its captured content; None if not an LLM call.
-    Raises ``Rejected`` when a value cannot be stored."""
+    Raises ``Rejected`` when a value cannot be stored. Without ``keep_content`` the
+    raw prompt attributes of other libraries are dropped (the caller drops the rest)."""
     if not is_llm_call(record):
         return None
     attrs = dict(record.attributes)
+    captured.fingerprint_captured(attrs, keep_content)  # other libraries' prompts ─► ours
     provider = _str(_pop(attrs, _PROVIDER))
     raw = _raw_response(attrs, record.body)
     use = _usage(attrs, provider, raw)

@@ -25,10 +25,11 @@ from typing import Any
 
 import duckdb
 
-from analysis import fingerprint, prompt, providers, tokens
+from analysis import fingerprint, prompt, providers
 from analysis import usage as usage_mod
 from collector import attributes as A
 from collector import files, mapping, otlp
+from collector.bodies import fingerprint_body
 from collector.store.database import Store
 
 CHUNK_ROWS = 5000  # rows per transaction when loading files...
@@ -60,16 +61,14 @@ def request_record(
 ) -> otlp.Record:
     """One logged request ─► a Record with the attributes the instrumentation would set."""
     try:
-        parsed = prompt.parse(obj)
+        parsed, fingerprinted = fingerprint_body(obj, memo=memo)
     except prompt.PromptError as exc:
         raise RecordError(str(exc)) from None
-    tok = tokens.resolve(parsed.model)
-    fp = fingerprint.fingerprint(parsed, tok, memo=memo)
     response = obj.get("response") or {}
     use = usage_mod.from_provider(obj.get("usage") or response)
     provider = providers.provider_for(parsed.format, parsed.model)
     attrs = A.record_attributes(obj, provider, parsed.model)
-    attrs.update(A.fingerprint_attributes(fp))
+    attrs.update(fingerprinted)
     attrs.update(A.usage_attributes(use))
     verdict = usage_mod.verdict(response)
     if verdict:
@@ -169,14 +168,14 @@ def _decode(raw: bytes, capture: bool, memo: fingerprint.TokenMemo) -> otlp.Deco
     return otlp.Decoded([request_record(obj, capture, memo)])  # parse checks the body
 
 
-def _mapped(number: int, decoded: otlp.Decoded, report: FileReport) -> _Line:
+def _mapped(number: int, decoded: otlp.Decoded, report: FileReport, capture: bool) -> _Line:
     """A line's records as rows; records refused inside an otherwise good line (a span
     out of range in an OTLP export) cost only themselves, and name the line."""
     line = _Line(number, [], [], 0)
     refused, reason = decoded.rejected, decoded.error
     for record in decoded.records:
         try:
-            found = mapping.map_record(record)
+            found = mapping.map_record(record, capture)
         except mapping.Rejected as exc:
             refused, reason = refused + 1, reason or str(exc)
             continue
@@ -185,7 +184,7 @@ def _mapped(number: int, decoded: otlp.Decoded, report: FileReport) -> _Line:
             continue
         row, content = found
         line.rows.append(row)
-        if content is not None:
+        if content is not None and capture:
             line.contents.append((row["id"], content))
     if refused:
         total = len(decoded.records) + decoded.rejected
@@ -212,7 +211,7 @@ def read_lines(
         if not raw.strip():
             continue
         try:
-            line = _mapped(number, _decode(raw, capture, memo), report)
+            line = _mapped(number, _decode(raw, capture, memo), report, capture)
         except _LINE_ERRORS as exc:
             report.refuse(number, str(exc).splitlines()[0][:200] or type(exc).__name__)
             continue

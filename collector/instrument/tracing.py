@@ -45,8 +45,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
 
-from analysis import fingerprint, prompt, tokens
+from analysis import fingerprint, prompt
 from collector import attributes as A
+from collector.bodies import fingerprint_body
 from collector.instrument.background import ProcessorDrops, Tally, Worker, fork_safe_session
 from collector.instrument.call import Call
 
@@ -138,12 +139,9 @@ class Instrumentation:
     def attributes(self, body: Any, model: str | None = None) -> dict[str, Any]:
         """Fingerprint attributes of a request body (empty if it cannot be parsed)."""
         try:
-            parsed = prompt.parse(body)
+            parsed, attrs = fingerprint_body(body, model, self.block_size, self.memo)
         except prompt.PromptError:
             return {}
-        tok = tokens.resolve(model or parsed.model)
-        fp = fingerprint.fingerprint(parsed, tok, self.block_size, self.memo)
-        attrs = A.fingerprint_attributes(fp)
         if self.capture_content:
             text = parsed.text
             attrs[A.CONTENT.name] = self.redactor(text) if self.redactor else text

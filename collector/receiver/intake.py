@@ -65,6 +65,7 @@ class Config:
     alert_every_s: float = 60.0  # evaluate the alert rules this often; 0 turns it off
     alert_rules: str | None = None  # TOML file with an [alerts] table
     webhook: str | None = None  # POST newly firing alerts here
+    content: bool = True  # keep captured prompts; False keeps only hashes (collector.captured)
     # a request whose headers or body stall this long is dropped (its budget released);
     # its whole body must arrive within receiver.BODY_DEADLINE_READS times as long
     read_timeout_s: float = field(default_factory=_env(READ_TIMEOUT_ENV, 5.0))
@@ -224,7 +225,7 @@ class Collector:
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
 
     def _prepare(self, sig: str, content_type: str, data: bytes) -> Prepared:
-        args = (sig, content_type, None, data, self.config.max_body)
+        args = (sig, content_type, None, data, self.config.max_body, self.config.content)
         with self._inflight_lock:
             self._decoding += 1
         try:
