@@ -14,20 +14,28 @@ from collector.store.database import Store
 class Prepared:
     """Rows ready for the writer, and what did not become rows."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # LLM calls
     contents: list[tuple[str, str]]
     records: int
-    skipped: int  # not LLM calls
+    skipped: int  # no GenAI record, or a log record that is neither a call nor of one
     rejected: int  # malformed
     error: str
+    other: int = 0  # GenAI work that is no LLM call (agents, tools, embeddings)
+    parts: pl.DataFrame | None = None  # what enriches a call (log records, stream tails)
 
 
 def from_records(decoded: otlp.Decoded) -> Prepared:
-    """Map decoded records to a frame; records that are not LLM calls are counted, and
-    so are records whose values cannot be stored (rejected: the others still are)."""
-    rows, contents, skipped = [], [], 0
+    """Map decoded records to a frame of calls and one of parts (what enriches a call:
+    see ``collector.mapping``); records that are no GenAI call are counted, and so are
+    records whose values cannot be stored (rejected: the others still are)."""
+    rows, parts, contents, skipped, other = [], [], [], 0, 0
     rejected, error = decoded.rejected, decoded.error
     for record in decoded.records:
+        kind = mapping.classify(record)
+        if kind is None or kind == mapping.OTHER:
+            skipped += kind is None
+            other += kind == mapping.OTHER
+            continue
         try:
             mapped = mapping.map_record(record)
         except mapping.Rejected as exc:
@@ -38,10 +46,19 @@ def from_records(decoded: otlp.Decoded) -> Prepared:
             skipped += 1
             continue
         row, content = mapped
-        rows.append(row)
+        if kind == mapping.PART and not (record.signal == "log" and mapping.is_complete(row)):
+            if not (record.trace_id and record.span_id):
+                skipped += 1  # of no call we could find
+                continue
+            parts.append(row)
+        else:
+            rows.append(row)  # a call, or a log record that is a whole call itself
         if content is not None:
             contents.append((row["id"], content))
-    return Prepared(Store.frame(rows), contents, len(decoded.records), skipped, rejected, error)
+    frame, part_frame = Store.frame(rows), Store.frame(parts) if parts else None
+    return Prepared(
+        frame, contents, len(decoded.records), skipped, rejected, error, other, part_frame
+    )
 
 
 def _label(record: otlp.Record) -> str:

@@ -87,7 +87,11 @@ def test_logs_become_rows(server):
     body = logs(
         [
             {
-                "attributes": {"gen_ai.system": "anthropic", "cachediag.route": "/logs"},
+                "attributes": {
+                    "gen_ai.system": "anthropic",
+                    "gen_ai.request.model": "claude-sonnet-4-5",
+                    "cachediag.route": "/logs",
+                },
                 "body": {"usage": {"input_tokens": 5, "cache_read_input_tokens": 100}},
             }
         ]

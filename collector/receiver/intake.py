@@ -79,6 +79,7 @@ class Stats:
     exports: int = 0
     records: int = 0
     skipped_not_llm: int = 0
+    genai_not_calls: int = 0  # GenAI spans that are no LLM call: agents, tools, embeddings
     rejected: int = 0
     throttled: int = 0
     timed_out: int = 0  # requests dropped because the client stalled
@@ -209,10 +210,11 @@ class Collector:
             exports=1,
             records=prepared.records,
             skipped_not_llm=prepared.skipped,
+            genai_not_calls=prepared.other,
             rejected=prepared.rejected,
         )
-        if len(prepared.frame):
-            batch = self.writer.try_submit(prepared.frame, prepared.contents)
+        if len(prepared.frame) or prepared.parts is not None:
+            batch = self.writer.try_submit(prepared.frame, prepared.contents, prepared.parts)
             if batch is None:
                 self.stats.add(throttled=1)
                 raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
