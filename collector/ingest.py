@@ -31,34 +31,44 @@ def from_records(decoded: otlp.Decoded) -> Prepared:
     rows, parts, contents, skipped, other = [], [], [], 0, 0
     rejected, error = decoded.rejected, decoded.error
     for record in decoded.records:
-        kind = mapping.classify(record)
-        if kind is None or kind == mapping.OTHER:
-            skipped += kind is None
-            other += kind == mapping.OTHER
-            continue
         try:
-            mapped = mapping.map_record(record)
+            where, mapped = place(record)
         except mapping.Rejected as exc:
             rejected += 1
             error = otlp.brief(f"{record.signal} {_label(record)}: {exc}")
             continue
+        skipped += where == SKIPPED
+        other += where == mapping.OTHER
         if mapped is None:
-            skipped += 1
             continue
         row, content = mapped
-        if kind == mapping.PART and not (record.signal == "log" and mapping.is_complete(row)):
-            if not (record.trace_id and record.span_id):
-                skipped += 1  # of no call we could find
-                continue
-            parts.append(row)
-        else:
-            rows.append(row)  # a call, or a log record that is a whole call itself
+        (parts if where == mapping.PART else rows).append(row)
         if content is not None:
             contents.append((row["id"], content))
     frame, part_frame = Store.frame(rows), Store.frame(parts) if parts else None
     return Prepared(
         frame, contents, len(decoded.records), skipped, rejected, error, other, part_frame
     )
+
+
+SKIPPED = "skipped"
+
+
+def place(record: otlp.Record) -> tuple[str, tuple[dict, str | None] | None]:
+    """Where a record goes: a CALL or a PART (with its row and captured content), OTHER
+    GenAI work or SKIPPED (no row). A log record that is a whole call is a CALL; one that
+    names no span to enrich is skipped. Raises ``mapping.Rejected`` as ``map_record``."""
+    kind = mapping.classify(record)
+    if kind is None or kind == mapping.OTHER:
+        return kind or SKIPPED, None
+    mapped = mapping.map_record(record)
+    if mapped is None:
+        return SKIPPED, None
+    if kind == mapping.PART and record.signal == "log" and mapping.is_complete(mapped[0]):
+        return mapping.CALL, mapped  # a log record that is a whole call by itself
+    if kind == mapping.PART and not (record.trace_id and record.span_id):
+        return SKIPPED, None  # of no call we could find
+    return kind, mapped
 
 
 def _label(record: otlp.Record) -> str:

@@ -363,3 +363,17 @@ def test_logfire_stream_tail_gives_its_usage_to_the_call(store, order):
     (row,) = _rows(store)
     assert row["span_id"] == OUTER.hex()
     assert (row["prompt_tokens"], row["cached_tokens"], row["output_tokens"]) == (5002, 1754, 12)
+
+
+def test_after_a_restart_records_still_find_their_call(tmp_path):
+    path = str(tmp_path / "db.duckdb")
+    first = Store(path)
+    _store(first, _traces(CALL_SPAN))
+    first.close()
+    again = Store(path)  # the index of recent traces is read back from the file
+    try:
+        _store(again, _logs(*EVENTS))
+        (row,) = _rows(again)
+        assert row["conversation_id"] == "conv-1"
+    finally:
+        again.close()

@@ -97,6 +97,9 @@ class Store:
             self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_MIB}MiB'")
             self.con.execute(f"SET memory_limit = '{int(memory_mib)}MiB'")
             migrations.apply(self.con)
+        self.recent = linking.Recent()
+        if not read_only:
+            self.recent.load(self.con)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for reading from another thread."""
@@ -123,7 +126,7 @@ class Store:
         with self._lock:
             self.con.execute("BEGIN TRANSACTION")
             try:
-                frame, stale, moved = linking.link(self.con, frame, parts)
+                frame, stale, moved = linking.link(self.con, frame, parts, self.recent)
                 linking.forget(self.con, stale, moved)
                 inserted = self._insert(frame, contents, moved)
                 self.con.execute("COMMIT")
