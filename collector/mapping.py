@@ -140,7 +140,10 @@ def classify(record: Record) -> str | None:
         return None
     attrs = record.attributes
     tail = attrs.get(_STREAM_TAIL[0])
-    if record.signal == "log" or (isinstance(tail, str) and tail.startswith(_STREAM_TAIL[1])):
+    if record.signal == "log":
+        operation = _first(attrs, _OPERATION)  # a log record of an agent or a tool: OTHER
+        return PART if operation is None or str(operation).lower() in CALL_OPERATIONS else OTHER
+    if isinstance(tail, str) and tail.startswith(_STREAM_TAIL[1]):
         return PART
     kind = attrs.get(_SPAN_KIND)
     if kind is not None:

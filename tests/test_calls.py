@@ -226,6 +226,18 @@ def test_a_complete_log_record_and_its_span_are_one_row_the_span_winning(store, 
     assert row["route"] == "/chat"
 
 
+def test_a_log_record_of_other_genai_work_is_counted_and_no_row(store):
+    record = {
+        "attributes": {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 5,
+        }
+    }
+    (prepared,) = _store(store, _logs(record))
+    assert (prepared.other, _rows(store)) == (1, [])
+
+
 def test_a_complete_log_record_alone_is_a_row(store):
     record = {
         "attributes": {
