@@ -39,10 +39,20 @@ CACHE_READ = _a("gen_ai.usage.cache_read.input_tokens", "int", "prompt tokens re
 CACHE_CREATION = _a(
     "gen_ai.usage.cache_creation.input_tokens", "int", "prompt tokens written to the cache"
 )
+CACHE_WRITE = _a(
+    "gen_ai.usage.cache_write.input_tokens",
+    "int",
+    "prompt tokens written to the cache (the anthropic SDK's and newer semconv spelling)",
+)
 TIME_TO_FIRST_CHUNK = _a(
     "gen_ai.response.time_to_first_chunk",
     "double",
     "seconds from request to the first streamed chunk",
+)
+SERVER_TTFT = _a(
+    "gen_ai.server.time_to_first_token",
+    "double",
+    "seconds to the first token (OpenLIT; the semconv name of a server metric)",
 )
 
 # --- cachediag's own -------------------------------------------------------------------------
@@ -86,6 +96,108 @@ REBUILT_FROM = _a(
 USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
 PROVIDER_VERDICT = _a(
     "cachediag.provider_verdict", "string", "the provider's own cache-miss diagnostics as JSON"
+)
+
+# --- what other instrumentations send -----------------------------------------------------------
+# Each column of a request row is read from the first of these names present on a record (all
+# are consumed, so none is also kept among the unclaimed attributes), in the unit stated.
+# Sources: GenAI semconv (old and new), OpenLLMetry/Traceloop (``llm.*``, ``traceloop.*``),
+# OpenInference (``llm.*_name``, ``llm.token_count.*``), OpenLIT, Logfire.
+READS: dict[str, tuple[str, tuple[str, ...]]] = {  # column: (unit, names)
+    "provider": ("", (PROVIDER.name, SYSTEM.name, "llm.provider", "llm.system")),
+    "operation": ("", (OPERATION.name, "llm.request.type")),
+    "request_model": ("", (REQUEST_MODEL.name, "llm.request.model", "llm.request.model_name")),
+    # OpenInference's llm.model_name is the model that answered
+    "response_model": (
+        "",
+        (RESPONSE_MODEL.name, "llm.response.model", "llm.response.model_name", "llm.model_name"),
+    ),
+    "conversation_id": (
+        "",
+        (
+            CONVERSATION_ID.name,
+            "session.id",
+            "gen_ai.session.id",
+            "traceloop.association.properties.session_id",
+        ),
+    ),
+    "session_key": (
+        "",
+        (
+            SESSION_KEY.name,
+            "gen_ai.openai.request.prompt_cache_key",
+            "gen_ai.request.prompt_cache_key",
+        ),
+    ),
+    "prompt_tokens": (
+        "tokens",
+        (
+            INPUT_TOKENS.name,
+            "gen_ai.usage.prompt_tokens",
+            "llm.usage.prompt_tokens",
+            "llm.token_count.prompt",
+        ),
+    ),
+    "output_tokens": (
+        "tokens",
+        (
+            OUTPUT_TOKENS.name,
+            "gen_ai.usage.completion_tokens",
+            "llm.usage.completion_tokens",
+            "llm.token_count.completion",
+        ),
+    ),
+    "cached_tokens": (
+        "tokens",
+        (
+            CACHE_READ.name,
+            "gen_ai.usage.cache_read_input_tokens",
+            "llm.token_count.prompt_details.cache_read",
+            "gen_ai.usage.prompt_tokens_details.cached_tokens",
+            "llm.usage.cache_read_input_tokens",
+        ),
+    ),
+    "cache_write_tokens": (
+        "tokens",
+        (
+            CACHE_CREATION.name,
+            CACHE_WRITE.name,
+            "gen_ai.usage.cache_creation_input_tokens",
+            "llm.token_count.prompt_details.cache_write",
+            "llm.usage.cache_creation_input_tokens",
+        ),
+    ),
+    # a provider response or usage object as JSON (Logfire: response_data = {message, usage})
+    "raw_usage": (
+        "JSON",
+        (USAGE.name, "output.value", "llm.response.body", "gen_ai.response.body", "response_data"),
+    ),
+    "ttft_ms": ("ms", (TTFT_MS.name,)),
+    "ttft_s": ("s", (TIME_TO_FIRST_CHUNK.name, SERVER_TTFT.name)),
+}
+# Span events whose time, less the span's start, is the time to the first token: OpenInference's
+# "First Token Stream Event", OpenLLMetry's first gen_ai.content.completion.chunk, and any
+# event named *first_token* / *first_chunk*. Matched on the lower-cased name.
+FIRST_TOKEN_EVENTS = (
+    "first_token",
+    "first_chunk",
+    "first token",
+    "gen_ai.content.completion.chunk",
+)
+
+# Anthropic's usage.input_tokens excludes the cache reads and writes; the semconv input-token
+# count SHOULD include them. Which one a record's count is depends on the library that sent it,
+# known by a marker attribute (on the record or its resource; value None: any value):
+# (attribute, value, the count includes the cache). The first marker present decides; with none,
+# the semconv convention holds, unless the cache alone exceeds the count (it cannot include it).
+INPUT_INCLUDES_CACHE: tuple[tuple[str, str | None, bool], ...] = (
+    (PREFIX_HASH.name, None, True),  # cachediag's instrumentation: analysis.usage totals
+    ("openinference.span.kind", None, True),  # prompt = input + cache_creation + cache_read
+    ("llm.request.type", None, True),  # OpenLLMetry: input + cache_read + cache_creation
+    ("llm.usage.total_tokens", None, True),  # OpenLLMetry
+    ("telemetry.sdk.name", "openlit", False),  # OpenLIT passes input_tokens through
+    ("logfire.span_type", None, False),  # Logfire sets response.usage.input_tokens
+    ("logfire.msg_template", None, False),
 )
 
 ALL: tuple[Attribute, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Attribute))

@@ -14,35 +14,64 @@ from collector.store.database import Store
 class Prepared:
     """Rows ready for the writer, and what did not become rows."""
 
-    frame: pl.DataFrame
+    frame: pl.DataFrame  # LLM calls
     contents: list[tuple[str, str]]
     records: int
-    skipped: int  # not LLM calls
+    skipped: int  # no GenAI record, or a log record that is neither a call nor of one
     rejected: int  # malformed
     error: str
+    other: int = 0  # GenAI work that is no LLM call (agents, tools, embeddings)
+    parts: pl.DataFrame | None = None  # what enriches a call (log records, stream tails)
 
 
 def from_records(decoded: otlp.Decoded, keep_content: bool = True) -> Prepared:
-    """Map decoded records to a frame; records that are not LLM calls are counted, and
-    so are records whose values cannot be stored (rejected: the others still are).
-    Without ``keep_content`` only hashes are kept: no captured prompt of anyone's."""
-    rows, contents, skipped = [], [], 0
+    """Map decoded records to a frame of calls and one of parts (what enriches a call:
+    see ``collector.mapping``); records that are no GenAI call are counted, and so are
+    records whose values cannot be stored (rejected: the others still are). Without
+    ``keep_content`` only hashes are kept: no captured prompt of anyone's."""
+    rows, parts, contents, skipped, other = [], [], [], 0, 0
     rejected, error = decoded.rejected, decoded.error
     for record in decoded.records:
         try:
-            mapped = mapping.map_record(record, keep_content)
+            where, mapped = place(record, keep_content)
         except mapping.Rejected as exc:
             rejected += 1
             error = otlp.brief(f"{record.signal} {_label(record)}: {exc}")
             continue
+        skipped += where == SKIPPED
+        other += where == mapping.OTHER
         if mapped is None:
-            skipped += 1
             continue
         row, content = mapped
-        rows.append(row)
+        (parts if where == mapping.PART else rows).append(row)
         if content is not None and keep_content:
             contents.append((row["id"], content))
-    return Prepared(Store.frame(rows), contents, len(decoded.records), skipped, rejected, error)
+    frame, part_frame = Store.frame(rows), Store.frame(parts) if parts else None
+    return Prepared(
+        frame, contents, len(decoded.records), skipped, rejected, error, other, part_frame
+    )
+
+
+SKIPPED = "skipped"
+
+
+def place(
+    record: otlp.Record, keep_content: bool = True
+) -> tuple[str, tuple[dict, str | None] | None]:
+    """Where a record goes: a CALL or a PART (with its row and captured content), OTHER
+    GenAI work or SKIPPED (no row). A log record that is a whole call is a CALL; one that
+    names no span to enrich is skipped. Raises ``mapping.Rejected`` as ``map_record``."""
+    kind = mapping.classify(record)
+    if kind is None or kind == mapping.OTHER:
+        return kind or SKIPPED, None
+    mapped = mapping.map_record(record, keep_content)
+    if mapped is None:
+        return SKIPPED, None
+    if kind == mapping.PART and record.signal == "log" and mapping.is_complete(mapped[0]):
+        return mapping.CALL, mapped  # a log record that is a whole call by itself
+    if kind == mapping.PART and not (record.trace_id and record.span_id):
+        return SKIPPED, None  # of no call we could find
+    return kind, mapped
 
 
 def _label(record: otlp.Record) -> str:

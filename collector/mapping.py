@@ -1,14 +1,37 @@
 """A span or log record ─► one request row, whoever instrumented the call.
 
-Reads the attribute contract (``collector.attributes``) and what other
-instrumentations emit: GenAI semantic conventions old and new, OpenLLMetry /
-Traceloop, OpenInference, OpenLIT, and raw provider usage JSON. Token counts
-are normalized so that ``prompt_tokens`` always means all input tokens.
-Records that are not LLM calls are skipped (and counted by the caller);
-attributes nobody claimed are kept as JSON. Every value is checked against
-what its column holds and what is plausible before it becomes a row: a record
-that fails raises ``Rejected`` (the caller counts it and stores the rest), and
-lone surrogates in text become U+FFFD so every string encodes as UTF-8.
+The span stream is a set of *calls*, one row per LLM call, whichever libraries saw it.
+
+**Which records are LLM calls** (``classify``): a span whose GenAI operation
+(``gen_ai.operation.name``, OpenLLMetry's ``llm.request.type``, else the operation that
+starts the span name ``{operation} {model}``) is ``chat``, ``text_completion``,
+``generate_content`` or ``completion``; a span of OpenInference kind ``LLM``; a span with
+no operation of its own that names a model and reports token usage; a request record
+logged by ``cachediag ingest``. Other GenAI work (``invoke_agent``, ``create_agent``,
+``execute_tool``, ``embeddings``, any other explicit operation; OpenInference ``CHAIN``,
+``TOOL``, ``AGENT``, ``RETRIEVER``, ``EMBEDDING``, ...) is counted (``genai_not_calls`` in
+/api/v1/stats) and never stored as a request, so never a predecessor. A record without any
+GenAI attribute is skipped (``skipped_not_llm``).
+
+**Logs and span events enrich, never replace.** A log record of a call (same trace and
+span id) is a *part* of that call: the store merges it into the call's row whichever comes
+first (``collector.calls`` has the rules, ``collector.store.linking`` the bookkeeping).
+A log record is a row by itself only when it is a whole call (a model and token usage)
+and no span of that id exists; otherwise it waits for its span, and is dropped after an
+hour without one. Span events enrich the span they are on (time to first token).
+
+**Nested spans of one call** (the anthropic SDK's own span inside an instrumentation's;
+Logfire's stream record beside the span it finishes) merge into one row with the union of
+what each knows, the outer span's identity and values winning: see ``collector.calls``.
+
+Reads the attribute contract (``collector.attributes``: our names, and the names each
+other instrumentation uses for each column, with units) and raw provider usage JSON.
+Token counts are normalized so that ``prompt_tokens`` always means all input tokens
+(Anthropic's convention decided by the library that sent it, see
+``attributes.INPUT_INCLUDES_CACHE``). Attributes nobody claimed are kept as JSON. Every
+value is checked against what its column holds and what is plausible before it becomes a
+row: a record that fails raises ``Rejected`` (the caller counts it and stores the rest),
+and lone surrogates in text become U+FFFD so every string encodes as UTF-8.
 """
 
 from __future__ import annotations
@@ -25,44 +48,32 @@ from collector import attributes as A
 from collector import captured
 from collector.decoded import MAX_DEPTH, Record
 
-_PROVIDER = (A.PROVIDER.name, A.SYSTEM.name, "llm.provider", "llm.system")
-_OPERATION = (A.OPERATION.name, "llm.request.type")
-_REQUEST_MODEL = (A.REQUEST_MODEL.name, "llm.request.model", "llm.model_name")
-_RESPONSE_MODEL = (A.RESPONSE_MODEL.name, "llm.response.model")
-_CONVERSATION = (A.CONVERSATION_ID.name, "session.id", "gen_ai.session.id")
-_SESSION_KEY = (
-    A.SESSION_KEY.name,
-    "gen_ai.openai.request.prompt_cache_key",
-    "gen_ai.request.prompt_cache_key",
+_PROVIDER = A.READS["provider"][1]
+_OPERATION = A.READS["operation"][1]
+_REQUEST_MODEL = A.READS["request_model"][1]
+_RESPONSE_MODEL = A.READS["response_model"][1]
+_CONVERSATION = A.READS["conversation_id"][1]
+_SESSION_KEY = A.READS["session_key"][1]
+_INPUT = A.READS["prompt_tokens"][1]
+_OUTPUT = A.READS["output_tokens"][1]
+_CACHE_READ = A.READS["cached_tokens"][1]
+_CACHE_WRITE = A.READS["cache_write_tokens"][1]
+_RAW_JSON = A.READS["raw_usage"][1]
+_TTFT_MS, _TTFT_S = A.READS["ttft_ms"][1], A.READS["ttft_s"][1]
+_LLM_PREFIXES = ("gen_ai.", "llm.", "cachediag.", "openinference.")
+
+CALL, OTHER, PART = "call", "other", "part"  # what classify() says a record is
+# GenAI operations that are one LLM call (semconv; OpenLLMetry's llm.request.type says
+# "completion"); any other operation (invoke_agent, execute_tool, create_agent, embeddings,
+# rerank, ...) is other GenAI work.
+CALL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "completion"})
+OTHER_OPERATIONS = frozenset(
+    {"invoke_agent", "create_agent", "execute_tool", "embeddings", "retrieval", "invoke_workflow"}
 )
-_INPUT = (
-    A.INPUT_TOKENS.name,
-    "gen_ai.usage.prompt_tokens",
-    "llm.usage.prompt_tokens",
-    "llm.token_count.prompt",
-)
-_OUTPUT = (
-    A.OUTPUT_TOKENS.name,
-    "gen_ai.usage.completion_tokens",
-    "llm.usage.completion_tokens",
-    "llm.token_count.completion",
-)
-_CACHE_READ = (
-    A.CACHE_READ.name,
-    "gen_ai.usage.cache_read_input_tokens",
-    "llm.token_count.prompt_details.cache_read",
-    "gen_ai.usage.prompt_tokens_details.cached_tokens",
-    "llm.usage.cache_read_input_tokens",
-)
-_CACHE_WRITE = (
-    A.CACHE_CREATION.name,
-    "gen_ai.usage.cache_creation_input_tokens",
-    "llm.token_count.prompt_details.cache_write",
-    "llm.usage.cache_creation_input_tokens",
-)
-_RAW_JSON = (A.USAGE.name, "output.value", "llm.response.body", "gen_ai.response.body")
-_LLM_PREFIXES = ("gen_ai.", "llm.", "cachediag.")
-_FIRST_TOKEN_EVENTS = ("first_token", "first_chunk")
+_SPAN_KIND = "openinference.span.kind"  # LLM is a call; CHAIN, TOOL, AGENT, RETRIEVER, ... not
+# Logfire's record of a finished stream: the same request as the call's span (which ended when
+# the stream was handed back), emitted later beside it. It enriches that call.
+_STREAM_TAIL = ("logfire.msg_template", "streaming response from")
 
 MAX_TOKENS = 2**31  # in one request, any count: past every context window, far from overflow
 _INT32_MAX = 2**31 - 1  # tools_count and block_size are INTEGER columns
@@ -115,7 +126,44 @@ def _str(value: Any) -> str | None:
 
 
 def is_llm_call(record: Record) -> bool:
+    """Does the record carry any GenAI attribute at all (a call or other GenAI work)?"""
     return any(key.startswith(_LLM_PREFIXES) for key in record.attributes)
+
+
+def _first(attrs: dict[str, Any], names: tuple[str, ...]) -> Any:
+    return next((attrs[n] for n in names if attrs.get(n) is not None), None)
+
+
+def classify(record: Record) -> str | None:
+    """CALL, OTHER (GenAI work that is no LLM call), PART (enriches a call: a log record
+    or span event of one, Logfire's stream tail) or None (no GenAI attribute)."""
+    if not is_llm_call(record):
+        return None
+    attrs = record.attributes
+    tail = attrs.get(_STREAM_TAIL[0])
+    if record.signal == "log":
+        operation = _first(attrs, _OPERATION)  # a log record of an agent or a tool: OTHER
+        return PART if operation is None or str(operation).lower() in CALL_OPERATIONS else OTHER
+    if isinstance(tail, str) and tail.startswith(_STREAM_TAIL[1]):
+        return PART
+    kind = attrs.get(_SPAN_KIND)
+    if kind is not None:
+        return CALL if str(kind).upper() == "LLM" else OTHER
+    named = _first(attrs, _OPERATION)
+    operation = str(named if named is not None else _operation_from_name(record.name)).lower()
+    if operation in CALL_OPERATIONS:
+        return CALL
+    if named is not None or operation in OTHER_OPERATIONS:
+        return OTHER  # an operation of its own that is no call
+    has_model = _first(attrs, _REQUEST_MODEL + _RESPONSE_MODEL) is not None
+    has_usage = _first(attrs, _INPUT + _OUTPUT + _RAW_JSON) is not None
+    return CALL if has_model and has_usage or record.signal == "record" else OTHER
+
+
+def is_complete(row: dict[str, Any]) -> bool:
+    """Does a row know a call on its own: a model and token usage?"""
+    has_model = row["request_model"] is not None or row["response_model"] is not None
+    return has_model and (row["prompt_tokens"] is not None or row["output_tokens"] is not None)
 
 
 def _raw_response(attrs: dict[str, Any], body: Any) -> Any:
@@ -148,35 +196,49 @@ def _shallow(obj: Any) -> bool:
     return True
 
 
-def _usage(attrs: dict[str, Any], provider: str | None, raw: Any) -> usage_mod.Usage:
+def _includes_cache(record: Record) -> bool | None:
+    """Whether the library that sent ``record`` counts cache reads and writes in its input
+    tokens (``attributes.INPUT_INCLUDES_CACHE``); None when no marker says."""
+    for name, value, includes in A.INPUT_INCLUDES_CACHE:
+        found = record.attributes.get(name, record.resource.get(name))
+        if found is not None and (value is None or found == value):
+            return includes
+    return None
+
+
+def _usage(
+    attrs: dict[str, Any], provider: str | None, raw: Any, record: Record
+) -> usage_mod.Usage:
     prompt, cached = _int(_pop(attrs, _INPUT)), _int(_pop(attrs, _CACHE_READ))
     write, output = _int(_pop(attrs, _CACHE_WRITE)), _int(_pop(attrs, _OUTPUT))
     try:
         from_raw = usage_mod.from_provider(raw)
     except OverflowError:  # an infinite number in the provider's usage
         raise Rejected("the provider usage holds a token count that is not finite") from None
-    prompt = prompt if prompt is not None else from_raw.prompt_tokens
+    counted = prompt is not None
+    prompt = prompt if counted else from_raw.prompt_tokens  # from_provider gives totals
     cached = cached if cached is not None else from_raw.cached_tokens
     write = write if write is not None else from_raw.cache_write_tokens
     output = output if output is not None else from_raw.output_tokens
-    if (
-        (provider or "").startswith("anthropic")
-        and prompt is not None
-        and from_raw.prompt_tokens is None
-        and (cached or 0) + (write or 0) > prompt
-    ):
-        prompt += (cached or 0) + (write or 0)  # input_tokens excluded the cache, as Anthropic's
+    if counted and (provider or "").startswith("anthropic") and (cached or write):
+        includes = _includes_cache(record)
+        if includes is None:  # semconv: the count includes the cache, unless it cannot
+            includes = (cached or 0) + (write or 0) <= prompt
+        if not includes:
+            prompt += (cached or 0) + (write or 0)  # Anthropic's input_tokens, passed through
     return usage_mod.Usage(prompt, cached, write, output)
 
 
 def _ttft_ms(attrs: dict[str, Any], record: Record) -> float | None:
-    ttft = _float(attrs.pop(A.TTFT_MS.name, None))
-    seconds = _float(attrs.pop(A.TIME_TO_FIRST_CHUNK.name, None))
+    ttft = _float(_pop(attrs, _TTFT_MS))
+    seconds = _float(_pop(attrs, _TTFT_S))
     if ttft is None and seconds is not None:
         ttft = seconds * 1000
     if ttft is None:
-        for name, time_ns in record.events:
-            if any(marker in name for marker in _FIRST_TOKEN_EVENTS) and time_ns:
+        # events in time order: the first chunk is the earliest of its name
+        for name, time_ns in sorted(record.events, key=lambda e: e[1]):
+            lowered = name.lower()
+            if time_ns and any(marker in lowered for marker in A.FIRST_TOKEN_EVENTS):
                 return (time_ns - record.start_ns) / 1e6
     return ttft
 
@@ -236,8 +298,9 @@ def map_record(
     attrs = dict(record.attributes)
     captured.fingerprint_captured(attrs, keep_content)  # other libraries' prompts ─► ours
     provider = _str(_pop(attrs, _PROVIDER))
+    attrs.pop(_SPAN_KIND, None)  # said by classify()
     raw = _raw_response(attrs, record.body)
-    use = _usage(attrs, provider, raw)
+    use = _usage(attrs, provider, raw, record)
     hashes = attrs.pop(A.BLOCK_HASHES.name, None)
     content = _str(attrs.pop(A.CONTENT.name, None))
     row = {

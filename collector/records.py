@@ -28,7 +28,7 @@ import duckdb
 from analysis import fingerprint, prompt, providers
 from analysis import usage as usage_mod
 from collector import attributes as A
-from collector import files, mapping, otlp
+from collector import files, ingest, mapping, otlp
 from collector.bodies import fingerprint_body
 from collector.store.database import Store
 
@@ -117,6 +117,7 @@ class _Line:
     rows: list[dict[str, Any]]
     contents: list[tuple[str, str]]
     skipped: int
+    parts: list[dict[str, Any]] = field(default_factory=list)  # what enriches a call
 
 
 class _Stopped(Exception):
@@ -175,7 +176,7 @@ def _mapped(number: int, decoded: otlp.Decoded, report: FileReport, capture: boo
     refused, reason = decoded.rejected, decoded.error
     for record in decoded.records:
         try:
-            found = mapping.map_record(record, capture)
+            where, found = ingest.place(record, capture)
         except mapping.Rejected as exc:
             refused, reason = refused + 1, reason or str(exc)
             continue
@@ -183,7 +184,7 @@ def _mapped(number: int, decoded: otlp.Decoded, report: FileReport, capture: boo
             line.skipped += 1
             continue
         row, content = found
-        line.rows.append(row)
+        (line.parts if where == mapping.PART else line.rows).append(row)
         if content is not None and capture:
             line.contents.append((row["id"], content))
     if refused:
@@ -233,8 +234,11 @@ _STORE_ERRORS = (
 
 def _insert(store: Store, lines: list[_Line], report: FileReport) -> None:
     rows = [row for line in lines for row in line.rows]
+    parts = [row for line in lines for row in line.parts]
     contents = [c for line in lines for c in line.contents]
-    report.stored += store.insert(Store.frame(rows), contents)
+    report.stored += store.insert(
+        Store.frame(rows), contents, Store.frame(parts) if parts else None
+    )
     report.skipped += sum(line.skipped for line in lines)
 
 

@@ -34,7 +34,8 @@ def _set(value, item: Any) -> None:
 
 
 def traces(spans: list[dict], service: str = "svc", seed: int = 0) -> ExportTraceServiceRequest:
-    """spans: dicts with attributes, and optional name, events, status, ids, start/end."""
+    """spans: dicts with attributes, and optional name, events, status, ids (trace_id,
+    span_id, parent: bytes), start/end."""
     rng = random.Random(seed)
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
@@ -45,6 +46,7 @@ def traces(spans: list[dict], service: str = "svc", seed: int = 0) -> ExportTrac
         sp = out.add()
         sp.trace_id = spec.get("trace_id", rng.randbytes(16))
         sp.span_id = spec.get("span_id", rng.randbytes(8))
+        sp.parent_span_id = spec.get("parent", b"")
         sp.name = spec.get("name", "chat gpt-4o")
         sp.kind = 3
         sp.start_time_unix_nano = spec.get("start", 1_763_800_000_000_000_000)
@@ -61,11 +63,14 @@ def traces(spans: list[dict], service: str = "svc", seed: int = 0) -> ExportTrac
 
 
 def logs(records: list[dict]) -> ExportLogsServiceRequest:
+    """records: dicts with attributes, and optional body, time, name, trace_id, span_id."""
     request = ExportLogsServiceRequest()
     out = request.resource_logs.add().scope_logs.add().log_records
     for spec in records:
         lr = out.add()
         lr.time_unix_nano = spec.get("time", 1_763_800_000_000_000_000)
+        lr.trace_id, lr.span_id = spec.get("trace_id", b""), spec.get("span_id", b"")
+        lr.event_name = spec.get("name", "")
         for key, item in spec.get("attributes", {}).items():
             kv = lr.attributes.add()
             kv.key = key

@@ -135,6 +135,16 @@ CASES = {
     ),
     "pb truncated": ("/v1/traces", PB, _pb_spans()[:-7], 400, 0),
     "pb random bytes": ("/v1/logs", PB, bytes(range(256)) * 4, 400, 0),
+    "metrics pb random bytes": ("/v1/metrics", PB, bytes(range(256)) * 4, 400, 0),
+    "metrics pb truncated": ("/v1/metrics", PB, b"\x0a\xff\xff\xff\xff\x0f", 400, 0),
+    "metrics json nested 100k": (
+        "/v1/metrics",
+        JS,
+        b'{"resourceMetrics":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        400,
+        0,
+    ),
+    "metrics json not an object": ("/v1/metrics", JS, b'"metrics"', 400, 0),
     "json nested 100k": ("/v1/traces", JS, b"[" * 100_000 + b"]" * 100_000, 400, 0),
     "json logs nested 100k": (
         "/v1/logs",
@@ -226,6 +236,8 @@ def server(request, tmp_path_factory):
 
 
 def _rejected(path: str, headers: dict, body: bytes) -> int:
+    if path == "/v1/metrics":
+        return 0  # every data point is accepted (counted, not stored)
     if headers is JS:
         partial = json.loads(body or b"{}").get("partialSuccess", {})
         return int(partial.get("rejectedSpans", partial.get("rejectedLogRecords", 0)))

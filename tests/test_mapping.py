@@ -65,8 +65,10 @@ CONVENTIONS = {
         "llm.request.type": "chat",
     },
     "openinference": {
+        "openinference.span.kind": "LLM",
         "llm.provider": "openai",
-        "llm.model_name": "gpt-4o",
+        "llm.request.model_name": "gpt-4o",
+        "llm.model_name": "gpt-4o-2024-08-06",  # the response model
         "llm.token_count.prompt": 2000,
         "llm.token_count.completion": 10,
         "llm.token_count.prompt_details.cache_read": 1536,
@@ -255,7 +257,7 @@ def test_lone_surrogates_become_replacement_characters():
 def test_a_rejected_record_does_not_spoil_its_batch(tmp_path):
     good = _record({"gen_ai.system": "openai", "gen_ai.usage.input_tokens": 5})
     bad = _record({"gen_ai.system": "openai", "gen_ai.usage.input_tokens": -(2**63)})
-    bad.span_id, bad.name = "ef" * 8, "poison"
+    bad.span_id, bad.name = "ef" * 8, "chat poison"
     prepared = ingest.from_records(otlp.Decoded([good, bad], rejected=1, error="earlier"))
     assert (len(prepared.frame), prepared.rejected, prepared.records) == (1, 2, 2)
     assert "poison" in prepared.error and "prompt_tokens" in prepared.error

@@ -74,8 +74,12 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "004_null_impossible_token_counts",
         "005_breakpoints",
         "006_retention",
+        "007_call_parts",
     ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
+    assert set(_columns(con, "call_parts")) == set(EXPECTED_REQUESTS) - {"ingested_at"} | {
+        "arrived"
+    }
     (ddl,) = con.execute(
         "SELECT sql FROM duckdb_tables() WHERE table_name = 'requests'"
     ).fetchall()[0]

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 DRAIN_LIMIT = 64 * 1024 * 1024  # refused bodies up to this size are read and dropped
 API_MAX_BODY = 64 * 1024  # the query API takes small bodies only
 BODY_DEADLINE_READS = 12  # a body must arrive within 12 read timeouts (60 s by default)
-_SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs"}
+_SIGNALS = {"/v1/traces": "traces", "/v1/logs": "logs", "/v1/metrics": "metrics"}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -155,7 +155,7 @@ class Handler(BaseHTTPRequestHandler):
             raise Reply(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
         sig = _SIGNALS.get(self.path.split("?")[0])
         if sig is None:
-            raise Reply(HTTPStatus.NOT_FOUND, "POST /v1/traces or /v1/logs")
+            raise Reply(HTTPStatus.NOT_FOUND, "POST /v1/traces, /v1/logs or /v1/metrics")
         if content_type not in (otlp.PROTOBUF, otlp.JSON):
             raise Reply(
                 HTTPStatus.UNSUPPORTED_MEDIA_TYPE,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from analysis import alerts as alert_rules
-from collector import alerting, explain_loop, otlp
+from collector import alerting, explain_loop, otlp, otlp_metrics
 from collector.ingest import Prepared, prepare
 from collector.receiver.reply import Reply
 from collector.receiver.workers import DecodePool, WorkerCrashed
@@ -80,6 +80,10 @@ class Stats:
     exports: int = 0
     records: int = 0
     skipped_not_llm: int = 0
+    genai_not_calls: int = 0  # GenAI spans that are no LLM call: agents, tools, embeddings
+    metric_exports: int = 0  # OTLP metrics exports accepted (counted, not stored)
+    metric_points: int = 0  # their data points
+    genai_metric_points: int = 0  # of gen_ai.* metrics (token usage, time to first token)
     rejected: int = 0
     throttled: int = 0
     timed_out: int = 0  # requests dropped because the client stalled
@@ -201,6 +205,8 @@ class Collector:
         held: Reservation,
     ) -> bytes:
         """Decode, map and commit one export; the response body to acknowledge it."""
+        if sig == "metrics":
+            return self._metrics(content_type, self._inflate(body, encoding, held))
         if self.writer.pending_rows >= self.config.max_pending_rows:
             self.stats.add(throttled=1)
             raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
@@ -210,10 +216,11 @@ class Collector:
             exports=1,
             records=prepared.records,
             skipped_not_llm=prepared.skipped,
+            genai_not_calls=prepared.other,
             rejected=prepared.rejected,
         )
-        if len(prepared.frame):
-            batch = self.writer.try_submit(prepared.frame, prepared.contents)
+        if len(prepared.frame) or prepared.parts is not None:
+            batch = self.writer.try_submit(prepared.frame, prepared.contents, prepared.parts)
             if batch is None:
                 self.stats.add(throttled=1)
                 raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
@@ -223,6 +230,17 @@ class Collector:
             if self.explain:
                 self.explain.poke()
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
+
+    def _metrics(self, content_type: str, data: bytes) -> bytes:
+        """Accept and count a metrics export (``collector.otlp_metrics``)."""
+        try:
+            counted = otlp_metrics.count(content_type, data)
+        except otlp.DecodeError as exc:
+            raise Reply(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        self.stats.add(
+            metric_exports=1, metric_points=counted.points, genai_metric_points=counted.genai_points
+        )
+        return otlp_metrics.response_body(content_type)
 
     def _prepare(self, sig: str, content_type: str, data: bytes) -> Prepared:
         args = (sig, content_type, None, data, self.config.max_body, self.config.content)

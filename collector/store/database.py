@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from collector.store import migrations
+from collector.store import linking, migrations
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class Store:
             self.con.execute(f"SET checkpoint_threshold = '{CHECKPOINT_MIB}MiB'")
             self.con.execute(f"SET memory_limit = '{int(memory_mib)}MiB'")
             migrations.apply(self.con)
+        self.recent = linking.Recent()
+        if not read_only:
+            self.recent.load(self.con)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for reading from another thread."""
@@ -110,39 +113,57 @@ class Store:
         columns = {name: [row.get(name) for row in rows] for name in REQUEST_SCHEMA}
         return pl.DataFrame(columns, schema=REQUEST_SCHEMA)
 
-    def insert(self, frame: pl.DataFrame, contents: list[tuple[str, str]]) -> int:
-        """Insert a frame (and captured contents) in one transaction; returns rows new here."""
-        if not len(frame):
+    def insert(
+        self,
+        frame: pl.DataFrame,
+        contents: list[tuple[str, str]],
+        parts: pl.DataFrame | None = None,
+    ) -> int:
+        """Insert a frame of calls (and captured contents, and ``parts`` that enrich calls)
+        in one transaction, merging the records of one call into one row
+        (``collector.store.linking``); returns how many call rows are new here."""
+        if not len(frame) and (parts is None or not len(parts)):
             return 0
-        frame = frame.unique(subset="id", keep="first", maintain_order=True).with_columns(
-            ts=pl.from_epoch("start_ns", time_unit="ns").cast(pl.Datetime("us"))
-        )
-        content = pl.DataFrame(
-            contents, schema={"id": pl.String, "content": pl.String}, orient="row"
-        ).unique(subset="id", keep="first")
-        columns = ", ".join(["ts", *_COLUMNS])
         with self._lock:
             self.con.execute("BEGIN TRANSACTION")
             try:
-                self.con.register("incoming", frame)
-                (inserted,) = self.con.execute(
-                    f"INSERT INTO requests ({columns}) SELECT {columns} "
-                    "FROM incoming ON CONFLICT DO NOTHING"
-                ).fetchall()[0]
-                if len(content):
-                    self.con.register("incoming_content", content)
-                    self.con.execute(
-                        "INSERT INTO request_content SELECT id, content "
-                        "FROM incoming_content ON CONFLICT DO NOTHING"
-                    )
+                frame, stale, moved = linking.link(self.con, frame, parts, self.recent)
+                linking.forget(self.con, stale, moved)
+                inserted = self._insert(frame, contents, moved)
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
                 raise
-            finally:
-                self.con.unregister("incoming")
-                self.con.unregister("incoming_content")
-            return inserted
+            return inserted - len(stale)
+
+    def _insert(
+        self, frame: pl.DataFrame, contents: list[tuple[str, str]], moved: dict[str, str]
+    ) -> int:
+        frame = frame.unique(subset="id", keep="first", maintain_order=True).with_columns(
+            ts=pl.from_epoch("start_ns", time_unit="ns").cast(pl.Datetime("us"))
+        )
+        content = pl.DataFrame(
+            [(moved.get(i, i), c) for i, c in contents] if moved else contents,
+            schema={"id": pl.String, "content": pl.String},
+            orient="row",
+        ).unique(subset="id", keep="first")
+        columns = ", ".join(["ts", *_COLUMNS])
+        try:
+            self.con.register("incoming", frame)
+            (inserted,) = self.con.execute(
+                f"INSERT INTO requests ({columns}) SELECT {columns} "
+                "FROM incoming ON CONFLICT DO NOTHING"
+            ).fetchall()[0]
+            if len(content):
+                self.con.register("incoming_content", content)
+                self.con.execute(
+                    "INSERT INTO request_content SELECT id, content "
+                    "FROM incoming_content ON CONFLICT DO NOTHING"
+                )
+        finally:
+            self.con.unregister("incoming")
+            self.con.unregister("incoming_content")
+        return inserted
 
     def save_explanations(self, frame: pl.DataFrame) -> None:
         """Write explanations (one per request id; a new one replaces the old)."""
@@ -168,6 +189,7 @@ class Store:
 class _Batch:
     frame: pl.DataFrame
     contents: list[tuple[str, str]]
+    parts: pl.DataFrame | None = None
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -202,13 +224,18 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="cachediag-writer", daemon=True)
         self._thread.start()
 
-    def try_submit(self, frame: pl.DataFrame, contents: list[tuple[str, str]]) -> _Batch | None:
+    def try_submit(
+        self,
+        frame: pl.DataFrame,
+        contents: list[tuple[str, str]],
+        parts: pl.DataFrame | None = None,
+    ) -> _Batch | None:
         """Queue rows for the next commit; None when the queue is full (back-pressure)."""
         with self._pending_lock:
             if self._pending and self._pending + len(frame) > self.max_pending_rows:
                 return None
             self._pending += len(frame)
-        batch = _Batch(frame, contents)
+        batch = _Batch(frame, contents, parts)
         self._queue.put(batch)
         return batch
 
@@ -247,9 +274,11 @@ class Writer:
             batches, stop = self._gather(first)
             frame = pl.concat([b.frame for b in batches], how="vertical")
             contents = [c for b in batches for c in b.contents]
+            found = [b.parts for b in batches if b.parts is not None]
+            parts = pl.concat(found, how="vertical") if found else None
             error = None
             try:
-                self.committed_rows += self.store.insert(frame, contents)
+                self.committed_rows += self.store.insert(frame, contents, parts)
                 self.transactions += 1
             except Exception as exc:  # reported to every submitter, never swallowed
                 log.exception("commit of %d rows failed", len(frame))

@@ -138,6 +138,14 @@ def _006_retention(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE requests ADD COLUMN retention_s INTEGER")
 
 
+def _007_call_parts(con: duckdb.DuckDBPyConnection) -> None:
+    """What enriches an LLM call and arrived before it (a log record exported before its
+    span, Logfire's stream tail): the columns of a request row, waiting for the call's row
+    to merge into (``collector.store.linking``), then deleted."""
+    con.execute("CREATE TABLE call_parts AS SELECT * EXCLUDE (ingested_at) FROM requests LIMIT 0")
+    con.execute("ALTER TABLE call_parts ADD COLUMN arrived TIMESTAMP DEFAULT current_timestamp")
+
+
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _001_initial,
     _002_block_hashes_blob,
@@ -145,17 +153,20 @@ MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _004_null_impossible_token_counts,
     _005_breakpoints,
     _006_retention,
+    _007_call_parts,
 )
 
 
 def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply every migration the database lacks; return the names applied."""
+    """Apply every migration the database lacks (in order; each is known by the number in
+    its name, so one added on another branch keeps its number); return the names applied."""
     con.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
         version INTEGER PRIMARY KEY, name VARCHAR,
         applied_at TIMESTAMP DEFAULT current_timestamp)""")
     done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
-    for version, migration in enumerate(MIGRATIONS, start=1):
+    for migration in MIGRATIONS:
+        version = int(migration.__name__[1:4])  # _NNN_name: a number skipped stays free
         if version in done:
             continue
         con.execute("BEGIN TRANSACTION")
