@@ -116,6 +116,7 @@ class TrafficGenerator:
         self._heap: list[tuple[float, int, Session, int]] = []
         self._count = 0
         self._emitted = 0
+        self._last_ms = 0
 
     def elapsed(self, record: dict) -> float:
         """Seconds from the start of the traffic to a record's time."""
@@ -270,7 +271,9 @@ class TrafficGenerator:
             name = ALWAYS["/support"][0]
         elif route == "/research" and name is None:
             name = ALWAYS["/research"][0]
-        stamp = datetime.fromtimestamp(self.start + t, UTC)
+        # Records never share a millisecond (a time order without ties, as replays want).
+        self._last_ms = max(round((self.start + t) * 1000), self._last_ms + 1)
+        stamp = datetime.fromtimestamp(self._last_ms / 1000, UTC)
         return {
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "id": f"{self.seed}-{self._emitted}",
