@@ -9,6 +9,7 @@ from collections import defaultdict
 import duckdb
 import pytest
 
+from analysis.incidents import ALWAYS
 from analysis.traffic import TrafficGenerator, incidents
 from analysis.usage import from_provider
 from tests.cli_run import cachediag
@@ -38,7 +39,7 @@ def test_records_are_time_ordered_and_complete(day):
     times = [r["time"] for r in records]
     assert times == sorted(times)
     routes = {r["route"] for r in records}
-    assert routes == {"/support", "/agent", "/rag"}
+    assert routes == {"/support", "/agent", "/rag", "/research"}
     for r in records[:200]:
         assert {
             "time",
@@ -51,6 +52,8 @@ def test_records_are_time_ordered_and_complete(day):
             "ttft_ms",
             "prompt_version",
             "incident",
+            "cause",
+            "missed",
         } <= set(r)
     assert len({r["id"] for r in records}) == len(records)
 
@@ -86,7 +89,9 @@ def test_every_incident_shows_in_the_hit_ratio(day):
     # Most land before the first prefill is done: they reuse the warm system prompt at
     # most, never the documents they share (warm, those would make 99% of the prompt).
     assert len(cold) >= 0.75 * len(twins) > 0
-    assert {i.name for i in generator.incidents} == {r["incident"] for r in records} - {None}
+    always = {name for name, _ in ALWAYS.values()}
+    named = {r["incident"] for r in records} - {None}
+    assert {i.name for i in generator.incidents} | always == named
 
 
 def test_stripped_reasoning_only_drops_reasoning_before_the_last_user_message(day):
@@ -111,7 +116,7 @@ def test_generate_then_ingest_lands_every_request(tmp_path):
     )
     assert gen.exit_code == 0, gen.stderr
     labels = json.loads((tmp_path / "traffic.labels.json").read_text())
-    assert labels["seed"] == 2 and len(labels["incidents"]) == 8
+    assert labels["seed"] == 2 and len(labels["incidents"]) == len(incidents(2))
     with gzip.open(out, "rt") as handle:
         ids = {json.loads(line)["id"] for line in handle}
     db = tmp_path / "db.duckdb"
