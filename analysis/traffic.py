@@ -250,6 +250,7 @@ class TrafficGenerator:
             sim.model.min_tokens,
             sim.model.granularity,
             clean,
+            clean_sim.provider_tokens(clean_fp.total_tokens),
             s.edit,
             cacheable=bool(sim.units(fp.block_hashes, _breakpoint_keys(fp))),
         )
