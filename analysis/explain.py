@@ -31,7 +31,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from analysis import causes, differ, expected, fingerprint, providers, tokens
-from analysis.kin import Kin
+from analysis.kin import Kin, continued
 from analysis.lineage import Sessions, extended
 from analysis.lineage import common as _common
 from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
@@ -187,7 +187,7 @@ class Explainer:
             recent = tuple(s for s in recent if s.model == new.model) or recent
         last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
-            return last, True
+            return continued(recent, last, new.segments) or last, True
         hashes = new.chain
         lo, hi, found = 0, len(hashes), None
         while lo < hi:  # the deepest block some earlier request holds

@@ -53,6 +53,21 @@ class Kin:
         return found
 
 
+def continued(recent: tuple, last: Any, segments: tuple) -> Any | None:
+    """The session request newer than ``last`` (the one a request extends exactly) whose
+    conversation the request continues past ``last``'s end, but for a change of one kind
+    (tools in another worker's order, keys unsorted): that is the request it should have
+    extended. None when there is none."""
+    best, reach = None, last.segments[-1][3] if last.segments else 0
+    for seen in recent:
+        if seen.ts <= last.ts or seen is last:
+            continue
+        match = run(seen.segments, segments)
+        if match is not None and match.end > reach:
+            best, reach = seen, match.end
+    return best
+
+
 def _permuted(a: tuple, b: tuple, i: int, limit: int) -> int | None:
     """Where the shortest run from ``i`` ends that holds the same parts in A and B in
     another order (tools, documents as parts of their own); None if there is none."""
