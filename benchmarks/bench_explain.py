@@ -26,11 +26,14 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import duckdb
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, os.environ.get("BENCH_CODE", str(ROOT)))
@@ -140,8 +143,8 @@ def child(mode: str, db: str, traffic: str = "", content: str = "") -> None:
         print(json.dumps({"rows": report.stored, "seconds": took}))
         return
     store = Store(db)
-    store.con.execute("DELETE FROM explanations")
-    limit = store.con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    store.con.execute("DELETE FROM explanations").fetchall()
+    limit = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
     start = time.perf_counter()
     _, counts = explain_new(store, Explainer())
     took = time.perf_counter() - start
@@ -169,13 +172,59 @@ def ingested(traffic: Path, content: bool) -> Path:
     return db
 
 
+def replicated(db: Path, copies: int) -> Path:
+    """``copies`` copies of an ingested day in the same day, made once: new ids and
+    session keys, each copy's block hashes its own (xor the copy's number), a copy a
+    millisecond after the one before. A day ``copies`` times as busy, for when
+    generating it whole takes too long (an hour a million on 2 idle cores)."""
+    out = db.with_name(db.name.replace(".duckdb", f".x{copies}.duckdb"))
+    if out.exists():
+        return out
+    part = out.with_suffix(".part")
+    shutil.copyfile(db, part)
+    con = duckdb.connect(str(part))
+    columns = [
+        name
+        for (name,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'requests'"
+        ).fetchall()
+    ]
+    xored = pack_sql(
+        "list_transform(range(octet_length(block_hashes) // 8), lambda i: xor(('0x' || "
+        "substr(hex(block_hashes), i * 16 + 1, 16))::UBIGINT, k::UBIGINT))"
+    )
+    made = {
+        "id": "'c' || k || '-' || id",
+        "session_key": "'c' || k || '-' || session_key",
+        "conversation_id": "'c' || k || '-' || conversation_id",
+        "ts": "ts + to_milliseconds(k)",
+        "block_hashes": xored,
+    }
+    select = ", ".join(made.get(c, c) for c in columns)
+    print(f"making {out.name}: {copies} copies of {db.name} ...", flush=True)
+    con.execute(
+        f"INSERT INTO requests ({', '.join(columns)}) SELECT {select} "
+        f"FROM requests, range(1, {copies}) t(k)"
+    )
+    con.execute(
+        "INSERT INTO request_content SELECT 'c' || k || '-' || id, content "
+        f"FROM request_content, range(1, {copies}) t(k)"
+    )
+    con.close()
+    part.rename(out)
+    return out
+
+
 def realistic(args: argparse.Namespace) -> None:
-    traffic = Path(args.traffic) if args.traffic else day_file(args.requests)
+    traffic = Path(args.traffic) if args.traffic else day_file(args.requests // args.copies)
     db = ingested(traffic, args.content)
+    if args.copies > 1:
+        db = replicated(db, args.copies)
     runs = [("this checkout", ROOT)]
     if args.baseline_code:
         runs.insert(0, (f"baseline {args.baseline_code}", Path(args.baseline_code)))
-    print(f"explain over {traffic.name} ({'content' if args.content else 'hash-only'}):")
+    copies = f" x {args.copies} copies" if args.copies > 1 else ""
+    print(f"explain over {traffic.name}{copies} ({'content' if args.content else 'hash-only'}):")
     print(f"  {'code':<34} {'requests':>9} {'s':>7} {'req/s':>7} {'peak RSS MiB':>12} limit")
     for name, code in runs:
         medians = []
@@ -241,6 +290,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1_000_000)
     parser.add_argument("--traffic", help="a traffic file to explain instead of a day")
     parser.add_argument("--content", action="store_true", help="ingest with capture on")
+    parser.add_argument(
+        "--copies", type=int, default=1, help="a day of --requests / N requests, N times"
+    )
     parser.add_argument("--baseline-code", help="explain with this checkout's code first")
     parser.add_argument("--repeat", type=int, default=1, help="runs per code (median)")
     parser.add_argument("--synthetic", action="store_true", help="SQL-built rows instead")
