@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from itertools import repeat
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from analysis import expected, fingerprint
 from analysis.segmaps import HASH, decoded
 
 MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB)
+_EXACT, _END = itemgetter(HASH), itemgetter(3)  # of a segment: its exact hash, its end
 
 
 class Seen(NamedTuple):
@@ -140,8 +142,8 @@ def seen(row: dict, load: Callable[[str], str | None] | None = None) -> Seen:
         _name(row.get("replica")),
         _chain(row.get("block_hashes")),
         raw,
-        array("q", [hash(s[HASH]) for s in segments]),
-        array("q", [s[3] for s in segments]),
+        array("q", map(hash, map(_EXACT, segments))),
+        array("q", map(_END, segments)),
         content,
         _name(row.get("encoding")),
         ours,

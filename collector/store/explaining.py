@@ -52,6 +52,7 @@ def _select(where: str, order: str = "r.ts, r.id", limit: str = "") -> str:
     )
 
 
+WINDOW_ROWS = 50_000  # rows a pass's query sorts at a time (~3 KB each)
 _EXPLAINED = "EXISTS (SELECT 1 FROM explanations e WHERE e.id = r.id)"
 # The newest explained requests within the window before the newest of them, oldest first.
 _PRIME = (
@@ -101,14 +102,38 @@ def _chunks(
         yield (dict(zip(names, values, strict=True)) for values in chunk)
 
 
+def _windows(
+    cur: duckdb.DuckDBPyConnection, where: str, params: list, rows: int
+) -> Iterator[Iterator[dict]]:
+    """The rows ``where`` selects in time order, ``rows`` at a time, read a window of
+    time at a time: each query sorts about WINDOW_ROWS rows, never all of them (a day of
+    a million rows with their hashes and segment maps is gigabytes to sort). The windows
+    start at every WINDOW_ROWS-th time, found by sorting the times alone."""
+    starts = [
+        start
+        for (start,) in cur.execute(
+            f"SELECT DISTINCT epoch_us(ts) AS start FROM (SELECT r.ts, row_number() OVER "
+            f"(ORDER BY r.ts) AS n FROM requests r WHERE {where}) WHERE n % ? = 1 ORDER BY 1",
+            [*params, WINDOW_ROWS],
+        ).fetchall()
+    ]
+    for i, start in enumerate(starts):
+        if i + 1 < len(starts):
+            window = f"{where} AND r.ts >= make_timestamp(?) AND r.ts < make_timestamp(?)"
+            yield from _chunks(cur, _select(window), [*params, start, starts[i + 1]], rows)
+        else:
+            window = f"{where} AND r.ts >= make_timestamp(?)"
+            yield from _chunks(cur, _select(window), [*params, start], rows)
+
+
 def after(
     cur: duckdb.DuckDBPyConnection, rowid: int, rows: int, upto: int | None = None
 ) -> Iterator[Iterator[dict]]:
     """The requests stored after ``rowid`` (up to rowid ``upto``), in time order, ``rows``
     at a time."""
     if upto is None:
-        return _chunks(cur, _select("r.rowid > ?"), [rowid], rows)
-    return _chunks(cur, _select(f"r.rowid > ? AND {_UPTO}"), [rowid, upto], rows)
+        return _windows(cur, "r.rowid > ?", [rowid], rows)
+    return _windows(cur, f"r.rowid > ? AND {_UPTO}", [rowid, upto], rows)
 
 
 def since(
@@ -116,7 +141,7 @@ def since(
 ) -> Iterator[Iterator[dict]]:
     """The requests from ``key`` on (up to rowid ``upto``), in time order, ``rows`` at a
     time."""
-    return _chunks(cur, _select(f"{_FROM} AND {_UPTO}"), [*_key_params(key), upto], rows)
+    return _windows(cur, f"{_FROM} AND {_UPTO}", [*_key_params(key), upto], rows)
 
 
 def before(
@@ -162,7 +187,7 @@ def unexplain_from(store: Store, key: tuple[float, str]) -> int:
 
 def unexplained(cur: duckdb.DuckDBPyConnection, rows: int) -> Iterator[Iterator[dict]]:
     """The requests without an explanation, in time order, ``rows`` at a time."""
-    return _chunks(cur, _select(f"NOT {_EXPLAINED}"), [], rows)
+    return _windows(cur, f"NOT {_EXPLAINED}", [], rows)
 
 
 def remembered(
