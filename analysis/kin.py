@@ -18,7 +18,7 @@ from collections import Counter, deque
 from typing import Any, NamedTuple
 
 from analysis.causes import MAX_REORDERED
-from analysis.segmaps import HASH, same_part
+from analysis.segmaps import FIXED, HASH, same_part
 
 RECENT = 4  # latest requests kept per route and model
 
@@ -26,7 +26,7 @@ RECENT = 4  # latest requests kept per route and model
 class Match(NamedTuple):
     """How far a request opens like a kin request, and the first change on the way."""
 
-    cause: str  # dynamic_value, key_order, whitespace, context_reordered, tools_reordered
+    cause: str  # dynamic_value, key_order, whitespace, *_reordered, tools_changed
     path: str  # the first changed part, in the later request
     end: int  # token position (ours) where the run of equal parts ends
 
@@ -53,15 +53,27 @@ class Kin:
         return found
 
 
+def _talk(segments: tuple) -> list:
+    """A conversation's own parts (after the system part and tools): their exact hashes."""
+    return [s[HASH] for s in segments if s[1] not in FIXED]
+
+
 def continued(recent: tuple, last: Any, segments: tuple) -> Any | None:
     """The session request newer than ``last`` (the one a request extends exactly) whose
-    conversation the request continues past ``last``'s end, but for a change of one kind
-    (tools in another worker's order, keys unsorted): that is the request it should have
-    extended. None when there is none."""
-    best, reach = None, last.segments[-1][3] if last.segments else 0
-    for seen in recent:
-        if seen.ts <= last.ts or seen is last:
-            continue
+    conversation the request continues further: its turns are all the request's first
+    turns, while its system part or tools differ (an A/B flag drawn per request, another
+    worker's tool order), or they equal the request's in a canonical form. That is the
+    request it should have extended; None when there is none."""
+    talk, newer = _talk(segments), [s for s in recent if s.ts > last.ts and s is not last]
+    best, reach = None, len(_talk(last.segments))
+    for seen in newer:
+        theirs = _talk(seen.segments)
+        if len(theirs) > reach and talk[: len(theirs)] == theirs:
+            best, reach = seen, len(theirs)
+    if best is not None:
+        return best
+    reach = last.segments[-1][3] if last.segments else 0
+    for seen in newer:
         match = run(seen.segments, segments)
         if match is not None and match.end > reach:
             best, reach = seen, match.end
@@ -80,9 +92,23 @@ def _permuted(a: tuple, b: tuple, i: int, limit: int) -> int | None:
     return None
 
 
+def _tools_changed(a: tuple, b: tuple, i: int) -> int | None:
+    """Where B's run of tools from ``i`` ends, when it is another selection from the same
+    tools as A's (at least half of the larger list in common); None otherwise."""
+    end_a, end_b = i, i
+    while end_a < len(a) and a[end_a][1] == "tool":
+        end_a += 1
+    while end_b < len(b) and b[end_b][1] == "tool":
+        end_b += 1
+    tools_a = Counter(s[HASH] for s in a[i:end_a])
+    common = sum((tools_a & Counter(s[HASH] for s in b[i:end_b])).values())
+    return end_b if common * 2 >= max(end_a - i, end_b - i) else None
+
+
 def run(a: tuple, b: tuple) -> Match | None:
     """How far B's parts equal A's, exactly or in one canonical form each (or a run of
-    them in another order), short of B's last part; None when no canonical match was needed (the
+    them in another order; or up to the end of B's tools, when they are another selection
+    of A's), short of B's last part; None when no canonical match was needed (the
     block chains already tell) or nothing matched."""
     limit = min(len(a), len(b) - 1)
     i, first = 0, None
@@ -96,6 +122,11 @@ def run(a: tuple, b: tuple) -> Match | None:
             after = _permuted(a, b, i, limit) or i
             reordered = "tools_reordered" if sb[1] == "tool" else "context_reordered"
             cause = reordered if after > i else None
+        if cause is None and sa[1] == sb[1] == "tool":
+            after = _tools_changed(a, b, i) or i
+            if after > i:  # a new selection of tools: what follows is not comparable
+                first, i = first or ("tools_changed", sb[0]), min(after, limit)
+                break
         if cause is None:
             break
         first = first or (cause, sb[0])

@@ -38,7 +38,28 @@ def segment_map(raw: Any) -> tuple[tuple, ...]:
             return _DECODE(raw)
         except msgspec.DecodeError:
             return ()
+    if isinstance(raw, tuple) and (not raw or isinstance(raw[0], tuple)):
+        return raw  # decoded already
     return tuple(map(tuple, raw or ()))
+
+
+_DECODED: dict[int, tuple[Any, tuple[tuple, ...]]] = {}  # id(raw) ─► (raw, its tuples)
+_MEMO = 16
+
+
+def decoded(raw: Any) -> tuple[tuple, ...]:
+    """``segment_map(raw)``, the last few remembered: an explainer keeps maps undecoded
+    (a stored map takes ~2 KB as JSON text, ~15 KB as tuples) and decodes the one at
+    hand once, however often it is read. Keyed by identity (the entry holds ``raw``, so
+    its id is not reused while it is there)."""
+    found = _DECODED.get(id(raw))
+    if found is not None and found[0] is raw:
+        return found[1]
+    value = segment_map(raw)
+    if len(_DECODED) >= _MEMO:
+        _DECODED.clear()
+    _DECODED[id(raw)] = (raw, value)
+    return value
 
 
 def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
@@ -112,8 +133,11 @@ def _reordered(tail_a: tuple, tail_b: tuple) -> bool:
     return False
 
 
-def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:
-    """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
+def captured_prompt(content: Any, segments: Any, model: str | None) -> Prompt | None:
+    """A Prompt rebuilt from a captured rendering (the text, or a callable that reads it)
+    and its segment map, if they agree."""
+    if callable(content):
+        content = content()
     text, spans = content or "", segment_map(segments)
     starts = [m.start() for m in _MARKER.finditer(text)]
     if not spans or len(starts) != len(spans) or starts[0] != 0:

@@ -60,8 +60,9 @@ def classify(
     cacheable: bool = True,
 ) -> Truth:
     """The true cause of one served request (see the module docstring); ``clean`` is the
-    clean body's ideal and ``clean_prompt`` its prompt tokens, ``cacheable`` False when the body has nothing the provider may
-    cache at all (no breakpoint under Anthropic's rule)."""
+    clean body's ideal and ``clean_prompt`` its prompt tokens, ``cacheable`` False when
+    the body has nothing the provider may cache at all (no breakpoint under Anthropic's
+    rule)."""
     unit = max(unit, 1)
     if served.prompt_tokens < minimum:
         return Truth("below_minimum", 0)

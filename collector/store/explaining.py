@@ -10,6 +10,7 @@ for a pass that explains again from a request stored after some it precedes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import duckdb
@@ -41,14 +42,18 @@ _COLUMNS = (
 def _select(where: str, order: str = "r.ts, r.id", limit: str = "") -> str:
     """The rows a pass reads, with what the explainer needs of each."""
     # The time as epoch seconds: cheaper to fetch than a datetime, and what the explainer
-    # computes with.
+    # computes with. Whether the rendering was captured, not the rendering: the explainer
+    # reads one (``Contents``) only when a shape cause needs it, so a pass neither sorts
+    # nor keeps the renderings.
     columns = ", ".join("epoch(r.ts) AS ts" if c == "ts" else f"r.{c}" for c in _COLUMNS)
     return (
-        f"SELECT r.rowid AS rowid, {columns}, c.content FROM requests r "
-        f"LEFT JOIN request_content c USING (id) WHERE {where} ORDER BY {order} {limit}"
+        f"SELECT r.rowid AS rowid, {columns}, c.id IS NOT NULL AS captured FROM requests r "
+        f"LEFT JOIN (SELECT id FROM request_content) c USING (id) WHERE {where} "
+        f"ORDER BY {order} {limit}"
     )
 
 
+WINDOW_ROWS = 50_000  # rows a pass's query sorts at a time (~3 KB each)
 _EXPLAINED = "EXISTS (SELECT 1 FROM explanations e WHERE e.id = r.id)"
 # The newest explained requests within the window before the newest of them, oldest first.
 _PRIME = (
@@ -98,14 +103,38 @@ def _chunks(
         yield (dict(zip(names, values, strict=True)) for values in chunk)
 
 
+def _windows(
+    cur: duckdb.DuckDBPyConnection, where: str, params: list, rows: int
+) -> Iterator[Iterator[dict]]:
+    """The rows ``where`` selects in time order, ``rows`` at a time, read a window of
+    time at a time: each query sorts about WINDOW_ROWS rows, never all of them (a day of
+    a million rows with their hashes and segment maps is gigabytes to sort). The windows
+    start at every WINDOW_ROWS-th time, found by sorting the times alone."""
+    starts = [
+        start
+        for (start,) in cur.execute(
+            f"SELECT DISTINCT epoch_us(ts) AS start FROM (SELECT r.ts, row_number() OVER "
+            f"(ORDER BY r.ts) AS n FROM requests r WHERE {where}) WHERE n % ? = 1 ORDER BY 1",
+            [*params, WINDOW_ROWS],
+        ).fetchall()
+    ]
+    for i, start in enumerate(starts):
+        if i + 1 < len(starts):
+            window = f"{where} AND r.ts >= make_timestamp(?) AND r.ts < make_timestamp(?)"
+            yield from _chunks(cur, _select(window), [*params, start, starts[i + 1]], rows)
+        else:
+            window = f"{where} AND r.ts >= make_timestamp(?)"
+            yield from _chunks(cur, _select(window), [*params, start], rows)
+
+
 def after(
     cur: duckdb.DuckDBPyConnection, rowid: int, rows: int, upto: int | None = None
 ) -> Iterator[Iterator[dict]]:
     """The requests stored after ``rowid`` (up to rowid ``upto``), in time order, ``rows``
     at a time."""
     if upto is None:
-        return _chunks(cur, _select("r.rowid > ?"), [rowid], rows)
-    return _chunks(cur, _select(f"r.rowid > ? AND {_UPTO}"), [rowid, upto], rows)
+        return _windows(cur, "r.rowid > ?", [rowid], rows)
+    return _windows(cur, f"r.rowid > ? AND {_UPTO}", [rowid, upto], rows)
 
 
 def since(
@@ -113,7 +142,7 @@ def since(
 ) -> Iterator[Iterator[dict]]:
     """The requests from ``key`` on (up to rowid ``upto``), in time order, ``rows`` at a
     time."""
-    return _chunks(cur, _select(f"{_FROM} AND {_UPTO}"), [*_key_params(key), upto], rows)
+    return _windows(cur, f"{_FROM} AND {_UPTO}", [*_key_params(key), upto], rows)
 
 
 def before(
@@ -159,7 +188,7 @@ def unexplain_from(store: Store, key: tuple[float, str]) -> int:
 
 def unexplained(cur: duckdb.DuckDBPyConnection, rows: int) -> Iterator[Iterator[dict]]:
     """The requests without an explanation, in time order, ``rows`` at a time."""
-    return _chunks(cur, _select(f"NOT {_EXPLAINED}"), [], rows)
+    return _windows(cur, f"NOT {_EXPLAINED}", [], rows)
 
 
 def remembered(
@@ -179,3 +208,23 @@ def waiting(cur: duckdb.DuckDBPyConnection) -> int:
     """How many stored requests have no explanation yet."""
     query = f"SELECT count(*) FROM requests r WHERE NOT {_EXPLAINED}"
     return cur.execute(query).fetchall()[0][0]
+
+
+class Contents:
+    """The captured rendering of a request, by id (None when there is none): what an
+    explainer reads when a shape cause needs it. Read on a cursor of its own, opened on
+    first use: the pass's cursor is busy streaming the rows."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cur: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, request_id: str) -> str | None:
+        with self._lock:
+            if self._cur is None:
+                self._cur = self._store.cursor()
+            found = self._cur.execute(
+                "SELECT content FROM request_content WHERE id = ?", [request_id]
+            ).fetchone()
+        return found[0] if found else None
