@@ -63,8 +63,9 @@ def decoded(raw: Any) -> tuple[tuple, ...]:
 
 
 def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
-    """Does B part from A only inside B's own newest turn (marks: the segments' hashes)?
-    A new conversation under the same key, an edited last message, or a retry: nothing
+    """Does B part from A only inside B's own newest turn, or is it another conversation
+    (marks: the segments' hashes)? A new conversation under the same key (from its first
+    turn on, nothing of A's turns in it), an edited last message, or a retry: nothing
     before that turn changed."""
     if b_marks[: len(a_marks)] == a_marks:
         return False  # B extends A (the common case)
@@ -76,7 +77,10 @@ def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
     def turn(segment: tuple) -> str:  # "messages[3].content[1]" ─► "messages[3"
         return segment[0].split("]", 1)[0]
 
-    return turn(b_segments[i]) == turn(b_segments[-1])
+    if turn(b_segments[i]) == turn(b_segments[-1]):
+        return True
+    opening = all(s[1] in FIXED for s in b_segments[:i])  # B's turns all differ from A's
+    return opening and not set(a_marks).intersection(b_marks[i:])
 
 
 def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:
