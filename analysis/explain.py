@@ -191,7 +191,7 @@ class Explainer:
         if uncacheable is not None:  # nothing of it is the cache's to serve: no miss
             return self._row(row, uncacheable[0], 0, 0, pred, uncacheable[1])
         if not same_session:
-            kin = self._kin_shape(row, seen, rules, block)
+            kin = self._kin_shape(row, seen, pred, rules, block)
             if kin is not None:
                 return kin
         if pred is None:
@@ -217,15 +217,28 @@ class Explainer:
             detail = f"prefix breaks at block {common}"
             return self._row(row, cause, served, missed, pred, detail, segment, path, token, common)
         cause, detail = self._traffic(row, pred, now, rules)
+        if cause == "ttl_expired":  # unless a fresher request held more than was served
+            ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
+            depth, holder = self._fresh(seen, now - ttl)
+            fresh = self._terms.cacheable(rules, model, depth * block, scale, points)
+            if holder is not None and fresh - reported > unit:
+                cause, detail = self._traffic(row, holder, now, rules)
         return self._row(row, cause, served, missed, pred, detail, common=common)
 
-    def _kin_shape(self, row: dict, seen: _Seen, rules: str, block: int) -> Explanation | None:
+    def _kin_shape(
+        self, row: dict, seen: _Seen, pred: _Seen | None, rules: str, block: int
+    ) -> Explanation | None:
         """A request of a new conversation that opens like its route's latest requests but
-        for a change of one kind, when the cache could have served those stable parts."""
+        for a change of one kind, when the cache could have served those stable parts (and
+        no earlier request shares them exactly: ``pred``, by blocks)."""
         found = self._kin.best((row.get("route"), seen.model), seen.segments)
         if found is None:
             return None
         other, match = found
+        if pred is not None:
+            exact = expected.shared_tokens(pred, seen, _common(pred.chain, seen.chain), block)
+            if exact >= match.end:
+                return None
         model, scale = seen.model, seen.scale or other.scale or 1.0
         points = seen.breakpoints if other.breakpoints is not None else None
         could = self._terms.cacheable(rules, model, match.end, scale, points)
@@ -236,7 +249,22 @@ class Explainer:
         detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
         return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
 
+    def _fresh(self, seen: _Seen, since: float) -> tuple[int, _Seen | None]:
+        """How many leading blocks requests since ``since`` hold, and the one holding the
+        deepest: past the TTL of the request a turn extends, a fresher one (another
+        conversation, a parallel request) may still hold a shorter shared prefix."""
+        chain, lo, hi, found = seen.chain, 0, len(seen.chain), None
+        while lo < hi:  # a request holding block k holds every block before it
+            mid = (lo + hi) // 2
+            holder = self._blocks.get(seen.model, chain[mid])
+            if holder is not None and holder.ts >= since:
+                found, lo = holder, mid + 1
+            else:
+                hi = mid
+        return lo, found
+
     def _traffic(self, row: dict, pred: _Seen, now: float, rules: str) -> tuple[str, str]:
+        """The traffic cause, from the request that holds what was missed (``pred``)."""
         gap = now - pred.ts
         ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
         replicas = self._replicas_serving(row.get("route"), now, ttl)

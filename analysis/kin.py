@@ -94,7 +94,7 @@ def _permuted(a: tuple, b: tuple, i: int, limit: int) -> int | None:
 
 def _tools_changed(a: tuple, b: tuple, i: int) -> int | None:
     """Where B's run of tools from ``i`` ends, when it is another selection from the same
-    tools as A's (at least half of the larger list in common); None otherwise."""
+    tools as A's (some in common); None otherwise."""
     end_a, end_b = i, i
     while end_a < len(a) and a[end_a][1] == "tool":
         end_a += 1
@@ -102,7 +102,7 @@ def _tools_changed(a: tuple, b: tuple, i: int) -> int | None:
         end_b += 1
     tools_a = Counter(s[HASH] for s in a[i:end_a])
     common = sum((tools_a & Counter(s[HASH] for s in b[i:end_b])).values())
-    return end_b if common * 2 >= max(end_a - i, end_b - i) else None
+    return end_b if common else None
 
 
 def run(a: tuple, b: tuple) -> Match | None:
