@@ -80,57 +80,55 @@ def continued(recent: tuple, last: Any, segments: tuple) -> Any | None:
     return best
 
 
-def _permuted(a: tuple, b: tuple, i: int, limit: int) -> int | None:
-    """Where the shortest run from ``i`` ends that holds the same parts in A and B in
-    another order (tools, documents as parts of their own); None if there is none."""
+def _permuted(ta: tuple, tb: tuple, room: int) -> int | None:
+    """How many leading parts of two tails hold the same parts in another order (tools,
+    documents as parts of their own), at least two; None if they do not."""
     count_a, count_b = Counter(), Counter()
-    for k in range(i, min(limit, i + MAX_REORDERED)):
-        count_a[a[k][HASH]] += 1
-        count_b[b[k][HASH]] += 1
-        if k > i and count_a == count_b:
+    for k in range(min(room, MAX_REORDERED)):
+        count_a[ta[k][HASH]] += 1
+        count_b[tb[k][HASH]] += 1
+        if k and count_a == count_b:
             return k + 1
     return None
 
 
-def _tools_changed(a: tuple, b: tuple, i: int) -> int | None:
-    """Where B's run of tools from ``i`` ends, when it is another selection from the same
-    tools as A's (some in common); None otherwise."""
-    end_a, end_b = i, i
-    while end_a < len(a) and a[end_a][1] == "tool":
-        end_a += 1
-    while end_b < len(b) and b[end_b][1] == "tool":
-        end_b += 1
-    tools_a = Counter(s[HASH] for s in a[i:end_a])
-    common = sum((tools_a & Counter(s[HASH] for s in b[i:end_b])).values())
-    return end_b if common else None
+def _tools(tail: tuple) -> int:
+    """How many leading parts of a tail are tools."""
+    return next((k for k, s in enumerate(tail) if s[1] != "tool"), len(tail))
+
+
+def _step(ta: tuple, tb: tuple, room: int) -> tuple[str, int, int] | None:
+    """The change of one kind two tails open with, and how many parts of each it spans:
+    one part equal in a canonical form, parts in another order, or (tools) another
+    selection of the same tools (some in common)."""
+    cause = same_part(ta[0], tb[0])
+    if cause is not None:
+        return cause, 1, 1
+    kind = "tools_reordered" if tb[0][1] == "tool" else "context_reordered"
+    count = _permuted(ta, tb, room)
+    if count is not None:
+        return kind, count, count
+    if ta[0][1] == tb[0][1] == "tool":
+        na, nb = _tools(ta), min(_tools(tb), room)
+        if Counter(s[HASH] for s in ta[:na]) & Counter(s[HASH] for s in tb[:nb]):
+            return "tools_changed", na, nb
+    return None
 
 
 def run(a: tuple, b: tuple) -> Match | None:
-    """How far B's parts equal A's, exactly or in one canonical form each (or a run of
-    them in another order; or up to the end of B's tools, when they are another selection
-    of A's), short of B's last part; None when no canonical match was needed (the
-    block chains already tell) or nothing matched."""
-    limit = min(len(a), len(b) - 1)
-    i, first = 0, None
-    while i < limit:
-        sa, sb = a[i], b[i]
-        if sa[HASH] == sb[HASH]:
-            i += 1
+    """How far B's parts equal A's, exactly or past changes of one kind (``_step``), short
+    of B's last part; None when no such change was met (the block chains already tell)
+    or nothing matched."""
+    i, j, first = 0, 0, None  # i: in A, j: in B
+    while j < len(b) - 1 and i < len(a):
+        if a[i][HASH] == b[j][HASH]:
+            i, j = i + 1, j + 1
             continue
-        cause, after = same_part(sa, sb), i + 1
-        if cause is None:
-            after = _permuted(a, b, i, limit) or i
-            reordered = "tools_reordered" if sb[1] == "tool" else "context_reordered"
-            cause = reordered if after > i else None
-        if cause is None and sa[1] == sb[1] == "tool":
-            after = _tools_changed(a, b, i) or i
-            if after > i:  # a new selection of tools: what follows is not comparable
-                first, i = first or ("tools_changed", sb[0]), min(after, limit)
-                break
-        if cause is None:
+        step = _step(a[i:], b[j:], min(len(a) - i, len(b) - 1 - j))
+        if step is None:
             break
-        first = first or (cause, sb[0])
-        i = after
-    if first is None or i == 0:
+        first = first or (step[0], b[j][0])
+        i, j = i + step[1], j + step[2]
+    if first is None or j == 0:
         return None
-    return Match(first[0], first[1], int(b[i - 1][3]))
+    return Match(first[0], first[1], int(b[j - 1][3]))

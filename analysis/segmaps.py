@@ -65,8 +65,8 @@ def decoded(raw: Any) -> tuple[tuple, ...]:
 def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
     """Does B part from A only inside B's own newest turn, or is it another conversation
     (marks: the segments' hashes)? A new conversation under the same key (from its first
-    turn on, nothing of A's turns in it), an edited last message, or a retry: nothing
-    before that turn changed."""
+    turn on, fewer than half of A's turns' parts in it: an answer like "OK." may recur),
+    an edited last message, or a retry: nothing before that turn changed."""
     if b_marks[: len(a_marks)] == a_marks:
         return False  # B extends A (the common case)
     pairs = enumerate(zip(a_marks, b_marks, strict=False))
@@ -79,8 +79,10 @@ def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
 
     if turn(b_segments[i]) == turn(b_segments[-1]):
         return True
-    opening = all(s[1] in FIXED for s in b_segments[:i])  # B's turns all differ from A's
-    return opening and not set(a_marks).intersection(b_marks[i:])
+    if not all(s[1] in FIXED for s in b_segments[:i]):
+        return False  # B keeps some of A's turns: a rewrite
+    earlier, kept = a_marks[i:], set(b_marks[i:])  # another conversation keeps few of A's
+    return sum(mark in kept for mark in earlier) * 2 < len(earlier)
 
 
 def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:

@@ -61,8 +61,8 @@ def test_remembered_requests_are_bounded_in_bytes_and_forgotten_everywhere(monke
         explainer.explain(_stored(r))
         assert explainer._bytes <= explain_module.MAX_BYTES
     assert sorted(explainer._sessions) == ["s5", "s6", "s7"]
-    held = {s.id for s in explainer._blocks._young.values()}
-    held |= {s.id for s in explainer._blocks._old.values()}
+    generations = (explainer._blocks._young, explainer._blocks._old)
+    held = {s.id for part in generations for model in part.values() for s in model.values()}
     assert held == {"r5", "r6", "r7"}  # the block index lets go of the forgotten too
     again = row("again", 9, body(system="Variant 0. " + SYSTEM), session="new")
     assert explainer.explain(_stored(again)).predecessor_id in {"r5", "r6", "r7"}  # not r0
