@@ -1,10 +1,11 @@
 """Segment maps: the stored outline of a rendered request, and what two of them say.
 
 A segment map lists a request's parts in rendering order as (path, kind, start,
-end, hash, masked, json, space, items): ``messages[3].content[1]``, ``message``,
-its token span, a hash of its text and the hashes of its text's canonical forms
-("" where a form is the text itself; see ``analysis.fingerprint``). Rows stored
-before the canonical hashes have only the first five. Two maps tell, without the
+end, hash, masked, json, space, items, unstamped): ``messages[3].content[1]``,
+``message``, its token span, a hash of its text and the hashes of its text's
+canonical forms ("" where a form is the text itself; see ``analysis.fingerprint``).
+Rows stored before the canonical hashes have only the first five, and before the
+unstamped hash only the first nine. Two maps tell, without the
 content, where a prompt changed and which shape cause that is, in the order
 ``analysis.causes`` gives them; with the captured rendering, a map rebuilds the
 Prompt the token-exact differ needs.
@@ -25,7 +26,13 @@ _MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 FIXED = ("system", "tool")  # the kinds that open every request of a conversation
 HASH = 4  # where the exact hash lies in a segment; the canonical hashes follow it
 # What a match of one canonical hash says, first match first (as analysis.causes).
-_SAME_PART = (("whitespace", 7), ("key_order", 6), ("dynamic_value", 5), ("context_reordered", 8))
+_SAME_PART = (
+    ("whitespace", 7),
+    ("key_order", 6),
+    ("dynamic_value", 5),
+    ("dynamic_value", 9),  # a line that only labels a volatile value, added or removed
+    ("context_reordered", 8),
+)
 
 
 _DECODE = msgspec.json.Decoder(tuple[tuple, ...]).decode  # straight into tuples, 2.5x json's
@@ -120,7 +127,7 @@ def same_part(sa: tuple, sb: tuple | None) -> str | None:
     if sb is None or sa[1] != sb[1] or len(sa) <= HASH + 4 or len(sb) <= HASH + 4:
         return None
     for cause, k in _SAME_PART:
-        if (sa[k] or sa[HASH]) == (sb[k] or sb[HASH]):
+        if k < len(sa) and k < len(sb) and (sa[k] or sa[HASH]) == (sb[k] or sb[HASH]):
             return cause
     return None
 
