@@ -15,7 +15,8 @@ DeepSeek 64 tokens; 1 token for Anthropic, whose entries end at breakpoints).
 1. the provider's prompt tokens under its minimum ─► ``below_minimum``;
 2. an edit (this request's, or the last one made to its session) with
    clean − actual ≥ 1 unit and clean − served ≥ 1 unit ─► the edit's cause,
-   missed = clean − served;
+   missed = clean − served (clean capped at the prompt sent: an edit that
+   shortened the body cannot have missed more than all of it);
 3. actual − served ≥ 1 unit ─► an infrastructure cause, missed = actual −
    served, from the state of the first entry past what was served on the
    replica that served it (``analysis.simulate``): not yet computed, here or
@@ -57,6 +58,7 @@ def classify(
     if served.prompt_tokens < minimum:
         return Truth("below_minimum", 0)
     actual, got = served.ideal_tokens, served.cached_tokens
+    clean = min(clean, served.prompt_tokens)  # an edit that shortened the body
     if edit and clean - actual >= unit and clean - got >= unit:
         return Truth(edit, clean - got)
     if actual - got >= unit:
