@@ -9,6 +9,7 @@ into the true cause of each request.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class Session:
 
 
 def sentence(rng: random.Random, words: tuple[str, ...] | list[str], n: int) -> str:
-    return " ".join(rng.choice(words) for _ in range(n)).capitalize() + "."
+    return " ".join(rng.choices(words, k=n)).capitalize() + "."
 
 
 def policy() -> str:
@@ -178,7 +179,8 @@ def agent(g: Any, s: Session, t: float, incident: Any) -> Built:
 
     sent = body(tool_list, system, history)
     clean = body(g.tools, "You are a careful coding agent.", s.messages)
-    if incident and json.dumps(sent) != json.dumps(clean):  # key order counts
+    # dicts compare equal whatever their key order: the unsorted SDK's tools differ anyway
+    if incident and (sent != clean or tool_list is g.tools_unsorted):
         edit = incident.cause
     call_id = f"call_{len(s.messages)}"
     tool = rng.choice(g.tools)["function"]["name"]
@@ -203,12 +205,14 @@ def agent(g: Any, s: Session, t: float, incident: Any) -> Built:
     return Built(sent, clean if edit else None, edit, meta)
 
 
-def documents(seed: int, key: str, count: int = 10, words: int = 200) -> list[str]:
+@functools.lru_cache(maxsize=512)
+def documents(seed: int, key: str, count: int = 10, words: int = 200) -> tuple[str, ...]:
+    """A session's retrieved documents (the same for every turn, and for fan-out twins)."""
     rng = random.Random(f"{seed}-{key}")
-    return [
+    return tuple(
         f'<document id="d{rng.randrange(500)}">{sentence(rng, WORDS, words)}</document>'
         for _ in range(count)
-    ]
+    )
 
 
 def _rag_body(model: str, system: str, docs: str, turns: list[tuple[str, str]]) -> dict:

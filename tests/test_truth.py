@@ -6,7 +6,7 @@ import pytest
 
 from analysis import fingerprint, prompt, tokens
 from analysis.simulate import ProviderModel, Simulator
-from analysis.traffic import _breakpoint_keys
+from analysis.traffic import breakpoint_keys
 from analysis.truth import classify
 
 BLOCKS = 10  # blocks of 64 tokens: 640 tokens a request
@@ -115,10 +115,11 @@ def test_breakpoint_keys_of_a_real_body_name_the_prefix_before_each_breakpoint()
 
     memo = fingerprint.TokenMemo()
     a, b = (fingerprint.fingerprint(prompt.parse(body(q)), tok, memo=memo) for q in "ab")
-    assert len(_breakpoint_keys(a)) == 1 and _breakpoint_keys(a) == _breakpoint_keys(b)
+    keys_a, keys_b = (breakpoint_keys(f.segments, f.breakpoints) for f in (a, b))
+    assert len(keys_a) == 1 and keys_a == keys_b
     sim = Simulator(ProviderModel.of("anthropic", "claude-sonnet-4-5", replicas=1, noise_ms=0))
-    sim.serve(0, a.block_hashes, a.total_tokens, None, None, _breakpoint_keys(a))
-    served = sim.serve(1, b.block_hashes, b.total_tokens, None, None, _breakpoint_keys(b))
+    sim.serve(0, a.block_hashes, a.total_tokens, None, None, keys_a)
+    served = sim.serve(1, b.block_hashes, b.total_tokens, None, None, keys_b)
     assert served.cached_tokens == a.breakpoints[0] < b.total_tokens
 
 
