@@ -148,6 +148,8 @@ def main() -> None:
                 n = generate(seed, args.hours, args.sessions_per_hour, paths[seed])
                 took = time.perf_counter() - began
                 print(f"seed {seed}: {n:,} requests generated in {took:.1f} s ({n / took:,.0f}/s)")
+                causes = Counter(truth(paths[seed]).values()).most_common()
+                print("  true causes: " + ", ".join(f"{c} {k:,}" for c, k in causes))
         for hashes_only in modes:
             mode = "hashes only" if hashes_only else "content"
             total = Counter()
