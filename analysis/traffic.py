@@ -160,7 +160,7 @@ class TrafficGenerator:
                 token_overhead=overhead,
                 capacity_blocks=capacity,
             )
-            found = self.sims[(route, model)] = Simulator(found)
+            found = self.sims[(route, model)] = Simulator(found, truth=True)
         return found
 
     # --- scheduling ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ BLOCKS = 10  # blocks of 64 tokens: 640 tokens a request
 
 def _sim(**settings) -> Simulator:
     rules = {"replicas": 1, "min_tokens": 128, "granularity": 64, "noise_ms": 0, "ttl_s": 300}
-    return Simulator(ProviderModel(**{**rules, **settings}))
+    return Simulator(ProviderModel(**{**rules, **settings}), truth=True)
 
 
 def _chain(name: str, n: int = BLOCKS) -> list[int]:
@@ -130,3 +130,11 @@ def test_each_model_has_its_own_cache(model):
     gen = TrafficGenerator(seed=1, hours=1)
     assert gen.sim("/support", model) is gen.sim("/support", model)
     assert gen.sim("/support", "gpt-4o") is not gen.sim("/support", "gpt-4.1")
+
+
+def test_without_truth_the_simulator_keeps_no_history():
+    sim = Simulator(ProviderModel(replicas=1, capacity_blocks=BLOCKS, min_tokens=0))
+    sim.serve(0, _chain("a"), 640)
+    served = sim.serve(1, _chain("b"), 640)
+    assert sim.ever == sim.shadow == set() and sim.replicas[0].gone is None
+    assert (served.ideal_tokens, served.lost) == (0, None)
