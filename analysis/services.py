@@ -121,7 +121,8 @@ def support(g: Any, s: Session, t: float, incident: Any) -> Built:
         stamp = datetime.fromtimestamp(g.start + t, UTC).isoformat(timespec="seconds")
         system, version = f"Current time: {stamp}\n{g.policy}", "support-v8"
     question = sentence(rng, WORDS, 12) + "?"
-    if not s.messages:
+    if not s.messages:  # an order number: no two chats share more than the system prompt
+        question = f"Order {rng.randrange(10**6):06d}: {question}"
         s.first_question = question
         if s.paste:  # a launch-day user pastes the whole order history
             question = "My orders:\n" + sentence(rng, WORDS, 2400) + "\n" + question
@@ -165,7 +166,10 @@ def agent(g: Any, s: Session, t: float, incident: Any) -> Built:
         tool_list[0]["function"]["parameters"]["properties"]["path"]["description"] = (
             f"Path. Trace req_{rng.getrandbits(48):012x}."
         )
-    if not s.messages or rng.random() < 0.7:  # the user asks again
+    if not s.messages:  # a ticket number: no two sessions share more than the tools
+        task = f"Ticket T-{rng.randrange(10**6):06d}. " + sentence(rng, CODE, 15)
+        s.messages.append({"role": "user", "content": task})
+    elif rng.random() < 0.7:  # the user asks again
         s.messages.append({"role": "user", "content": "Next: " + sentence(rng, CODE, 15)})
     history = s.messages
     if name == "stripped_reasoning":
@@ -268,7 +272,9 @@ def research(g: Any, s: Session, t: float, task: int) -> Built:
     rng = g.rngs["research"]
     if task == 0:
         if not s.messages:
-            doc = "\n".join(documents(g.seed, s.key, count=6, words=220))
+            doc = f"Run {rng.getrandbits(32):08x}\n" + "\n".join(
+                documents(g.seed, s.key, count=6, words=220)
+            )
             s.messages.append({"role": "user", "content": doc})
         s.round = list(s.messages)
     question = TASKS[task] + " " + sentence(rng, CODE, 8)
