@@ -42,9 +42,9 @@ _TABLE = (  # name, cause, route, start and end as fractions of the day
     ("request_id_in_schema", "dynamic_value", "/agent", 0.74, 0.80),
     ("fanout_before_warm", "concurrent_fanout", "/rag", 0.55, 0.61),
     # Issue #15's incidents
-    ("ab_prompt_flag", "system_changed", "/agent", 0.03, 0.08),
-    ("sdk_unsorted_keys", "key_order", "/agent", 0.10, 0.15),
-    ("tool_registry_order", "tools_reordered", "/agent", 0.18, 0.24),
+    ("ab_prompt_flag", "system_changed", "/agent", 0.40, 0.46),
+    ("sdk_unsorted_keys", "key_order", "/agent", 0.23, 0.29),
+    ("tool_registry_order", "tools_reordered", "/agent", 0.56, 0.61),
     ("context_truncation", "history_rewritten", "/agent", 0.86, 0.92),
     ("retriever_ties", "context_reordered", "/rag", 0.30, 0.36),
     ("model_canary", "model_changed", "/rag", 0.70, 0.76),

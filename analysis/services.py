@@ -9,6 +9,7 @@ into the true cause of each request.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass, field
@@ -58,7 +59,7 @@ class Session:
 
 
 def sentence(rng: random.Random, words: tuple[str, ...] | list[str], n: int) -> str:
-    return " ".join(rng.choice(words) for _ in range(n)).capitalize() + "."
+    return " ".join(rng.choices(words, k=n)).capitalize() + "."
 
 
 def policy() -> str:
@@ -120,7 +121,8 @@ def support(g: Any, s: Session, t: float, incident: Any) -> Built:
         stamp = datetime.fromtimestamp(g.start + t, UTC).isoformat(timespec="seconds")
         system, version = f"Current time: {stamp}\n{g.policy}", "support-v8"
     question = sentence(rng, WORDS, 12) + "?"
-    if not s.messages:
+    if not s.messages:  # an order number: no two chats share more than the system prompt
+        question = f"Order {rng.randrange(10**6):06d}: {question}"
         s.first_question = question
         if s.paste:  # a launch-day user pastes the whole order history
             question = "My orders:\n" + sentence(rng, WORDS, 2400) + "\n" + question
@@ -164,7 +166,10 @@ def agent(g: Any, s: Session, t: float, incident: Any) -> Built:
         tool_list[0]["function"]["parameters"]["properties"]["path"]["description"] = (
             f"Path. Trace req_{rng.getrandbits(48):012x}."
         )
-    if not s.messages or rng.random() < 0.7:  # the user asks again
+    if not s.messages:  # a ticket number: no two sessions share more than the tools
+        task = f"Ticket T-{rng.randrange(10**6):06d}. " + sentence(rng, CODE, 15)
+        s.messages.append({"role": "user", "content": task})
+    elif rng.random() < 0.7:  # the user asks again
         s.messages.append({"role": "user", "content": "Next: " + sentence(rng, CODE, 15)})
     history = s.messages
     if name == "stripped_reasoning":
@@ -178,7 +183,8 @@ def agent(g: Any, s: Session, t: float, incident: Any) -> Built:
 
     sent = body(tool_list, system, history)
     clean = body(g.tools, "You are a careful coding agent.", s.messages)
-    if incident and json.dumps(sent) != json.dumps(clean):  # key order counts
+    # dicts compare equal whatever their key order: the unsorted SDK's tools differ anyway
+    if incident and (sent != clean or tool_list is g.tools_unsorted):
         edit = incident.cause
     call_id = f"call_{len(s.messages)}"
     tool = rng.choice(g.tools)["function"]["name"]
@@ -203,12 +209,14 @@ def agent(g: Any, s: Session, t: float, incident: Any) -> Built:
     return Built(sent, clean if edit else None, edit, meta)
 
 
-def documents(seed: int, key: str, count: int = 10, words: int = 200) -> list[str]:
+@functools.lru_cache(maxsize=512)
+def documents(seed: int, key: str, count: int = 10, words: int = 200) -> tuple[str, ...]:
+    """A session's retrieved documents (the same for every turn, and for fan-out twins)."""
     rng = random.Random(f"{seed}-{key}")
-    return [
+    return tuple(
         f'<document id="d{rng.randrange(500)}">{sentence(rng, WORDS, words)}</document>'
         for _ in range(count)
-    ]
+    )
 
 
 def _rag_body(model: str, system: str, docs: str, turns: list[tuple[str, str]]) -> dict:
@@ -264,7 +272,9 @@ def research(g: Any, s: Session, t: float, task: int) -> Built:
     rng = g.rngs["research"]
     if task == 0:
         if not s.messages:
-            doc = "\n".join(documents(g.seed, s.key, count=6, words=220))
+            doc = f"Run {rng.getrandbits(32):08x}\n" + "\n".join(
+                documents(g.seed, s.key, count=6, words=220)
+            )
             s.messages.append({"role": "user", "content": doc})
         s.round = list(s.messages)
     question = TASKS[task] + " " + sentence(rng, CODE, 8)

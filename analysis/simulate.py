@@ -90,7 +90,8 @@ class Served:
     cached_tokens: int
     ttft_ms: float
     prompt_tokens: int = 0
-    ideal_tokens: int = 0  # what the ideal cache (every entry ever stored) would serve
+    ideal_tokens: int = 0  # what the ideal cache (every entry ever stored) would serve,
+    # when the simulator keeps truth (otherwise the cached tokens)
     lost: str | None = None  # why the first entry past what was served was not served
 
 
@@ -100,7 +101,7 @@ class _Replica:
     ttl_s: float
     # entry ─► (last use, ready at): an entry is reusable once its prefill finished
     blocks: OrderedDict[int, tuple[float, float]] = field(default_factory=OrderedDict)
-    gone: dict[int, str] = field(default_factory=dict)  # entry ─► "expired" | "evicted"
+    gone: dict[int, str] | None = None  # entry ─► "expired" | "evicted", when tracked
 
     def usable(self, key: int, now: float) -> bool:
         seen = self.blocks.get(key)
@@ -119,7 +120,7 @@ class _Replica:
         """alive | inflight | expired | evicted, or None when never held here."""
         seen = self.blocks.get(key)
         if seen is None:
-            return self.gone.get(key)
+            return self.gone.get(key) if self.gone is not None else None
         if now - seen[0] > self.ttl_s:
             return "expired"
         return "inflight" if seen[1] > now else "alive"
@@ -132,7 +133,8 @@ class _Replica:
             self.blocks.move_to_end(h)
         while len(self.blocks) > self.capacity:
             key, (used, _) = self.blocks.popitem(last=False)
-            self.gone[key] = "evicted" if now - used <= self.ttl_s else "expired"
+            if self.gone is not None:
+                self.gone[key] = "evicted" if now - used <= self.ttl_s else "expired"
 
 
 def _lost(states: list[str | None], here: int) -> str:
@@ -152,11 +154,11 @@ def _lost(states: list[str | None], here: int) -> str:
 class Simulator:
     """Serve requests in time order through the provider model."""
 
-    def __init__(self, model: ProviderModel) -> None:
-        self.model = model
-        self.replicas = [
-            _Replica(model.capacity_blocks, model.ttl_s) for _ in range(model.replicas)
-        ]
+    def __init__(self, model: ProviderModel, truth: bool = False) -> None:
+        """``truth`` keeps what ground truth needs (``ever``, ``shadow``, what each replica
+        lost and why): memory that grows with every distinct entry, so off by default."""
+        self.model, self.truth = model, truth
+        self.replicas = [self._replica() for _ in range(model.replicas)]
         self._rng = random.Random(model.seed)
         self._next = 0
         self.ever: set[int] = set()
@@ -167,7 +169,11 @@ class Simulator:
         but take no requests (and count for nothing) until scaled back."""
         self.model = replace(self.model, replicas=replicas, router=router)
         while len(self.replicas) < replicas:
-            self.replicas.append(_Replica(self.model.capacity_blocks, self.model.ttl_s))
+            self.replicas.append(self._replica())
+
+    def _replica(self) -> _Replica:
+        m = self.model
+        return _Replica(m.capacity_blocks, m.ttl_s, gone={} if self.truth else None)
 
     def _stable(self, key: str) -> int:
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
@@ -246,7 +252,7 @@ class Simulator:
         target = self.replicas[index]
         units = self.units(hashes, breakpoints)
         cached, first = self.readable(units, total_tokens, lambda k: target.usable(k, now))
-        ideal = self.ideal(units, total_tokens, self.ever)
+        ideal = self.ideal(units, total_tokens, self.ever) if self.truth else cached
         lost = None
         if ideal > cached and first < len(units):
             key = self._missing(units, first, ideal)
@@ -262,8 +268,9 @@ class Simulator:
         )
         keys = [key for key, _ in units]
         target.store(keys, now, now + ttft / 1000)
-        self.ever.update(keys)
-        self.shadow.update(keys)
+        if self.truth:
+            self.ever.update(keys)
+            self.shadow.update(keys)
         return Served(index, cached, round(ttft, 3), prompt, ideal, lost)
 
     def _missing(self, units: Sequence[tuple[int, int]], first: int, ideal: int) -> int:

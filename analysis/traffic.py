@@ -21,9 +21,10 @@ import hashlib
 import heapq
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from analysis import fingerprint, prompt, providers, services, tokens, truth
 from analysis import usage as usages
@@ -73,16 +74,27 @@ def labels(generator: TrafficGenerator) -> dict:
     }
 
 
-def _breakpoint_keys(fp: fingerprint.Fingerprint) -> list[tuple[int, int]]:
-    """(token end, entry key) of each cache_control breakpoint: the key names the exact
-    prefix (the segments before the breakpoint), as the provider's entry does."""
-    ends, out, running = set(fp.breakpoints), [], hashlib.blake2b(digest_size=8)
-    for span in fp.segments:
+def breakpoint_keys(
+    spans: Sequence[fingerprint.SegmentSpan], points: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(token end, entry key) of each cache_control breakpoint (``points``, as
+    ``fingerprint.breakpoints`` gives them): the key names the exact prefix (the segments
+    before the breakpoint), as the provider's entry does."""
+    ends, out, running = set(points), [], hashlib.blake2b(digest_size=8)
+    for span in spans:
         running.update(span.hash.encode())
         if span.token_end in ends:
             out.append((span.token_end, int.from_bytes(running.copy().digest(), "big")))
             ends.discard(span.token_end)
     return out
+
+
+class _Print(NamedTuple):
+    """What the simulated provider needs of a body: no canonical hashes."""
+
+    hashes: tuple[int, ...]
+    total: int
+    points: list[tuple[int, int]]  # breakpoint_keys
 
 
 class TrafficGenerator:
@@ -148,7 +160,7 @@ class TrafficGenerator:
                 token_overhead=overhead,
                 capacity_blocks=capacity,
             )
-            found = self.sims[(route, model)] = Simulator(found)
+            found = self.sims[(route, model)] = Simulator(found, truth=True)
         return found
 
     # --- scheduling ------------------------------------------------------------------------
@@ -226,23 +238,26 @@ class TrafficGenerator:
 
     # --- serving ---------------------------------------------------------------------------
 
-    def _fingerprint(self, body: dict, route: str) -> tuple[fingerprint.Fingerprint, Simulator]:
-        fp = fingerprint.fingerprint(prompt.parse(body), self.tok, memo=self.memo)
-        return fp, self.sim(route, body["model"])
+    def _print(self, body: dict, route: str) -> tuple[_Print, Simulator]:
+        parsed = prompt.parse(body)
+        ids, spans = fingerprint.token_ids(parsed, self.tok, self.memo)
+        hashes = self.memo.chain(ids, spans, fingerprint.DEFAULT_BLOCK_SIZE, self.tok.name)
+        points = breakpoint_keys(spans, fingerprint.breakpoints(parsed, spans))
+        return _Print(hashes, len(ids), points), self.sim(route, body["model"])
 
     def _serve(
         self, t: float, route: str, s: Session, built: Built, incident: Incident | None
     ) -> dict:
-        fp, sim = self._fingerprint(built.body, route)
-        clean_fp, clean_sim = self._fingerprint(built.clean, route) if built.clean else (fp, sim)
-        clean_units = clean_sim.units(clean_fp.block_hashes, _breakpoint_keys(clean_fp))
-        clean = clean_sim.ideal(clean_units, clean_fp.total_tokens, clean_sim.shadow)
+        fp, sim = self._print(built.body, route)
+        clean_fp, clean_sim = self._print(built.clean, route) if built.clean else (fp, sim)
+        clean_units = clean_sim.units(clean_fp.hashes, clean_fp.points)
+        clean = clean_sim.ideal(clean_units, clean_fp.total, clean_sim.shadow)
         key = s.key
         if route == "/agent":
             scaled = self._during(route, t, "scale_out_round_robin")
             sim.scale(6, "round_robin") if scaled else sim.scale(2, "sticky")
             key = None if scaled else key
-        served = sim.serve(t, fp.block_hashes, fp.total_tokens, key, None, _breakpoint_keys(fp))
+        served = sim.serve(t, fp.hashes, fp.total, key, None, fp.points)
         clean_sim.shadow.update(k for k, _ in clean_units)
         s.edit = built.edit or s.edit
         verdict = truth.classify(
@@ -250,9 +265,9 @@ class TrafficGenerator:
             sim.model.min_tokens,
             sim.model.granularity,
             clean,
-            clean_sim.provider_tokens(clean_fp.total_tokens),
+            clean_sim.provider_tokens(clean_fp.total),
             s.edit,
-            cacheable=bool(sim.units(fp.block_hashes, _breakpoint_keys(fp))),
+            cacheable=bool(sim.units(fp.hashes, fp.points)),
         )
         return self._record(t, route, key, s, built, served, incident, verdict)
 

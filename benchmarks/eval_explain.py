@@ -57,7 +57,10 @@ def truth(path: str) -> dict[str, str]:
     """Record id ─► its true cause (the generator writes one on every record)."""
     with files.reading(path) as (_, handle):
         records = (json.loads(line) for line in handle if line.strip())
-        return {r["id"]: r["cause"] for r in records}
+        found = {r["id"]: r.get("cause") for r in records}
+    if None in found.values():
+        sys.exit(f"{path}: records without a true cause (generated before analysis.truth)")
+    return found
 
 
 def explain(path: str, hashes_only: bool) -> dict[str, str]:
@@ -117,8 +120,9 @@ def _seeds(text: str) -> tuple[str, tuple[int, ...]]:
     if text == "held-out":
         return "HELD OUT (never used for tuning)", HELD_OUT_SEEDS
     chosen = tuple(int(s) for s in text.split(",") if s.strip())
-    held = set(chosen) & set(HELD_OUT_SEEDS)
-    return ("includes HELD OUT seeds" if held else "tuning/other"), chosen
+    if set(chosen) & set(HELD_OUT_SEEDS):
+        return "includes HELD OUT seeds (report them only as held out)", chosen
+    return ("tuning" if set(chosen) <= set(TUNING_SEEDS) else "other (not held out)"), chosen
 
 
 def main() -> None:
@@ -144,6 +148,8 @@ def main() -> None:
                 n = generate(seed, args.hours, args.sessions_per_hour, paths[seed])
                 took = time.perf_counter() - began
                 print(f"seed {seed}: {n:,} requests generated in {took:.1f} s ({n / took:,.0f}/s)")
+                causes = Counter(truth(paths[seed]).values()).most_common()
+                print("  true causes: " + ", ".join(f"{c} {k:,}" for c, k in causes))
         for hashes_only in modes:
             mode = "hashes only" if hashes_only else "content"
             total = Counter()
