@@ -74,7 +74,8 @@ class BlockIndex:
         self.window_s = window_s
         self._young: dict[int, Seen] = {}
         self._old: dict[int, Seen] = {}
-        self._since: float | None = None
+        self._since: float | None = None  # the time the young generation started
+        self._old_since: float | None = None  # and the old one
 
     def __len__(self) -> int:
         return len(self._young) + len(self._old)
@@ -83,8 +84,12 @@ class BlockIndex:
         return self._young.get(block) or self._old.get(block)
 
     def drop(self, seen: Seen) -> None:
-        """Forget the blocks of which ``seen`` is still the latest holder."""
-        for part in (self._young, self._old):
+        """Forget the blocks of which ``seen`` is still the latest holder (requests come
+        in time order: one older than the old generation went with it, one older than
+        the young one is only in the old one)."""
+        if self._since is None or (self._old_since is not None and seen.ts < self._old_since):
+            return
+        for part in (self._old,) if seen.ts < self._since else (self._young, self._old):
             get = part.get
             for block in seen.chain:
                 if get(block) is seen:
@@ -95,7 +100,8 @@ class BlockIndex:
             self._since = seen.ts
         full = len(self._young) + len(seen.hashes) // 8 > MAX_BLOCKS // 2
         if full or seen.ts - self._since > self.window_s:
-            self._old, self._young, self._since = self._young, {}, seen.ts
+            self._old, self._young = self._young, {}
+            self._old_since, self._since = self._since, seen.ts
         self._young.update(zip(seen.chain, repeat(seen)))
 
 
