@@ -39,7 +39,8 @@ sys.path.insert(0, os.environ.get("BENCH_CODE", str(ROOT)))
 
 from analysis.explain import Explainer  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
-from collector.store.database import EXPLAIN_MEMORY_MIB, Store  # noqa: E402
+from collector.store import database  # noqa: E402
+from collector.store.database import Store  # noqa: E402
 from collector.store.migrations import pack_sql  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
@@ -308,7 +309,8 @@ def main() -> None:
     parser.add_argument(
         "--memory-limit-mib",
         type=int,
-        default=EXPLAIN_MEMORY_MIB,
+        # (a baseline checkout may predate it: its child is given the limit)
+        default=getattr(database, "EXPLAIN_MEMORY_MIB", database.MEMORY_LIMIT_MIB),
         help="DuckDB's memory_limit for the explain pass",
     )
     parser.add_argument("--repeat", type=int, default=1, help="runs per code (median)")
