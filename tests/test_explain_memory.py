@@ -97,3 +97,22 @@ def test_the_pass_reads_captured_content_from_the_store(tmp_path, monkeypatch, w
     want = explain(*rows)
     assert found == [(e.id, e.cause, e.first_diff_token) for e in want]
     assert found[1][2] is not None  # token-exact: both renderings were read
+
+
+@pytest.mark.parametrize("generation", [2, 3, 5], ids=lambda n: f"{n} requests a generation")
+def test_the_block_index_holds_only_remembered_requests(monkeypatch, generation):
+    from analysis import explain as explain_module
+
+    def variant(i):
+        return row(f"r{i}", i, body(system=f"Variant {i}. " + SYSTEM), session=f"s{i}")
+
+    blocks = len(variant(0)["block_hashes"])
+    monkeypatch.setattr(remembered, "MAX_BLOCKS", 2 * generation * blocks)
+    monkeypatch.setattr(explain_module, "MAX_REQUESTS", 3)
+    explainer = Explainer()
+    for i in range(12):
+        explainer.explain(_stored(variant(i)))
+        kept = {seen.id for _, seen, _ in explainer._remembered}
+        index = explainer._blocks
+        held = {s.id for s in index._young.values()} | {s.id for s in index._old.values()}
+        assert held <= kept and kept == {f"r{k}" for k in range(max(i - 2, 0), i + 1)}
