@@ -119,6 +119,20 @@ def _chain(stored: Any) -> bytes:
     return array("q", fingerprint.unpack_hashes(stored)).tobytes()
 
 
+class ContentSource:
+    """Where an explainer reads a captured rendering: ``read`` (request id ─► the text, or
+    None), set by whoever runs a pass (the store's reader of that pass). A remembered
+    request holds the source, not the reader: the reader of the pass at hand is used."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[str], str | None] | None = None) -> None:
+        self.read = read
+
+    def __call__(self, request_id: str) -> str | None:
+        return None if self.read is None else self.read(request_id)
+
+
 _NAMES: dict[str, str] = {}  # model, replica and encoding names: one string each
 
 
@@ -130,7 +144,7 @@ def _name(value: str | None) -> str | None:
     return _NAMES.setdefault(value, value)
 
 
-def seen(row: dict, load: Callable[[str], str | None] | None = None) -> Seen:
+def seen(row: dict, load: ContentSource | None = None) -> Seen:
     """A request as the explainer keeps it. ``load`` reads a captured rendering by id: a
     row that says it has one (``captured``) without carrying it is read when needed."""
     raw = row.get("segments")
@@ -138,7 +152,7 @@ def seen(row: dict, load: Callable[[str], str | None] | None = None) -> Seen:
     if not isinstance(raw, str):
         raw = segments
     content = row.get("content")
-    if content is None and load is not None and row.get("captured"):
+    if content is None and load is not None and load.read is not None and row.get("captured"):
         content = partial(load, row["id"])
     ours = int(row.get("total_tokens") or 0)
     return Seen(

@@ -27,7 +27,8 @@ def _stored(r):
 def test_a_remembered_request_keeps_its_map_as_stored_and_no_content():
     r = row("a", 0, body(turns=("Hello?", "More?")), capture=True)
     loads = []
-    seen = remembered.seen(_stored(r), lambda rid: loads.append(rid) or r["content"])
+    read = remembered.ContentSource(lambda rid: loads.append(rid) or r["content"])
+    seen = remembered.seen(_stored(r), read)
     assert isinstance(seen.segmap, str)  # undecoded
     assert seen.segments == tuple(map(tuple, r["segments"]))  # decoded when asked
     assert list(seen.ends) == [s[3] for s in r["segments"]]
