@@ -31,6 +31,7 @@ from analysis.kin import Kin, continued
 from analysis.lineage import Sessions, extended
 from analysis.lineage import common as _common
 from analysis.remembered import BlockIndex as _BlockIndex
+from analysis.remembered import ContentSource
 from analysis.remembered import Seen as _Seen
 from analysis.remembered import seen as _seen
 from analysis.segmaps import branched, captured_prompt, shape_cause
@@ -74,9 +75,10 @@ class Explainer:
         self, table: dict | None = None, content: Callable[[str], str | None] | None = None
     ) -> None:
         self.table = table or providers.load_table()
-        # Reads a captured rendering by request id (rows then say ``captured`` instead of
-        # carrying it): content is read when a shape cause needs it, never kept.
-        self.load_content = content
+        # Reads a captured rendering by request id, for rows that say ``captured`` instead
+        # of carrying it: read when a shape cause needs it, never kept. (The store's passes
+        # give the rendering with the row; the byte bound counts the ones remembered.)
+        self.content = ContentSource(content)
         # The horizon: as long as the providers seen may keep a prefix, so a prefix used past
         # its TTL is found (ttl_expired); before any is seen, the longest any provider allows.
         self.window_s = max(providers.max_ttl_s(self.table, p) for p in self.table["profiles"])
@@ -165,7 +167,7 @@ class Explainer:
 
     def explain(self, row: dict) -> Explanation:
         """Explain one request (rows must come in time order)."""
-        seen = _seen(row, self.load_content)
+        seen = _seen(row, self.content)
         self._horizon(row)
         pred, same_session = self._predecessor(row, seen)
         try:
@@ -177,7 +179,7 @@ class Explainer:
         """Take in an already explained request without explaining it again: the state a
         restart needs to explain the requests after it (rows must come in time order)."""
         self._horizon(row)
-        self._remember(row, _seen(row, self.load_content))
+        self._remember(row, _seen(row, self.content))
 
     def _explain(
         self, row: dict, seen: _Seen, pred: _Seen | None, now: float, same_session: bool

@@ -76,7 +76,8 @@ class BlockIndex:
         self.window_s = window_s
         self._young: dict[str | None, dict[int, Seen]] = {}
         self._old: dict[str | None, dict[int, Seen]] = {}
-        self._since: float | None = None
+        self._since: float | None = None  # the time the young generation started
+        self._old_since: float | None = None  # and the old one
         self._count = 0  # entries in the young generation
 
     def __len__(self) -> int:
@@ -87,8 +88,13 @@ class BlockIndex:
         return (young and young.get(block)) or (old and old.get(block)) or None
 
     def drop(self, seen: Seen) -> None:
-        """Forget the blocks of which ``seen`` is still the latest holder."""
-        for part in (self._young.get(seen.model), self._old.get(seen.model)):
+        """Forget the blocks of which ``seen`` is still the latest holder (requests come
+        in time order: one older than the old generation went with it, one older than
+        the young one is only in the old one)."""
+        if self._since is None or (self._old_since is not None and seen.ts < self._old_since):
+            return
+        parts = (self._old,) if seen.ts < self._since else (self._young, self._old)
+        for part in (p.get(seen.model) for p in parts):
             get = part.get if part else None
             for block in seen.chain if get else ():
                 if get(block) is seen:
@@ -99,7 +105,8 @@ class BlockIndex:
             self._since = seen.ts
         self._count += len(seen.hashes) // 8
         if self._count > MAX_BLOCKS // 2 or seen.ts - self._since > self.window_s:
-            self._old, self._young, self._since = self._young, {}, seen.ts
+            self._old, self._young = self._young, {}
+            self._old_since, self._since = self._since, seen.ts
             self._count = len(seen.hashes) // 8
         young = self._young.get(seen.model)
         if young is None:
@@ -121,6 +128,20 @@ def _chain(stored: Any) -> bytes:
     return array("q", fingerprint.unpack_hashes(stored)).tobytes()
 
 
+class ContentSource:
+    """Where an explainer reads a captured rendering: ``read`` (request id ─► the text, or
+    None), set by whoever runs a pass (the store's reader of that pass). A remembered
+    request holds the source, not the reader: the reader of the pass at hand is used."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: Callable[[str], str | None] | None = None) -> None:
+        self.read = read
+
+    def __call__(self, request_id: str) -> str | None:
+        return None if self.read is None else self.read(request_id)
+
+
 _NAMES: dict[str, str] = {}  # model, replica and encoding names: one string each
 
 
@@ -132,7 +153,7 @@ def _name(value: str | None) -> str | None:
     return _NAMES.setdefault(value, value)
 
 
-def seen(row: dict, load: Callable[[str], str | None] | None = None) -> Seen:
+def seen(row: dict, load: ContentSource | None = None) -> Seen:
     """A request as the explainer keeps it. ``load`` reads a captured rendering by id: a
     row that says it has one (``captured``) without carrying it is read when needed."""
     raw = row.get("segments")
@@ -140,7 +161,7 @@ def seen(row: dict, load: Callable[[str], str | None] | None = None) -> Seen:
     if not isinstance(raw, str):
         raw = segments
     content = row.get("content")
-    if content is None and load is not None and row.get("captured"):
+    if content is None and load is not None and load.read is not None and row.get("captured"):
         content = partial(load, row["id"])
     ours = int(row.get("total_tokens") or 0)
     return Seen(

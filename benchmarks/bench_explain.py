@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, os.environ.get("BENCH_CODE", str(ROOT)))
 
 from analysis.explain import Explainer  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
+from collector.store import database  # noqa: E402
 from collector.store.database import Store  # noqa: E402
 from collector.store.migrations import pack_sql  # noqa: E402
 
@@ -130,27 +130,34 @@ def _child(*args: str, code: Path = ROOT) -> tuple[dict, int]:
     return json.loads(out.strip().splitlines()[-1]), usage.ru_maxrss
 
 
-def child(mode: str, db: str, traffic: str = "", content: str = "") -> None:
-    """In the child: ingest ``traffic`` into ``db``, or explain all of ``db`` afresh."""
+def child(mode: str, db: str, traffic: str = "", option: str = "") -> None:
+    """In the child: ingest ``traffic`` into ``db`` (``option`` "content": captured), or
+    explain all of ``db`` afresh (``option``: DuckDB's memory_limit in MiB, if given)."""
     if mode == "ingest":
         from collector.records import ingest_file
 
         store = Store(db)
         start = time.perf_counter()
-        report = ingest_file(store, traffic, capture=content == "content")
+        report = ingest_file(store, traffic, capture=option == "content")
         took = time.perf_counter() - start
         store.close()
         print(json.dumps({"rows": report.stored, "seconds": took}))
         return
-    store = Store(db)
+    store = Store(db) if not option else Store(db, memory_mib=int(option))
     store.con.execute("DELETE FROM explanations").fetchall()
     limit = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    start = time.perf_counter()
-    _, counts = explain_new(store, Explainer())
-    took = time.perf_counter() - start
+    explainer = Explainer()
+    start, cpu = time.perf_counter(), time.process_time()
+    _, counts = explain_new(store, explainer)
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
     store.close()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": counts.total(), "seconds": took, "limit": limit, "peak": peak}))
+    state = {  # what the explainer holds at the end
+        "remembered": len(explainer._remembered),
+        "bytes": getattr(explainer, "_bytes", None),
+        "blocks": len(explainer._blocks),
+    }
+    done = {"rows": counts.total(), "seconds": took, "cpu": cpu, "limit": limit}
+    print(json.dumps({**done, **state}))
 
 
 def ingested(traffic: Path, content: bool) -> Path:
@@ -225,20 +232,29 @@ def realistic(args: argparse.Namespace) -> None:
         runs.insert(0, (f"baseline {args.baseline_code}", Path(args.baseline_code)))
     copies = f" x {args.copies} copies" if args.copies > 1 else ""
     print(f"explain over {traffic.name}{copies} ({'content' if args.content else 'hash-only'}):")
-    print(f"  {'code':<34} {'requests':>9} {'s':>7} {'req/s':>7} {'peak RSS MiB':>12} limit")
+    print(
+        f"  {'code':<30} {'requests':>9} {'s':>6} {'req/s':>6} {'peak RSS MiB':>12} "
+        f"{'limit':>8} {'remembered':>10} {'MiB':>4} {'blocks':>9} {'CPU s':>6}"
+    )
     for name, code in runs:
         medians = []
         for _ in range(args.repeat):
-            done, peak = _child("explain", str(db), code=code)
+            limit = str(args.memory_limit_mib or "")
+            done, peak = _child("explain", str(db), "", limit, code=code)
             medians.append((done["seconds"], peak, done))
         seconds, peak, done = sorted(medians, key=lambda m: m[0])[len(medians) // 2]
+        state = f"{(done['bytes'] or 0) / 2**20:>4.0f}" if done["bytes"] else "   ?"
         print(
-            f"  {name:<34} {done['rows']:>9,} {seconds:>7.1f} {done['rows'] / seconds:>7,.0f} "
-            f"{peak / 1024:>12,.0f} {done['limit']}",
+            f"  {name:<30} {done['rows']:>9,} {seconds:>6.1f} {done['rows'] / seconds:>6,.0f} "
+            f"{peak / 1024:>12,.0f} {done['limit']:>8} {done['remembered']:>10,} {state} "
+            f"{done['blocks']:>9,} {done['cpu']:>6.1f}",
             flush=True,
         )
     print(f"  {PREVIOUS}")
-    print("  targets: >= 10,000 requests/s, peak RSS <= 2,048 MiB")
+    print(
+        "  targets: >= 10,000 requests/s, peak RSS <= 2,048 MiB. MiB: the remembered requests'"
+        " own estimate (_Seen.size); CPU s: all the child's threads (DuckDB's too)"
+    )
 
 
 def synthetic(requests: int) -> None:
@@ -294,6 +310,13 @@ def main() -> None:
         "--copies", type=int, default=1, help="a day of --requests / N requests, N times"
     )
     parser.add_argument("--baseline-code", help="explain with this checkout's code first")
+    parser.add_argument(
+        "--memory-limit-mib",
+        type=int,
+        # (a baseline checkout may predate it: its child is given the limit)
+        default=getattr(database, "EXPLAIN_MEMORY_MIB", database.MEMORY_LIMIT_MIB),
+        help="DuckDB's memory_limit for the explain pass",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per code (median)")
     parser.add_argument("--synthetic", action="store_true", help="SQL-built rows instead")
     parser.add_argument("--rule-rows", type=int, default=10_000_000, help="0: no rules")

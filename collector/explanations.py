@@ -92,7 +92,6 @@ def explain_new(
     pass ends after the row at hand, keeping what it explained (the rowid it returns is
     then no place to go on from: ``resume`` is)."""
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
-    _attach(store, explainer)
     with how.reading(store) as cur:
         rows = reads.after(cur, after_rowid, chunk_rows, upto)
         last, counts = _explain(store, explainer, rows, how)
@@ -114,7 +113,6 @@ def resume(
     of them is older than an explained request (stored after it), everything from it on
     is explained again (``rewind``), as if the requests had come in time order."""
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
-    _attach(store, explainer)
     with how.reading(store) as cur:
         # Read before the pass's query: a row committed in between is in the pass.
         high = reads.last_rowid(cur)
@@ -145,7 +143,6 @@ def rewind(
     ``explain_new``, and the causes. For a request stored after requests it precedes:
     each of them is explained again knowing it."""
     how = _Pass(progress, chunk_rows, pause_gc, stop or threading.Event(), cursor)
-    _attach(store, explainer)
     with how.reading(store) as cur:
         high = reads.last_rowid(cur) if upto is None else upto
         return _rewind(store, explainer, key, high, how, cur)
@@ -172,13 +169,6 @@ def _rewind(
     return high, counts
 
 
-def _attach(store: Store, explainer: Explainer) -> None:
-    """Let ``explainer`` read captured renderings from ``store`` when it needs one (the
-    rows a pass reads only say whether there is one)."""
-    if explainer.load_content is None:
-        explainer.load_content = reads.Contents(store)
-
-
 def waiting(store: Store) -> int:
     """How many stored requests have no explanation yet (what ``resume`` explains)."""
     return reads.waiting(store.con)
@@ -194,7 +184,6 @@ def prime(
     """Give ``explainer`` the explained requests it would still remember, without
     explaining them again; returns how many."""
     how = _Pass(lambda n: None, CHUNK, False, stop or threading.Event(), cursor)
-    _attach(store, explainer)
     primed = 0
     with how.reading(store) as cur:
         for chunk in reads.remembered(cur, explainer.window_s, MAX_REQUESTS, CHUNK):

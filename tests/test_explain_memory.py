@@ -27,7 +27,8 @@ def _stored(r):
 def test_a_remembered_request_keeps_its_map_as_stored_and_no_content():
     r = row("a", 0, body(turns=("Hello?", "More?")), capture=True)
     loads = []
-    seen = remembered.seen(_stored(r), lambda rid: loads.append(rid) or r["content"])
+    read = remembered.ContentSource(lambda rid: loads.append(rid) or r["content"])
+    seen = remembered.seen(_stored(r), read)
     assert isinstance(seen.segmap, str)  # undecoded
     assert seen.segments == tuple(map(tuple, r["segments"]))  # decoded when asked
     assert list(seen.ends) == [s[3] for s in r["segments"]]
@@ -97,3 +98,23 @@ def test_the_pass_reads_captured_content_from_the_store(tmp_path, monkeypatch, w
     want = explain(*rows)
     assert found == [(e.id, e.cause, e.first_diff_token) for e in want]
     assert found[1][2] is not None  # token-exact: both renderings were read
+
+
+@pytest.mark.parametrize("generation", [2, 3, 5], ids=lambda n: f"{n} requests a generation")
+def test_the_block_index_holds_only_remembered_requests(monkeypatch, generation):
+    from analysis import explain as explain_module
+
+    def variant(i):
+        return row(f"r{i}", i, body(system=f"Variant {i}. " + SYSTEM), session=f"s{i}")
+
+    blocks = len(variant(0)["block_hashes"])
+    monkeypatch.setattr(remembered, "MAX_BLOCKS", 2 * generation * blocks)
+    monkeypatch.setattr(explain_module, "MAX_REQUESTS", 3)
+    explainer = Explainer()
+    for i in range(12):
+        explainer.explain(_stored(variant(i)))
+        kept = {seen.id for _, seen, _ in explainer._remembered}
+        index = explainer._blocks
+        generations = (index._young, index._old)
+        held = {s.id for part in generations for model in part.values() for s in model.values()}
+        assert held <= kept and kept == {f"r{k}" for k in range(max(i - 2, 0), i + 1)}
