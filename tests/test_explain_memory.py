@@ -76,6 +76,7 @@ def test_the_pass_reads_captured_content_from_the_store(tmp_path, monkeypatch, w
     from collector.store.database import Store
 
     monkeypatch.setattr(explaining, "WINDOW_ROWS", window_rows)
+    monkeypatch.setattr(explaining, "CONTENT_WINDOW_ROWS", window_rows)
     edited = SYSTEM.replace("Rule 7:", "Rule seven:")
     rows = [
         row("a", 1_763_800_000, body(), capture=True),

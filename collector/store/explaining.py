@@ -53,6 +53,7 @@ def _select(where: str, order: str = "r.ts, r.id", limit: str = "") -> str:
 
 
 WINDOW_ROWS = 50_000  # rows a pass's query sorts at a time (~3 KB each)
+CONTENT_WINDOW_ROWS = 2_000  # when renderings are stored (tens of KB each)
 _EXPLAINED = "EXISTS (SELECT 1 FROM explanations e WHERE e.id = r.id)"
 # The newest explained requests within the window before the newest of them, oldest first.
 _PRIME = (
@@ -107,14 +108,17 @@ def _windows(
 ) -> Iterator[Iterator[dict]]:
     """The rows ``where`` selects in time order, ``rows`` at a time, read a window of
     time at a time: each query sorts about WINDOW_ROWS rows, never all of them (a day of
-    a million rows with their hashes and segment maps is gigabytes to sort). The windows
-    start at every WINDOW_ROWS-th time, found by sorting the times alone."""
+    a million rows with their hashes and segment maps is gigabytes to sort; fewer rows
+    when renderings are stored). The windows start at every so many-th time, found by
+    sorting the times alone."""
+    (captured,) = cur.execute("SELECT count(*) FROM (FROM request_content LIMIT 1)").fetchall()[0]
+    step = CONTENT_WINDOW_ROWS if captured else WINDOW_ROWS
     starts = [
         start
         for (start,) in cur.execute(
             f"SELECT DISTINCT epoch_us(ts) AS start FROM (SELECT r.ts, row_number() OVER "
             f"(ORDER BY r.ts) AS n FROM requests r WHERE {where}) WHERE n % ? = 1 ORDER BY 1",
-            [*params, WINDOW_ROWS],
+            [*params, step],
         ).fetchall()
     ]
     for i, start in enumerate(starts):
