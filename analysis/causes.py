@@ -166,8 +166,11 @@ def _same_kind(sa: Segment, sb: Segment, seg: Segment, side: str) -> Cause | Non
     if canonical.canonical_json(sa.text) == canonical.canonical_json(sb.text):
         return _cause("key_order", seg, side)
     masked_a = volatile.mask(sa.text)
-    if masked_a == volatile.mask(sb.text) and masked_a != sa.text:
+    masked_b = volatile.mask(sb.text)
+    if masked_a == masked_b and masked_a != sa.text:
         return _cause("dynamic_value", seg, side, detail=_volatile_detail(sa.text, sb.text))
+    if volatile.unstamped(masked_a) == volatile.unstamped(masked_b):
+        return _cause("dynamic_value", seg, side, detail="a line labelling a volatile value")
     if canonical.order_free(sa.body) == canonical.order_free(sb.body):
         return _cause("context_reordered", seg, side)
     return None

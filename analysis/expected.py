@@ -67,7 +67,7 @@ def shared_tokens(pred: Any, seen: Any, common_blocks: int, block: int) -> int:
             pairs = enumerate(zip(a, b, strict=False))
             equal = next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
         if equal:
-            shared = max(shared, int(pred.segments[equal - 1][3]))
+            shared = max(shared, int(pred.ends[equal - 1]))
     return min(shared, length(pred, block), length(seen, block))
 
 

@@ -22,25 +22,25 @@ explains it:
 
 from __future__ import annotations
 
-from array import array
 from collections import deque
-from collections.abc import Sequence
-from datetime import datetime
-from itertools import repeat
-from operator import itemgetter
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
-from analysis import causes, differ, expected, fingerprint, providers, tokens
-from analysis.kin import Kin
+from analysis import causes, differ, expected, providers, tokens
+from analysis.kin import Kin, continued
 from analysis.lineage import Sessions, extended
 from analysis.lineage import common as _common
-from analysis.segmaps import branched, captured_prompt, segment_map, shape_cause
+from analysis.remembered import BlockIndex as _BlockIndex
+from analysis.remembered import ContentSource
+from analysis.remembered import Seen as _Seen
+from analysis.remembered import seen as _seen
+from analysis.segmaps import branched, captured_prompt, shape_cause
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
 # The horizon follows the longest TTL of the providers seen (up to 24 h); these bound the
 # memory it takes when traffic is heavy: past them, the oldest go first.
-MAX_BLOCKS = 2_000_000  # block-hash index entries kept (~250 MB)
-MAX_REQUESTS = 100_000  # requests remembered by session key
+MAX_REQUESTS = 100_000  # requests remembered (what a restart primes the explainer with)
+MAX_BYTES = 384 << 20  # what the remembered requests may take (``_Seen.size``, ~3.5 KB each)
 # Verdicts that are no miss: their missed tokens are 0, and every other cause's are > 0.
 NOT_MISSES = ("no_miss", "below_minimum", "cold_start")
 
@@ -63,91 +63,6 @@ class Explanation(NamedTuple):
     detail: str
 
 
-class _Seen(NamedTuple):
-    """What the explainer keeps of an earlier request. Tuples all the way down: a tuple
-    of plain values drops out of the garbage collector's sight after one look, instead
-    of being rescanned for as long as it is remembered."""
-
-    id: str
-    ts: float
-    model: str | None
-    replica: str | None
-    hashes: bytes  # packed int64s; read them through ``chain``
-    segments: tuple[tuple, ...]  # (path, kind, start, end, hash) each
-    marks: tuple  # the segments' hashes, in order
-    content: str | None
-    encoding: str | None
-    tokens: int  # our count of its prompt tokens
-    scale: float | None  # the provider's prompt tokens per token of ours
-    breakpoints: tuple[int, ...] | None  # where its cache_control breakpoints end
-
-    @property
-    def chain(self) -> Sequence[int]:  # the block hashes as ints
-        return memoryview(self.hashes).cast("q")
-
-
-class _BlockIndex:
-    """Block hash ─► the latest request holding it, kept for at least one TTL window.
-
-    Two generations instead of per-hash expiry: requests go into the young one; once it
-    is a window old (or holds half of MAX_BLOCKS), the old one is dropped whole and the
-    young one takes its place. Lookups still check the request's age.
-    """
-
-    def __init__(self, window_s: float) -> None:
-        self.window_s = window_s
-        self._young: dict[int, _Seen] = {}
-        self._old: dict[int, _Seen] = {}
-        self._since: float | None = None
-
-    def __len__(self) -> int:
-        return len(self._young) + len(self._old)
-
-    def get(self, block: int) -> _Seen | None:
-        return self._young.get(block) or self._old.get(block)
-
-    def add(self, seen: _Seen) -> None:
-        if self._since is None:
-            self._since = seen.ts
-        full = len(self._young) + len(seen.hashes) // 8 > MAX_BLOCKS // 2
-        if full or seen.ts - self._since > self.window_s:
-            self._old, self._young, self._since = self._young, {}, seen.ts
-        self._young.update(zip(seen.chain, repeat(seen)))
-
-
-def _epoch(value: Any) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value)
-
-
-def _chain(stored: Any) -> bytes:
-    """A stored hash chain, packed: its ints are only ever compared, so packed chains are
-    read in the machine's byte order, which is faster than the stored order and just as
-    unique. Bytes, which the garbage collector does not track: a remembered request
-    costs 8 bytes a block rather than a Python int's 40."""
-    if isinstance(stored, bytes) and len(stored) % 8 == 0:
-        return stored
-    return array("q", fingerprint.unpack_hashes(stored)).tobytes()
-
-
-def _seen(row: dict) -> _Seen:
-    segments = segment_map(row.get("segments"))
-    ours = int(row.get("total_tokens") or 0)
-    return _Seen(
-        row["id"],
-        _epoch(row["ts"]),
-        row.get("request_model"),
-        row.get("replica"),
-        _chain(row.get("block_hashes")),
-        segments,
-        tuple(map(itemgetter(4), segments)),
-        row.get("content"),
-        row.get("encoding"),
-        ours,
-        expected.ratio(row.get("prompt_tokens"), ours),
-        expected.points(row.get("breakpoints")),
-    )
-
-
 def _provider_rules(provider: str | None) -> str:
     name = (provider or "").lower()
     return name if name in providers.PROVIDERS else "generic"
@@ -156,15 +71,22 @@ def _provider_rules(provider: str | None) -> str:
 class Explainer:
     """Explains requests fed in time order; keeps the state between batches."""
 
-    def __init__(self, table: dict | None = None) -> None:
+    def __init__(
+        self, table: dict | None = None, content: Callable[[str], str | None] | None = None
+    ) -> None:
         self.table = table or providers.load_table()
+        # Reads a captured rendering by request id, for rows that say ``captured`` instead
+        # of carrying it: read when a shape cause needs it, never kept. (The store's passes
+        # give the rendering with the row; the byte bound counts the ones remembered.)
+        self.content = ContentSource(content)
         # The horizon: as long as the providers seen may keep a prefix, so a prefix used past
         # its TTL is found (ttl_expired); before any is seen, the longest any provider allows.
         self.window_s = max(providers.max_ttl_s(self.table, p) for p in self.table["profiles"])
         self._rules_seen: set[str] = set()
         self._sessions = Sessions(self.window_s)
         self._blocks = _BlockIndex(self.window_s)
-        self._remembered: deque[tuple[str, _Seen]] = deque()  # keyed requests, oldest first
+        self._remembered: deque[tuple[str | None, _Seen, int]] = deque()  # oldest first
+        self._bytes = 0  # what the remembered requests take (their sizes)
         self._route_replicas: dict[str, dict[str, float]] = {}
         self._kin = Kin()  # each route's latest requests, per model
         self._terms = expected.Terms(self.table)  # the providers' rules, looked up once
@@ -187,17 +109,13 @@ class Explainer:
             recent = tuple(s for s in recent if s.model == new.model) or recent
         last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
-            return last, True
+            return continued(recent, last, new.segments) or last, True
         hashes = new.chain
         lo, hi, found = 0, len(hashes), None
-        while lo < hi:  # the deepest block some earlier request holds
+        while lo < hi:  # the deepest block some earlier request of the model holds
             mid = (lo + hi) // 2
-            seen = self._blocks.get(hashes[mid])
-            if (
-                seen is not None
-                and new.ts - seen.ts <= self.window_s
-                and seen.model == row.get("request_model")
-            ):
+            seen = self._blocks.get(new.model, hashes[mid])
+            if seen is not None and new.ts - seen.ts <= self.window_s:
                 found, lo = seen, mid + 1
             else:
                 hi = mid
@@ -208,7 +126,9 @@ class Explainer:
         key = row.get("session_key") or row.get("conversation_id")
         if key:
             self._sessions[key] = seen
-            self._remembered.append((key, seen))
+        size = seen.size()
+        self._remembered.append((key, seen, size))
+        self._bytes += size
         self._blocks.add(seen)
         self._kin.add((row.get("route"), seen.model), seen)
         if row.get("route") and seen.replica:
@@ -216,13 +136,20 @@ class Explainer:
         self._forget(seen.ts - self.window_s)
 
     def _forget(self, horizon: float) -> None:
-        """Drop sessions last seen before the horizon, and the oldest past MAX_REQUESTS
-        (each request is forgotten once, so this costs O(1) per request remembered)."""
+        """Forget requests older than the horizon, and the oldest past MAX_REQUESTS or
+        MAX_BYTES: from their sessions and from the block index, so nothing keeps them
+        (each request is forgotten once: O(its blocks) per request remembered)."""
         remembered = self._remembered
-        while remembered and (remembered[0][1].ts < horizon or len(remembered) > MAX_REQUESTS):
-            key, old = remembered.popleft()
-            if self._sessions.get(key) is old:
-                del self._sessions[key]
+        while remembered and (
+            remembered[0][1].ts < horizon
+            or len(remembered) > MAX_REQUESTS
+            or self._bytes > MAX_BYTES
+        ):
+            key, old, size = remembered.popleft()
+            self._bytes -= size
+            if key:
+                self._sessions.drop(key, old)
+            self._blocks.drop(old)
 
     def _horizon(self, row: dict) -> None:
         """Follow the longest TTL of the providers seen."""
@@ -240,7 +167,7 @@ class Explainer:
 
     def explain(self, row: dict) -> Explanation:
         """Explain one request (rows must come in time order)."""
-        seen = _seen(row)
+        seen = _seen(row, self.content)
         self._horizon(row)
         pred, same_session = self._predecessor(row, seen)
         try:
@@ -252,7 +179,7 @@ class Explainer:
         """Take in an already explained request without explaining it again: the state a
         restart needs to explain the requests after it (rows must come in time order)."""
         self._horizon(row)
-        self._remember(row, _seen(row))
+        self._remember(row, _seen(row, self.content))
 
     def _explain(
         self, row: dict, seen: _Seen, pred: _Seen | None, now: float, same_session: bool
@@ -266,7 +193,7 @@ class Explainer:
         if uncacheable is not None:  # nothing of it is the cache's to serve: no miss
             return self._row(row, uncacheable[0], 0, 0, pred, uncacheable[1])
         if not same_session:
-            kin = self._kin_shape(row, seen, rules, block)
+            kin = self._kin_shape(row, seen, pred, rules, block)
             if kin is not None:
                 return kin
         if pred is None:
@@ -292,15 +219,28 @@ class Explainer:
             detail = f"prefix breaks at block {common}"
             return self._row(row, cause, served, missed, pred, detail, segment, path, token, common)
         cause, detail = self._traffic(row, pred, now, rules)
+        if cause == "ttl_expired":  # unless a fresher request held more than was served
+            ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
+            depth, holder = self._fresh(seen, now - ttl)
+            fresh = self._terms.cacheable(rules, model, depth * block, scale, points)
+            if holder is not None and fresh - reported > unit:
+                cause, detail = self._traffic(row, holder, now, rules)
         return self._row(row, cause, served, missed, pred, detail, common=common)
 
-    def _kin_shape(self, row: dict, seen: _Seen, rules: str, block: int) -> Explanation | None:
+    def _kin_shape(
+        self, row: dict, seen: _Seen, pred: _Seen | None, rules: str, block: int
+    ) -> Explanation | None:
         """A request of a new conversation that opens like its route's latest requests but
-        for a change of one kind, when the cache could have served those stable parts."""
+        for a change of one kind, when the cache could have served those stable parts (and
+        no earlier request shares them exactly: ``pred``, by blocks)."""
         found = self._kin.best((row.get("route"), seen.model), seen.segments)
         if found is None:
             return None
         other, match = found
+        if pred is not None:
+            exact = expected.shared_tokens(pred, seen, _common(pred.chain, seen.chain), block)
+            if exact >= match.end:
+                return None
         model, scale = seen.model, seen.scale or other.scale or 1.0
         points = seen.breakpoints if other.breakpoints is not None else None
         could = self._terms.cacheable(rules, model, match.end, scale, points)
@@ -311,7 +251,22 @@ class Explainer:
         detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
         return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
 
+    def _fresh(self, seen: _Seen, since: float) -> tuple[int, _Seen | None]:
+        """How many leading blocks requests since ``since`` hold, and the one holding the
+        deepest: past the TTL of the request a turn extends, a fresher one (another
+        conversation, a parallel request) may still hold a shorter shared prefix."""
+        chain, lo, hi, found = seen.chain, 0, len(seen.chain), None
+        while lo < hi:  # a request holding block k holds every block before it
+            mid = (lo + hi) // 2
+            holder = self._blocks.get(seen.model, chain[mid])
+            if holder is not None and holder.ts >= since:
+                found, lo = holder, mid + 1
+            else:
+                hi = mid
+        return lo, found
+
     def _traffic(self, row: dict, pred: _Seen, now: float, rules: str) -> tuple[str, str]:
+        """The traffic cause, from the request that holds what was missed (``pred``)."""
         gap = now - pred.ts
         ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
         replicas = self._replicas_serving(row.get("route"), now, ttl)

@@ -55,6 +55,7 @@ class Canonical(NamedTuple):
     json: str = ""  # embedded JSON with sorted keys, one formatting
     space: str = ""  # all whitespace removed
     items: str = ""  # the body's items in any order (analysis.canonical.order_free)
+    unstamped: str = ""  # masked, without lines that only label a volatile value
 
 
 def canonical_hashes(seg: Segment) -> Canonical:
@@ -65,11 +66,13 @@ def canonical_hashes(seg: Segment) -> Canonical:
         return "" if form == text else text_hash(form)
 
     items = ITEM_SEPARATOR.join(canonical.order_free(seg.body))
+    masked = volatile.mask(text)
     return Canonical(
-        hashed(volatile.mask(text)),
+        hashed(masked),
         hashed(canonical.canonical_json(text)),
         hashed(canonical.squash(text)),
         hashed(text[: seg.body_start] + items + text[-1:]),
+        hashed(volatile.unstamped(masked)),
     )
 
 

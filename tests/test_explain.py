@@ -131,6 +131,7 @@ def test_predecessor_by_longest_block_prefix_without_session():
 
 def test_state_forgets_requests_past_the_ttl_window_and_stays_bounded(monkeypatch):
     from analysis import explain as explain_module
+    from analysis import remembered
 
     explainer = Explainer()
     first = row("a", 0, body())
@@ -140,14 +141,15 @@ def test_state_forgets_requests_past_the_ttl_window_and_stays_bounded(monkeypatc
     assert "s1" not in explainer._sessions  # past the window: forgotten
     again = row("y", 2 * explainer.window_s + 20, body(), session="s3")
     assert explainer.explain(again).cause == "cold_start"  # nor found by its blocks
-    assert len(explainer._blocks) == 2 * len(first["block_hashes"])  # only z and y are left
+    # z is a window older than y too: forgotten with its blocks, only y's are left
+    assert len(explainer._blocks) == len(first["block_hashes"])
 
-    monkeypatch.setattr(explain_module, "MAX_BLOCKS", 3 * len(first["block_hashes"]))
+    monkeypatch.setattr(remembered, "MAX_BLOCKS", 3 * len(first["block_hashes"]))
     monkeypatch.setattr(explain_module, "MAX_REQUESTS", 4)
     bounded = Explainer()
     for i in range(10):  # distinct prefixes, all within the window
         bounded.explain(row(f"r{i}", i, body(system=f"Variant {i}. " + SYSTEM), session=f"s{i}"))
-        assert len(bounded._blocks) <= explain_module.MAX_BLOCKS
+        assert len(bounded._blocks) <= remembered.MAX_BLOCKS
     assert "s9" in bounded._sessions and "s0" not in bounded._sessions
     assert len(bounded._sessions) == 4
 

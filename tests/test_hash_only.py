@@ -67,7 +67,7 @@ def assert_no_content(row: dict) -> None:
     for path, kind, start, end, *hashes in segment_map(row["segments"]):
         assert isinstance(start, int) and isinstance(end, int) and re.fullmatch(r"[\w.\[\]]+", path)
         assert kind in ("tool", "system", "message", "reasoning", "tool_call", "tool_result")
-        assert len(hashes) == 5 and HEX.fullmatch(hashes[0])
+        assert len(hashes) == 6 and HEX.fullmatch(hashes[0])
         assert all(h == "" or HEX.fullmatch(h) for h in hashes[1:])
 
 
@@ -106,6 +106,13 @@ def _stamp(value: str) -> dict:
 
 # name: (request A, request B before its appended turn, hash-only cause, segment, old cause)
 CASES = {
+    "inserted_timestamp": (
+        body(),
+        _stamp("2026-11-22T10:05:00Z"),
+        "dynamic_value",
+        "messages[0].content",
+        "system_changed",
+    ),
     "timestamp": (
         _stamp("2026-11-22T10:00:00Z"),
         _stamp("2026-11-22T10:05:00Z"),
@@ -264,7 +271,7 @@ def test_hashes_alone_say_what_the_content_says(cause, fmt):
 # --- the canonical hashes themselves -----------------------------------------------------------
 
 WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")
-FIELDS = ("masked", "json", "space", "items")
+FIELDS = ("masked", "json", "space", "items", "unstamped")
 
 
 def _segment(body_text: str) -> prompt.Segment:
@@ -309,7 +316,7 @@ def test_each_canonical_hash_absorbs_its_own_change_and_no_other(p, data):
     q = copy.deepcopy(p)
     if change == "stamp":
         q["stamp"] = data.draw(st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31)))
-        expected = {"masked"}
+        expected = {"masked", "unstamped"}
     elif change == "keys":
         q["obj"] = dict(data.draw(st.permutations(list(p["obj"].items()))))
         expected = {"json", "items"}  # the order-free form has its JSON canonical too
@@ -327,6 +334,21 @@ def test_each_canonical_hash_absorbs_its_own_change_and_no_other(p, data):
     a, b = _render(p), _render(q)
     assume(a != b)
     assert _same(a, b) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts(), st.sampled_from(("Current time: ", "Today is ", "Request id: req_", "")))
+def test_a_line_labelling_a_volatile_value_added_is_absorbed_by_unstamped_alone(p, label):
+    plain = _render(p)
+    value = p["stamp"].isoformat() if "id" not in label else "8f3a9c21b7e4"
+    stamped = f"{label}{value}\n{plain}"
+    assert _same(plain, stamped) == {"unstamped"}
+
+
+def test_an_edited_line_beside_a_date_is_not_a_dynamic_value():
+    a = "Policy updated 2025-01-01: refunds are accepted within 30 days of delivery.\nBe kind."
+    b = "Policy updated 2025-02-01: refunds are accepted within 14 days of delivery.\nBe kind."
+    assert _same(a, b) == set()
 
 
 def test_the_instrumentation_ingest_and_replay_carry_the_same_segment_map():

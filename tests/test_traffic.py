@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import duckdb
 import pytest
 
+from analysis import prompt
+from analysis.incidents import ALWAYS
 from analysis.traffic import TrafficGenerator, incidents
+from analysis.truth import NOT_MISSES
 from analysis.usage import from_provider
 from tests.cli_run import cachediag
 
@@ -38,7 +41,7 @@ def test_records_are_time_ordered_and_complete(day):
     times = [r["time"] for r in records]
     assert times == sorted(times)
     routes = {r["route"] for r in records}
-    assert routes == {"/support", "/agent", "/rag"}
+    assert routes == {"/support", "/agent", "/rag", "/research"}
     for r in records[:200]:
         assert {
             "time",
@@ -51,6 +54,8 @@ def test_records_are_time_ordered_and_complete(day):
             "ttft_ms",
             "prompt_version",
             "incident",
+            "cause",
+            "missed",
         } <= set(r)
     assert len({r["id"] for r in records}) == len(records)
 
@@ -86,7 +91,9 @@ def test_every_incident_shows_in_the_hit_ratio(day):
     # Most land before the first prefill is done: they reuse the warm system prompt at
     # most, never the documents they share (warm, those would make 99% of the prompt).
     assert len(cold) >= 0.75 * len(twins) > 0
-    assert {i.name for i in generator.incidents} == {r["incident"] for r in records} - {None}
+    always = {name for name, _ in ALWAYS.values()}
+    named = {r["incident"] for r in records} - {None}
+    assert {i.name for i in generator.incidents} | always == named
 
 
 def test_stripped_reasoning_only_drops_reasoning_before_the_last_user_message(day):
@@ -111,7 +118,7 @@ def test_generate_then_ingest_lands_every_request(tmp_path):
     )
     assert gen.exit_code == 0, gen.stderr
     labels = json.loads((tmp_path / "traffic.labels.json").read_text())
-    assert labels["seed"] == 2 and len(labels["incidents"]) == 8
+    assert labels["seed"] == 2 and len(labels["incidents"]) == len(incidents(2))
     with gzip.open(out, "rt") as handle:
         ids = {json.loads(line)["id"] for line in handle}
     db = tmp_path / "db.duckdb"
@@ -121,3 +128,33 @@ def test_generate_then_ingest_lands_every_request(tmp_path):
         row[0] for row in duckdb.connect(str(db)).execute("SELECT id FROM requests").fetchall()
     }
     assert stored == ids
+
+
+def test_every_incident_gives_its_cause_to_some_of_its_requests(day):
+    generator, records = day
+    table = {i.name: i.cause for i in generator.incidents} | dict(ALWAYS.values())
+    for name, cause in table.items():
+        causes = Counter(r["cause"] for r in records if r["incident"] == name)
+        assert causes[cause] > 0, (name, causes)
+
+
+def test_true_causes_agree_with_the_usage_the_provider_reports(day):
+    _, records = day
+    assert {r["cause"] for r in records} >= {"no_miss", "below_minimum", "cold_start"}
+    for r in records:
+        use = from_provider(r["response"]["usage"])
+        if r["cause"] in NOT_MISSES:
+            assert r["missed"] == 0
+        else:
+            assert 1 <= r["missed"] <= use.prompt_tokens - use.cached_tokens, r["id"]
+        if r["cause"] == "below_minimum":
+            assert 80 <= use.prompt_tokens < 1024 and r["request"]["model"] == "gpt-4o-mini"
+
+
+def test_research_runs_use_the_responses_api_with_a_cache_key(day):
+    _, records = day
+    runs = [r for r in records if r["route"] == "/research"]
+    assert runs and all(
+        {"instructions", "input", "prompt_cache_key"} <= set(r["request"]) for r in runs
+    )
+    assert prompt.parse(runs[0]["request"]).format == "openai_responses"

@@ -69,6 +69,11 @@ CHECKPOINT_MIB = 256
 # failed commits ("failed to pin block") under a sustained 7,000 spans/s with the explainer
 # sorting its backlog beside them; 2 GiB held.
 MEMORY_LIMIT_MIB = 2048
+# DuckDB's memory for an explain pass on its own (``cachediag explain``): its buffer pool
+# keeps what it scanned up to the limit, and the pass reads a window of rows at a time;
+# with the explainer's own state (about 700 MB at most) a day of a million requests
+# explains in under 2 GB (benchmarks/bench_explain.py).
+EXPLAIN_MEMORY_MIB = 768
 
 
 class StoreLocked(RuntimeError):
