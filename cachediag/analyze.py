@@ -18,11 +18,11 @@ from cachediag.options import (
 )
 
 
-def _writable(db: str):
+def _writable(db: str, memory_mib: int | None = None):
     """The store of an existing database no server holds, or a one-line error."""
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
-    return open_store(db)
+    return open_store(db, memory_mib)
 
 
 def _read_only(db: str):
@@ -104,8 +104,9 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
 
     from cachediag import report
     from collector.service import explaining
+    from collector.store.database import EXPLAIN_MEMORY_MIB
 
-    store = _writable(db)
+    store = _writable(db, EXPLAIN_MEMORY_MIB)  # a pass on its own: under 2 GB in all
     try:
         if request_id:
             _show_explanation(explaining.diff(store.con, request_id), request_id, db, output)

@@ -218,11 +218,13 @@ def _run_server(config) -> None:
 def generate(seed: int, hours: float, sessions_per_hour: float, out: str) -> None:
     """Generate realistic LLM traffic with labelled cache incidents.
 
-    A support bot, a coding agent and a RAG assistant, served by simulated
-    providers (cached tokens and TTFT come from real fingerprints of real
-    bodies). Writes one request record per line, loadable with `cachediag
-    ingest` or `cachediag replay`, and the ground truth (incidents with cause,
-    route and time span) to OUT.labels.json.
+    A support bot (with title requests under the minimum), a coding agent, a
+    RAG assistant and a research service on the Responses API, served by
+    simulated providers (cached tokens and TTFT come from real fingerprints of
+    real bodies). Writes one request record per line, each with its true cause
+    and missed tokens from the simulated cache state, loadable with `cachediag
+    ingest` or `cachediag replay`, and the incidents (cause, route, time span)
+    to OUT.labels.json.
     """
     from rich.progress import Progress
 
