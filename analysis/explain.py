@@ -109,7 +109,7 @@ class Explainer:
             recent = tuple(s for s in recent if s.model == new.model) or recent
         last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
-            return continued(recent, last, new.segments) or last, True
+            return continued(recent, last, new) or last, True
         hashes = new.chain
         lo, hi, found = 0, len(hashes), None
         while lo < hi:  # the deepest block some earlier request of the model holds
@@ -233,7 +233,7 @@ class Explainer:
         """A request of a new conversation that opens like its route's latest requests but
         for a change of one kind, when the cache could have served those stable parts (and
         no earlier request shares them exactly: ``pred``, by blocks)."""
-        found = self._kin.best((row.get("route"), seen.model), seen.segments)
+        found = self._kin.best((row.get("route"), seen.model), seen)
         if found is None:
             return None
         other, match = found

@@ -43,14 +43,22 @@ class Kin:
             latest = self._latest[key] = deque(maxlen=RECENT)
         latest.appendleft(seen)
 
-    def best(self, key: tuple, segments: tuple) -> tuple[Any, Match] | None:
-        """The kin request the given segments open like furthest, and how far."""
+    def best(self, key: tuple, new: Any) -> tuple[Any, Match] | None:
+        """The kin request ``new`` opens like furthest, and how far."""
         found = None
         for seen in self._latest.get(key, ()):
-            match = run(seen.segments, segments)
+            match = run(seen.segments, new.segments, _equal(seen.marks, new.marks))
             if match is not None and (found is None or match.end > found[1].end):
                 found = (seen, match)
         return found
+
+
+def _equal(a: Any, b: Any) -> int:
+    """How many leading segments two requests share exactly (their marks)."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return n
+    return next(i for i in range(n) if a[i] != b[i])
 
 
 def _talk(segments: tuple) -> list:
@@ -58,14 +66,17 @@ def _talk(segments: tuple) -> list:
     return [s[HASH] for s in segments if s[1] not in FIXED]
 
 
-def continued(recent: tuple, last: Any, segments: tuple) -> Any | None:
+def continued(recent: tuple, last: Any, new: Any) -> Any | None:
     """The session request newer than ``last`` (the one a request extends exactly) whose
     conversation the request continues further: its turns are all the request's first
     turns, while its system part or tools differ (an A/B flag drawn per request, another
     worker's tool order), or they equal the request's in a canonical form. That is the
     request it should have extended; None when there is none."""
-    talk, newer = _talk(segments), [s for s in recent if s.ts > last.ts and s is not last]
-    best, reach = None, len(_talk(last.segments))
+    newer = [s for s in recent if s.ts > last.ts and s is not last]
+    if not newer:  # the usual case: it extends the newest (read no segment map)
+        return None
+    segments = new.segments
+    talk, best, reach = _talk(segments), None, len(_talk(last.segments))
     for seen in newer:
         theirs = _talk(seen.segments)
         if len(theirs) > reach and talk[: len(theirs)] == theirs:
@@ -83,8 +94,12 @@ def continued(recent: tuple, last: Any, segments: tuple) -> Any | None:
 def _permuted(ta: tuple, tb: tuple, room: int) -> int | None:
     """How many leading parts of two tails hold the same parts in another order (tools,
     documents as parts of their own), at least two; None if they do not."""
+    room = min(room, MAX_REORDERED)
+    first = tb[0][HASH]
+    if not any(s[HASH] == first for s in ta[1:room]):
+        return None  # B's first part is none of A's next ones: no reorder (the usual case)
     count_a, count_b = Counter(), Counter()
-    for k in range(min(room, MAX_REORDERED)):
+    for k in range(room):
         count_a[ta[k][HASH]] += 1
         count_b[tb[k][HASH]] += 1
         if k and count_a == count_b:
@@ -115,11 +130,12 @@ def _step(ta: tuple, tb: tuple, room: int) -> tuple[str, int, int] | None:
     return None
 
 
-def run(a: tuple, b: tuple) -> Match | None:
+def run(a: tuple, b: tuple, start: int = 0) -> Match | None:
     """How far B's parts equal A's, exactly or past changes of one kind (``_step``), short
     of B's last part; None when no such change was met (the block chains already tell)
-    or nothing matched."""
-    i, j, first = 0, 0, None  # i: in A, j: in B
+    or nothing matched. ``start``: leading parts already known to be equal."""
+    i = j = min(start, len(b) - 1)  # i: in A, j: in B
+    first = None
     while j < len(b) - 1 and i < len(a):
         if a[i][HASH] == b[j][HASH]:
             i, j = i + 1, j + 1

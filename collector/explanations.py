@@ -213,6 +213,8 @@ def _explain(
                     out.append(explainer.explain(row))
                 counts.update(e.cause for e in out)
                 saver.save(pl.DataFrame(out, schema=SCHEMA, orient="row"))
+                if how.pause_gc:  # the chunk's cycles (not the explainer's state: see below)
+                    gc.collect(1)
                 how.progress(len(out))
                 if how.stop.is_set():
                     break
@@ -256,8 +258,10 @@ class _Saver:
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """The cyclic garbage collector off for one pass. The explainer's state makes no
-    cycles, but each collection rescans what it has kept: a quarter to a third of the
-    explain time. Cycles made meanwhile wait for the collection after the pass."""
+    cycles, but each full collection rescans what it has kept: a quarter to a third of
+    the explain time. The cycles a chunk makes (its frames, threads, dicts) are collected
+    after it, from the young generations only: left for the end of the pass, they took
+    2.6 GB over 1.5 M requests."""
     enabled = gc.isenabled()
     gc.disable()
     try:
