@@ -1,12 +1,15 @@
 """Explain every stored request: its predecessor, what the cache could have served, and why not.
 
 Requests are taken in time order. A request's predecessor is the one it
-extends among its session's recent requests (session key or conversation id):
-the one sharing the longest run of leading block hashes with it, then of
-segments, then the most recent; failing
+extends among its session's recent requests of its model (session key or
+conversation id): the one sharing the longest run of leading block hashes with
+it, then of segments, then the most recent, unless a newer one's conversation
+it carries on past a change of one kind (``analysis.kin.continued``); failing
 that, the latest earlier request of the same model that shares the longest
-run of leading block hashes (an index from block hash to request, kept as long
-as the providers seen may keep a prefix). Comparing the two gives the tokens
+run of leading block hashes (an index per model from block hash to request,
+kept as long as the providers seen may keep a prefix). A new conversation that
+opens like its route's latest requests but for a change of one kind is
+compared with that one (``analysis.kin``). Comparing the two gives the tokens
 the cache could have served, in the provider's own terms (``analysis.expected``);
 comparing that with the reported cached tokens gives a miss, and one cause
 explains it:
@@ -15,7 +18,8 @@ explains it:
   the segment maps (and token-exact, with ``analysis.causes``, when both
   renderings were captured);
 - traffic causes when the prefix was intact: ``routing``, ``ttl_expired``,
-  ``concurrent_fanout``, ``eviction_or_unknown``;
+  ``concurrent_fanout``, ``eviction_or_unknown`` (past the TTL, from a fresher
+  request that still held more than was served, if any);
 - no miss (missed tokens 0; a miss cause always has some): ``below_minimum``
   under the provider's minimum, ``cold_start`` without a predecessor, ``no_miss``.
 """
