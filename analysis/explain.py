@@ -114,16 +114,7 @@ class Explainer:
         last = extended(recent, new, self.window_s) if recent else None
         if last is not None and not branched(last.marks, new.marks, new.segments):
             return continued(recent, last, new) or last, True
-        hashes = new.chain
-        lo, hi, found = 0, len(hashes), None
-        while lo < hi:  # the deepest block some earlier request of the model holds
-            mid = (lo + hi) // 2
-            seen = self._blocks.get(new.model, hashes[mid])
-            if seen is not None and new.ts - seen.ts <= self.window_s:
-                found, lo = seen, mid + 1
-            else:
-                hi = mid
-        return found, False
+        return self._deepest(new, new.ts - self.window_s)[1], False
 
     def _remember(self, row: dict, seen: _Seen) -> None:
         self._last = seen
@@ -224,8 +215,8 @@ class Explainer:
             return self._row(row, cause, served, missed, pred, detail, segment, path, token, common)
         cause, detail = self._traffic(row, pred, now, rules)
         if cause == "ttl_expired":  # unless a fresher request held more than was served
-            ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
-            depth, holder = self._fresh(seen, now - ttl)
+            ttl = self._ttl(row, rules)
+            depth, holder = self._deepest(seen, now - ttl)
             fresh = self._terms.cacheable(rules, model, depth * block, scale, points)
             if holder is not None and fresh - reported > unit:
                 cause, detail = self._traffic(row, holder, now, rules)
@@ -255,10 +246,11 @@ class Explainer:
         detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
         return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
 
-    def _fresh(self, seen: _Seen, since: float) -> tuple[int, _Seen | None]:
-        """How many leading blocks requests since ``since`` hold, and the one holding the
-        deepest: past the TTL of the request a turn extends, a fresher one (another
-        conversation, a parallel request) may still hold a shorter shared prefix."""
+    def _deepest(self, seen: _Seen, since: float) -> tuple[int, _Seen | None]:
+        """How many leading blocks requests of its model since ``since`` hold, and the
+        latest holding the deepest: a predecessor by prefix (``since``: the horizon); or,
+        past the TTL of the request a turn extends, a fresher one (another conversation, a
+        parallel request) that may still hold a shorter shared prefix."""
         chain, lo, hi, found = seen.chain, 0, len(seen.chain), None
         while lo < hi:  # a request holding block k holds every block before it
             mid = (lo + hi) // 2
@@ -269,10 +261,14 @@ class Explainer:
                 hi = mid
         return lo, found
 
+    def _ttl(self, row: dict, rules: str) -> float:
+        """The lifetime a request's prefix had: the one it asked for, else the provider's."""
+        return row.get("retention_s") or providers.ttl_s(self.table, rules)
+
     def _traffic(self, row: dict, pred: _Seen, now: float, rules: str) -> tuple[str, str]:
         """The traffic cause, from the request that holds what was missed (``pred``)."""
         gap = now - pred.ts
-        ttl = row.get("retention_s") or providers.ttl_s(self.table, rules)
+        ttl = self._ttl(row, rules)
         replicas = self._replicas_serving(row.get("route"), now, ttl)
         if gap > ttl:  # every replica's copy had expired: no router would have hit
             return "ttl_expired", f"{gap:.0f} s since the predecessor; the TTL is {ttl:.0f} s"

@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from typing import Any, NamedTuple
 
-from analysis.causes import MAX_REORDERED
-from analysis.segmaps import FIXED, HASH, same_part
+from analysis.segmaps import FIXED, HASH, permuted, same_part
 
 RECENT = 4  # latest requests kept per route and model
 
@@ -91,22 +90,6 @@ def continued(recent: tuple, last: Any, new: Any) -> Any | None:
     return best
 
 
-def _permuted(ta: tuple, tb: tuple, room: int) -> int | None:
-    """How many leading parts of two tails hold the same parts in another order (tools,
-    documents as parts of their own), at least two; None if they do not."""
-    room = min(room, MAX_REORDERED)
-    first = tb[0][HASH]
-    if not any(s[HASH] == first for s in ta[1:room]):
-        return None  # B's first part is none of A's next ones: no reorder (the usual case)
-    count_a, count_b = Counter(), Counter()
-    for k in range(room):
-        count_a[ta[k][HASH]] += 1
-        count_b[tb[k][HASH]] += 1
-        if k and count_a == count_b:
-            return k + 1
-    return None
-
-
 def _tools(tail: tuple) -> int:
     """How many leading parts of a tail are tools."""
     return next((k for k, s in enumerate(tail) if s[1] != "tool"), len(tail))
@@ -120,7 +103,7 @@ def _step(ta: tuple, tb: tuple, room: int) -> tuple[str, int, int] | None:
     if cause is not None:
         return cause, 1, 1
     kind = "tools_reordered" if tb[0][1] == "tool" else "context_reordered"
-    count = _permuted(ta, tb, room)
+    count = permuted(ta, tb, room)
     if count is not None:
         return kind, count, count
     if ta[0][1] == tb[0][1] == "tool":

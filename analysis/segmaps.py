@@ -137,13 +137,24 @@ def _reordered(tail_a: tuple, tail_b: tuple) -> bool:
     blocks of their own, search hits)?"""
     if not tail_b or "tool" in (tail_a[0][1], tail_b[0][1]):
         return False
+    return permuted(tail_a, tail_b, min(len(tail_a), len(tail_b))) is not None
+
+
+def permuted(ta: tuple, tb: tuple, room: int) -> int | None:
+    """How many leading parts of two tails that differ in their first part hold the same
+    parts in another order (tools, documents as parts of their own), at least two and at
+    most ``room`` (and MAX_REORDERED); None if they do not."""
+    room = min(room, MAX_REORDERED)
+    first = tb[0][HASH]
+    if not any(s[HASH] == first for s in ta[1:room]):
+        return None  # B's first part is none of A's next ones: no reorder (the usual case)
     count_a, count_b = Counter(), Counter()
-    for k in range(min(len(tail_a), len(tail_b), MAX_REORDERED)):
-        count_a[tail_a[k][HASH]] += 1
-        count_b[tail_b[k][HASH]] += 1
+    for k in range(room):
+        count_a[ta[k][HASH]] += 1
+        count_b[tb[k][HASH]] += 1
         if k and count_a == count_b:
-            return True
-    return False
+            return k + 1
+    return None
 
 
 def captured_prompt(content: Any, segments: Any, model: str | None) -> Prompt | None:
