@@ -2,8 +2,8 @@
 
     client = instrument_openai(openai.OpenAI(), inst, route="/chat")
 
-Patches ``chat.completions.create``, ``responses.create`` and
-``messages.create`` on that client (sync or async), streaming or not. TTFT is
+Patches ``chat.completions.create``, ``responses.create``, ``messages.create``
+and ``messages.stream`` on that client (sync or async), streaming or not. TTFT is
 the first streamed chunk; usage comes from the response, the final chunk
 (OpenAI with ``stream_options={"include_usage": True}``) or the message
 events (Anthropic). The caller gets back what the client returned: responses
@@ -174,6 +174,95 @@ class _AsyncStream(_Stream):
             self._finalizer()
 
 
+class _StreamManager:
+    """What ``messages.stream()`` returns, recorded: the call starts as the stream opens,
+    and the SDK's raw event stream under the helper is watched, so the call is seen
+    whichever way the caller reads it (iteration, ``text_stream``, ``until_done``,
+    ``get_final_message``) and ends when the stream is done or the block exits."""
+
+    def __init__(self, manager: Any, start: Callable[[], Call], on_event: OnEvent) -> None:
+        self._manager, self._start, self._on_event = manager, start, on_event
+        self._call: Call | None = None
+
+    def _opened(self, stream: Any, proxy: type[_Stream]) -> Any:
+        call = self._call
+        assert call is not None
+
+        def watch() -> None:
+            stream._raw_stream = proxy(stream._raw_stream, call, self._on_event)
+
+        call.safely(watch)  # without it the call still ends on exit, with no usage
+        return stream
+
+    def _failed(self, error: BaseException) -> None:
+        assert self._call is not None
+        self._call.set_error(error)
+        self._call.end()
+
+    def __enter__(self) -> Any:
+        self._call = self._start()
+        token = _CURRENT.set(self._call)
+        try:
+            stream = self._manager.__enter__()
+        except BaseException as error:
+            self._failed(error)
+            raise
+        finally:
+            _CURRENT.reset(token)
+        return self._opened(stream, _Stream)
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._manager.__exit__(*exc)
+        finally:
+            if self._call is not None:
+                self._call.end()
+
+    async def __aenter__(self) -> Any:
+        self._call = self._start()
+        token = _CURRENT.set(self._call)
+        try:
+            stream = await self._manager.__aenter__()
+        except BaseException as error:
+            self._failed(error)
+            raise
+        finally:
+            _CURRENT.reset(token)
+        return self._opened(stream, _AsyncStream)
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        try:
+            return await self._manager.__aexit__(*exc)
+        finally:
+            if self._call is not None:
+                self._call.end()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._manager, name)
+
+
+def _wrap_manager(
+    inst: Instrumentation,
+    original: Callable,
+    provider: str,
+    operation: str,
+    on_event: OnEvent,
+    extra: dict[str, Any],
+) -> Callable:
+    """``original`` returns a stream manager (``messages.stream``): recorded from the
+    moment it is entered (nothing is sent before)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        manager = original(*args, **kwargs)
+
+        def start() -> Call:
+            return inst.start_call(kwargs, provider, operation, extra, defer=True)
+
+        return _StreamManager(manager, start, on_event)
+
+    return wrapper
+
+
 def _settle(call: Call, result: Any, streaming: bool, on_event: OnEvent, is_async: bool) -> Any:
     """What the caller gets: the result, or the stream behind a watching proxy."""
     if streaming:
@@ -270,9 +359,14 @@ def instrument_anthropic(
     prompt_version: str | None = None,
     schema_version: str | None = None,
 ) -> Any:
-    """Record every Messages call of an (Async)Anthropic client."""
+    """Record every Messages call of an (Async)Anthropic client: ``messages.create``
+    (streamed or not) and the ``messages.stream()`` helper."""
     extra = _extra(route, replica, prompt_version, schema_version)
     _hook_transport(client)
     messages = client.messages
     messages.create = _wrap(inst, messages.create, "anthropic", "chat", _anthropic_event, extra)
+    if hasattr(messages, "stream"):
+        messages.stream = _wrap_manager(
+            inst, messages.stream, "anthropic", "chat", _anthropic_event, extra
+        )
     return client
