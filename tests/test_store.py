@@ -75,6 +75,7 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "005_breakpoints",
         "006_retention",
         "007_call_parts",
+        "008_metric_series",
     ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
     assert set(_columns(con, "call_parts")) == set(EXPECTED_REQUESTS) - {"ingested_at"} | {

@@ -167,6 +167,23 @@ def routing(cur: Cursor, rows: Rows, arrow: Arrow) -> Response:
     return encode.frame(reads.routing(cur, rows), arrow)
 
 
+@router.get("/metrics", responses=encode.ARROW_DOC)
+def metrics(
+    cur: Cursor,
+    rows: Rows,
+    arrow: Arrow,
+    window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 3600,
+    name: Annotated[params.Text, Query(description="gen_ai.client.token.usage, ...")] = None,
+    token_type: Annotated[params.Text, Query(description="input, output")] = None,
+) -> Response:
+    """GenAI client metrics exported over OTLP (token usage, operation duration, time to
+    first token), per window, metric, service, route, model and token type: points
+    recorded in the window, their sum (tokens or seconds) and mean. For routes that send
+    metrics and no spans."""
+    found = reads.metrics(cur, rows, window, name, token_type)
+    return encode.frame(found, arrow, window_s=window)
+
+
 @router.get("/stats", responses=encode.COUNTERS_DOC)
 def stats(collector: Annotated[Any, Depends(_collector)], wait: bool = False) -> Response:
     """Ingest and explain counters; ``wait=1`` first waits (up to a minute) until every

@@ -19,6 +19,7 @@ from collector import alerting, explain_loop, otlp, otlp_metrics
 from collector.ingest import Prepared, prepare
 from collector.receiver.reply import Reply
 from collector.receiver.workers import DecodePool, WorkerCrashed
+from collector.store import metric_series
 from collector.store.database import MEMORY_LIMIT_MIB, Store, Writer
 
 log = logging.getLogger(__name__)
@@ -81,9 +82,10 @@ class Stats:
     records: int = 0
     skipped_not_llm: int = 0
     genai_not_calls: int = 0  # GenAI spans that are no LLM call: agents, tools, embeddings
-    metric_exports: int = 0  # OTLP metrics exports accepted (counted, not stored)
+    metric_exports: int = 0  # OTLP metrics exports accepted
     metric_points: int = 0  # their data points
     genai_metric_points: int = 0  # of gen_ai.* metrics (token usage, time to first token)
+    genai_metric_points_stored: int = 0  # GenAI histogram points stored as series (new ones)
     rejected: int = 0
     throttled: int = 0
     timed_out: int = 0  # requests dropped because the client stalled
@@ -226,19 +228,38 @@ class Collector:
                 raise Reply(HTTPStatus.TOO_MANY_REQUESTS, "commit queue full; retry later", True)
             batch.done.wait()
             if batch.error is not None:
-                raise Reply(HTTPStatus.SERVICE_UNAVAILABLE, "commit failed; retry later", True)
+                raise Reply(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "commit failed; retry later", True
+                ) from None
             if self.explain:
                 self.explain.poke()
         return otlp.response_body(sig, content_type, prepared.rejected, prepared.error)
 
     def _metrics(self, content_type: str, data: bytes) -> bytes:
-        """Accept and count a metrics export (``collector.otlp_metrics``)."""
+        """Count a metrics export and store its GenAI histogram points
+        (``collector.otlp_metrics``, ``collector.store.metric_series``); acknowledged
+        once they are committed."""
         try:
             counted = otlp_metrics.count(content_type, data)
         except otlp.DecodeError as exc:
             raise Reply(HTTPStatus.BAD_REQUEST, str(exc)) from None
+        stored = 0
+        if counted.rows:
+            cur = self.store.cursor()
+            try:
+                stored = metric_series.insert(cur, counted.rows)
+            except Exception:
+                log.warning("could not store %d metric points", len(counted.rows), exc_info=True)
+                raise Reply(
+                    HTTPStatus.SERVICE_UNAVAILABLE, "commit failed; retry later", True
+                ) from None
+            finally:
+                cur.close()
         self.stats.add(
-            metric_exports=1, metric_points=counted.points, genai_metric_points=counted.genai_points
+            metric_exports=1,
+            metric_points=counted.points,
+            genai_metric_points=counted.genai_points,
+            genai_metric_points_stored=stored,
         )
         return otlp_metrics.response_body(content_type)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from collector.store import queries
+from collector.store import metric_series, queries
 
 WAIT_S = 60.0  # how long stats(wait=True) waits for the explainer
 
@@ -19,6 +19,8 @@ series = queries.timeseries  # (cur, filters, window_s, group): hit ratio, TTFT,
 explanations = queries.explanations  # (cur, filters, cause, limit, offset): one page
 prefixes = queries.prefixes  # (cur, filters, window_s): distinct and new prefixes per route
 routing = queries.routing  # (cur, filters): replicas, stickiness, requests without a session
+# (cur, filters, window_s, name, token_type): exported GenAI client metrics per window
+metrics = metric_series.series
 
 
 def stats(collector: Any, wait: bool = False) -> dict[str, int]:

@@ -146,6 +146,29 @@ def _007_call_parts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE call_parts ADD COLUMN arrived TIMESTAMP DEFAULT current_timestamp")
 
 
+def _008_metric_series(con: duckdb.DuckDBPyConnection) -> None:
+    """GenAI client metrics (token usage, operation duration, time to first token) as
+    exported: one row per histogram data point, cumulative or delta, so routes that send
+    metrics and no spans still have series (``collector.store.metric_series``)."""
+    con.execute("""
+        CREATE TABLE metric_points (
+            series VARCHAR NOT NULL,        -- hash of resource, scope, name, point attributes
+            name VARCHAR, unit VARCHAR,
+            service VARCHAR, route VARCHAR, replica VARCHAR,
+            provider VARCHAR, operation VARCHAR, request_model VARCHAR, response_model VARCHAR,
+            token_type VARCHAR, server_address VARCHAR, error_type VARCHAR,
+            start_ns BIGINT, end_ns BIGINT NOT NULL,
+            ts TIMESTAMP NOT NULL,          -- the point's time (end_ns), UTC
+            cumulative BOOLEAN,             -- count/sum since start_ns, else since the last point
+            count BIGINT, sum DOUBLE, min DOUBLE, max DOUBLE,
+            bounds DOUBLE[], bucket_counts BIGINT[],
+            attributes VARCHAR,             -- the point's attributes, JSON
+            ingested_at TIMESTAMP DEFAULT current_timestamp,
+            PRIMARY KEY (series, end_ns)
+        )""")
+    con.execute("CREATE INDEX metric_points_ts ON metric_points (ts)")
+
+
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _001_initial,
     _002_block_hashes_blob,
@@ -154,6 +177,7 @@ MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _005_breakpoints,
     _006_retention,
     _007_call_parts,
+    _008_metric_series,
 )
 
 
