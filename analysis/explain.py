@@ -9,7 +9,10 @@ that, the latest earlier request of the same model that shares the longest
 run of leading block hashes (an index per model from block hash to request,
 kept as long as the providers seen may keep a prefix). A new conversation that
 opens like its route's latest requests but for a change of one kind is
-compared with that one (``analysis.kin``). Comparing the two gives the tokens
+compared with that one (``analysis.kin``); so is, without a session key, a request
+that carries on the turns of one of them while its opening (tools, system part)
+changed and no earlier request holds that opening exactly: the turn before of its
+conversation (``Kin.carried_on``), whose prefix the change cost. Comparing the two gives the tokens
 the cache could have served, in the provider's own terms (``analysis.expected``);
 comparing that with the reported cached tokens gives a miss, and one cause
 explains it:
@@ -38,7 +41,7 @@ from analysis.remembered import BlockIndex as _BlockIndex
 from analysis.remembered import ContentSource
 from analysis.remembered import Seen as _Seen
 from analysis.remembered import seen as _seen
-from analysis.segmaps import branched, captured_prompt, shape_cause
+from analysis.segmaps import FIXED, branched, captured_prompt, shape_cause
 
 FANOUT_S = 1.0  # requests this close to a predecessor with the same new prefix: a fan-out
 # The horizon follows the longest TTL of the providers seen (up to 24 h); these bound the
@@ -191,6 +194,9 @@ class Explainer:
             kin = self._kin_shape(row, seen, pred, rules, block)
             if kin is not None:
                 return kin
+            carried = self._carried_on(row, seen, pred, block)
+            if carried is not None:  # its conversation's turn before: a session's
+                pred, same_session = carried, True
         if pred is None:
             return self._row(row, "cold_start", 0, 0, None, "no earlier request shares this prefix")
         common = _common(pred.chain, seen.chain)
@@ -245,6 +251,19 @@ class Explainer:
             return None
         detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
         return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
+
+    def _carried_on(self, row: dict, seen: _Seen, pred: _Seen | None, block: int) -> _Seen | None:
+        """Without a session key, the turn before of the conversation this request carries
+        on (``Kin.carried_on``), when no earlier request holds its opening (tools and
+        system part) exactly: the opening changed between the two turns."""
+        if row.get("session_key") or row.get("conversation_id"):
+            return None
+        opening = max((s[3] for s in seen.segments if s[1] in FIXED), default=0)
+        if pred is not None:
+            exact = expected.shared_tokens(pred, seen, _common(pred.chain, seen.chain), block)
+            if exact >= opening:
+                return None
+        return self._kin.carried_on((row.get("route"), seen.model), seen)
 
     def _deepest(self, seen: _Seen, since: float) -> tuple[int, _Seen | None]:
         """How many leading blocks requests of its model since ``since`` hold, and the

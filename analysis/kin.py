@@ -51,6 +51,24 @@ class Kin:
                 found = (seen, match)
         return found
 
+    def carried_on(self, key: tuple, new: Any) -> Any | None:
+        """The latest of the route's requests whose conversation ``new`` carries on without
+        a session key: its turns (one at least) are all of ``new``'s first turns, while its
+        system part or tools differ. Without a key, that is the turn before, sent with
+        another opening (a timestamp written into the system prompt mid-sentence); None
+        when there is none."""
+        talk, fixed = _talk(new.segments), _fixed(new.segments)
+        for seen in self._latest.get(key, ()):
+            theirs = _talk(seen.segments)
+            if theirs and talk[: len(theirs)] == theirs and _fixed(seen.segments) != fixed:
+                return seen
+        return None
+
+
+def _fixed(segments: tuple) -> list:
+    """A request's opening parts (tools, the system part): their exact hashes."""
+    return [s[HASH] for s in segments if s[1] in FIXED]
+
 
 def _equal(a: Any, b: Any) -> int:
     """How many leading segments two requests share exactly (their marks)."""

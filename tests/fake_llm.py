@@ -2,7 +2,8 @@
 
 Answers like the real APIs (JSON, or server-sent events when ``stream`` is
 true) with fixed usage, so the real `openai` and `anthropic` SDKs can be
-driven end to end without a network.
+driven end to end without a network. ``fake.httpd.cached``, when set, is the
+cached (cache read) token count every answer reports instead.
 """
 
 from __future__ import annotations
@@ -142,6 +143,28 @@ def _message_events(model: str) -> list[dict]:
     ]
 
 
+_CACHED_KEYS = ("cached_tokens", "cache_read_input_tokens")
+
+
+def _with_cached(payload: object, cached: int | None) -> object:
+    """``payload`` with every cached-token count set to ``cached`` (None: as it is). The
+    prompt keeps its size: OpenAI counts cached tokens inside the prompt tokens; Anthropic
+    writes what it did not read (``cache_creation_input_tokens``)."""
+    if cached is None:
+        return payload
+    if isinstance(payload, dict):
+        out = {
+            k: cached if k in _CACHED_KEYS else _with_cached(v, cached) for k, v in payload.items()
+        }
+        if "cache_read_input_tokens" in payload and "cache_creation_input_tokens" in payload:
+            unread = payload["cache_read_input_tokens"] - cached
+            out["cache_creation_input_tokens"] = payload["cache_creation_input_tokens"] + unread
+        return out
+    if isinstance(payload, list):
+        return [_with_cached(v, cached) for v in payload]
+    return payload
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     wbufsize = -1  # headers and body leave in one write (no delayed-ACK stalls)
@@ -174,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": {"message": "unknown path"}})
 
     def _json(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
+        data = json.dumps(_with_cached(payload, self.server.cached)).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -185,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = []
         for name, payload in events:
             head = f"event: {name}\n" if name else ""
-            parts.append(f"{head}data: {json.dumps(payload)}\n\n")
+            parts.append(f"{head}data: {json.dumps(_with_cached(payload, self.server.cached))}\n\n")
         if done_marker:
             parts.append("data: [DONE]\n\n")
         data = "".join(parts).encode()
@@ -209,6 +232,7 @@ class FakeLLM:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.requests = []
         self.httpd.delay_s = self.delay_ms / 1000
+        self.httpd.cached = None
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return self

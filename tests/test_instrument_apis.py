@@ -4,6 +4,7 @@ real SDKs against the fake provider."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 
 import anthropic
@@ -11,8 +12,11 @@ import openai
 import pytest
 from opentelemetry.trace import StatusCode
 
+from collector import instrument
 from collector.instrument.wrappers import instrument_anthropic
+from tests.cases import base_spec, build
 from tests.fake_llm import FakeLLM
+from tests.servers import Server
 from tests.test_instrument import (
     MESSAGES,
     RESPONSES,
@@ -98,3 +102,44 @@ def test_responses_fingerprint_reads_instructions_and_input(spans, fake):
     assert inst.attributes(later)["cachediag.prefix_hash"] == prefix
     stamped = {**RESPONSES, "instructions": RESPONSES["instructions"] + " Now: 10:07."}
     assert inst.attributes(stamped)["cachediag.prefix_hash"] != prefix
+
+
+STAMPS = {
+    "a line of its own": lambda text: text + "\nNow: 2026-11-30T10:07:00Z",
+    "mid-sentence": lambda text: text.replace(
+        "of Acme Outfitters.", "of Acme Outfitters (session opened 2026-11-30T10:07:00Z).", 1
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "stamp, cause", [("a line of its own", "dynamic_value"), ("mid-sentence", "system_changed")]
+)
+def test_a_prefix_break_without_a_session_key_is_a_miss(tmp_path, fake, monkeypatch, stamp, cause):
+    """Two turns of one conversation, no session key; the second writes a timestamp into
+    the system prompt and the provider reports 0 cached: a miss of the first turn's
+    prefix, never no_miss."""
+    spec = base_spec()
+    later = copy.deepcopy(spec)
+    later["system"] = STAMPS[stamp](later["system"])
+    later["turns"].append({"role": "assistant", "text": "Yes, within 30 days."})
+    later["turns"].append({"role": "user", "text": "How?"})
+    server = Server(tmp_path / "db.duckdb", "--workers", "0").start()
+    inst = instrument.setup(service_name="nokey", endpoint=server.url)
+    try:
+        client = _openai(fake, inst, openai.OpenAI)
+        client.chat.completions.create(**build("openai_chat", spec))
+        assert inst.flush()
+        monkeypatch.setattr(fake.httpd, "cached", 0)
+        client.chat.completions.create(**build("openai_chat", later))
+        assert inst.flush()
+        server.api("stats?wait=1")
+        second, first = server.api("requests?service=nokey")["data"]
+        assert (first["session_key"], second["cached_tokens"]) == (None, 0)
+        found = json.loads(server.api(f"requests/{second['id']}")["explanation"])
+        assert (found["cause"], found["predecessor_id"]) == (cause, first["id"])
+        assert found["path"] == "messages[0].content" and found["missed_tokens"] > 1024
+        assert server.api(f"requests/{second['id']}/diff")["predecessor_id"] == first["id"]
+    finally:
+        inst.shutdown()
+        server.stop()
