@@ -93,19 +93,25 @@ def _response(model: str) -> dict:
 def _response_events(model: str) -> list[dict]:
     done = _response(model)
     created = dict(done, status="in_progress", output=[], usage=None)
-    return [
-        {"type": "response.created", "sequence_number": 0, "response": created},
+    item = done["output"][0]
+    part = item["content"][0]
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events = [
+        {"type": "response.created", "response": created},
         {
-            "type": "response.output_text.delta",
-            "sequence_number": 1,
-            "item_id": "msg_1",
+            "type": "response.output_item.added",
             "output_index": 0,
-            "content_index": 0,
-            "delta": "Hello",
-            "logprobs": [],
+            "item": dict(item, status="in_progress", content=[]),
         },
-        {"type": "response.completed", "sequence_number": 2, "response": done},
+        {"type": "response.content_part.added", **where, "part": dict(part, text="")},
+        {"type": "response.output_text.delta", **where, "delta": "Hello", "logprobs": []},
+        {"type": "response.output_text.delta", **where, "delta": " there.", "logprobs": []},
+        {"type": "response.output_text.done", **where, "text": part["text"], "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed", "response": done},
     ]
+    return [dict(e, sequence_number=n) for n, e in enumerate(events)]
 
 
 def _message(model: str) -> dict:

@@ -18,6 +18,7 @@ from tests.cases import base_spec, build
 from tests.fake_llm import FakeLLM
 from tests.servers import Server
 from tests.test_instrument import (
+    CHAT,
     MESSAGES,
     RESPONSES,
     _anthropic,
@@ -102,6 +103,22 @@ def test_responses_fingerprint_reads_instructions_and_input(spans, fake):
     assert inst.attributes(later)["cachediag.prefix_hash"] == prefix
     stamped = {**RESPONSES, "instructions": RESPONSES["instructions"] + " Now: 10:07."}
     assert inst.attributes(stamped)["cachediag.prefix_hash"] != prefix
+
+
+def test_openai_stream_helpers_are_recorded(spans, fake):
+    """``chat.completions.stream()`` and ``responses.stream()`` send through the wrapped
+    ``create``: one call each, with usage, TTFT and fingerprint."""
+    inst, exporter = spans
+    client = _openai(fake, inst, openai.OpenAI)
+    with client.chat.completions.stream(**CHAT, stream_options={"include_usage": True}) as stream:
+        assert stream.get_final_completion().choices[0].message.content == "Hello there."
+    with client.responses.stream(**RESPONSES) as stream:
+        assert stream.get_final_response().output_text == "Hello there."
+    chat, responses = _finished(inst, exporter)
+    for span, cached in ((chat, 1536), (responses, 1792)):
+        _check_common(span, dict(span.attributes), "gpt-4o")
+        assert span.attributes["gen_ai.usage.cache_read.input_tokens"] == cached
+        assert "cachediag.ttft_ms" in span.attributes
 
 
 STAMPS = {

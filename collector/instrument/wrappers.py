@@ -3,7 +3,9 @@
     client = instrument_openai(openai.OpenAI(), inst, route="/chat")
 
 Patches ``chat.completions.create``, ``responses.create``, ``messages.create``
-and ``messages.stream`` on that client (sync or async), streaming or not. TTFT is
+and ``messages.stream`` on that client (sync or async), streaming or not (the
+openai ``chat.completions.stream()`` and ``responses.stream()`` helpers send through
+the patched ``create``). TTFT is
 the first streamed chunk; usage comes from the response, the final chunk
 (OpenAI with ``stream_options={"include_usage": True}``) or the message
 events (Anthropic). The caller gets back what the client returned: responses
