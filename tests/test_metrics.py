@@ -225,3 +225,13 @@ def test_sdk_genai_metrics_are_stored_as_series(server, transport, delta):
     # the exporter's retry of an export already stored adds nothing
     stats = server.api("stats")
     assert stats["genai_metric_points_stored"] > 0
+
+
+def test_exponential_histograms_are_kept_without_buckets():
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name, metric.unit = "gen_ai.client.operation.duration", "s"
+    metric.exponential_histogram.aggregation_temporality = 1  # delta
+    metric.exponential_histogram.data_points.add(count=2, sum=3.5, time_unix_nano=10**18)
+    (row,) = otlp_metrics.count(otlp.PROTOBUF, request.SerializeToString()).rows
+    assert (row["count"], row["sum"], row["cumulative"], row["bounds"]) == (2, 3.5, False, None)
