@@ -166,7 +166,6 @@ def _008_metric_series(con: duckdb.DuckDBPyConnection) -> None:
             ingested_at TIMESTAMP DEFAULT current_timestamp,
             PRIMARY KEY (series, end_ns)
         )""")
-    con.execute("CREATE INDEX metric_points_ts ON metric_points (ts)")
 
 
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
