@@ -86,6 +86,7 @@ TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 # Attributes holding input content, read here and consumed once rebuilt.
 CONTENT_NAMES = (INPUT_VALUE, LOGFIRE_BODY, INPUT_MESSAGES, SYSTEM_INSTRUCTIONS, TOOL_DEFINITIONS)
 CONTENT_PREFIXES = flat.CONTENT_PREFIXES
+FULL_BODIES = (INPUT_VALUE, LOGFIRE_BODY)  # a request as sent, cache_control markers and all
 _SYSTEM_ROLES = ("system", "developer")
 
 
@@ -133,7 +134,7 @@ def request_body(
 
 
 def _request_body(attrs: Mapping[str, Any], provider: str | None, model: str | None):
-    for name in (INPUT_VALUE, LOGFIRE_BODY):
+    for name in FULL_BODIES:
         body = _full_body(attrs, name)
         if body is not None:
             return body, name
