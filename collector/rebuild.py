@@ -54,6 +54,8 @@ block runs still compare turn to turn):
 - OpenLLMetry < 0.55 joins an all-text Anthropic block list into one string and
   omits empty content; a content string that is itself JSON of a content list
   is read as that list.
+- OpenLIT puts an Anthropic system prompt of one text block in a text part as that
+  block list (read as its text; several blocks are not told apart: not read).
 - OpenLIT truncates text to ``max_content_length`` when that is set, marked only
   by a trailing "...": undetectable, so such a row is fingerprinted as captured
   (a change past the cut does not show, and the cut text is what is stored).
@@ -230,6 +232,10 @@ def _parts(message: dict) -> list[dict]:
 
 def _text(part: dict) -> str:
     value = part.get("content", part.get("text"))
+    if isinstance(value, list) and value:  # OpenLIT: Anthropic's text blocks as one part
+        texts = [b.get("text") if isinstance(b, dict) else None for b in value]
+        if all(isinstance(t, str) for t in texts) and len(texts) == 1:
+            value = texts[0]
     if not isinstance(value, str):
         raise Unusable("a text part without text")
     return value
