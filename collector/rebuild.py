@@ -7,9 +7,10 @@ None when the content is absent, incomplete or not understood. The body is then
 fingerprinted by ``collector.bodies``, the very step the instrumentation runs.
 Read from each library's source (snapshots of March-August 2026); recorded live
 around the real SDKs (``tests/record_libraries.py`` ─► ``sample_data/libraries``,
-replayed by tests/test_rebuild.py): OpenInference openai 0.1.66 and anthropic
-3.1.0, OpenLLMetry openai and anthropic 0.62.4, Logfire 5.4.0 (openai,
-anthropic). The others (openai-v2, OpenLIT, OpenLLMetry < 0.55) from source only.
+replayed by tests/test_rebuild.py and tests/test_library_conversations.py):
+OpenInference openai 0.1.66 and anthropic 3.1.0, OpenLLMetry 0.62.4 (traceloop-sdk),
+Logfire 5.4.0, OpenLIT 1.45.0, openai-v2 2.4b0 (span and event mode); OpenLLMetry <
+0.55 from source only.
 
 - OpenInference (openai, anthropic): ``input.value`` with ``input.mime_type``
   JSON on an LLM span is the request as sent: rebuilt from it. Else its
@@ -54,8 +55,7 @@ block runs still compare turn to turn):
 - OpenLLMetry < 0.55 joins an all-text Anthropic block list into one string and
   omits empty content; a content string that is itself JSON of a content list
   is read as that list.
-- OpenLIT puts an Anthropic system prompt of one text block in a text part as that
-  block list (read as its text; several blocks are not told apart: not read).
+- OpenLIT's Anthropic system prompt of one text block is a part holding that block list.
 - OpenLIT truncates text to ``max_content_length`` when that is set, marked only
   by a trailing "...": undetectable, so such a row is fingerprinted as captured
   (a change past the cut does not show, and the cut text is what is stored).

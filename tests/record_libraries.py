@@ -1,12 +1,7 @@
 """Record what real instrumentation libraries export, as fixtures that tests replay
 (their pins conflict with ours, so each runs in a venv of its own; PyPI is enough):
 
-    for v in main openlit otelv2; do python3.11 -m venv /tmp/libs16/$v; done
-    /tmp/libs16/main/bin/pip install openai anthropic opentelemetry-sdk traceloop-sdk logfire \
-        openinference-instrumentation-openai openinference-instrumentation-anthropic
-    /tmp/libs16/openlit/bin/pip install openai anthropic openlit
-    /tmp/libs16/otelv2/bin/pip install openai opentelemetry-sdk \
-        opentelemetry-exporter-otlp-proto-http opentelemetry-instrumentation-openai-v2
+    (the venvs: sample_data/libraries/README.md; each library's pins conflict with ours)
     /tmp/libs16/main/bin/python tests/record_libraries.py        # one call, spans only
     .venv/bin/python tests/record_libraries.py conversations main=/tmp/libs16/main/bin/python \
         openlit=/tmp/libs16/openlit/bin/python otelv2=/tmp/libs16/otelv2/bin/python [NAME...]

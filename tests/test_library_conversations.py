@@ -8,14 +8,24 @@ fake provider answered the usage the fixture's plan names. Replayed here into a 
 logs before spans (each export posted alone: a service's log batches leave first), it must
 give exactly six rows: the provider's model and token counts, TTFT where the library
 records it, the session id where it sends one, one prefix hash over turns 1-5, and turn 6
-explained ``dynamic_value`` in the system part (to the token when the content was kept).
+explained ``dynamic_value`` in the system part (to the token where a session id says which
+conversation it carries on).
 
-Live or recorded: every library here is *recorded* (tests/record_libraries.py ran it in a
-venv of its own: none installs beside our pins, and re-running them would take minutes);
-the test replays its exports. Versions are in each fixture's ``versions``:
-OpenInference openai 0.1.66 / anthropic 3.1.0, OpenLLMetry (opentelemetry-instrumentation-
-openai / -anthropic 0.62.4), Logfire 5.4.0, OpenLIT, opentelemetry-instrumentation-openai-v2
-2.4b0 (with opentelemetry-util-genai 0.4b0) in span mode and in event mode.
+Live or recorded: every library here is *recorded* (tests/record_libraries.py runs it
+around the real SDK in a venv of its own and keeps what it exported; this test replays
+that). None installs beside our pins: OpenLIT 1.45 needs openai < 3 and anthropic < 1;
+traceloop-sdk 0.62.4 pins contrib instrumentations the registry has no matching set of
+(installed without them); openai-v2 2.4b0 needs opentelemetry-util-genai 0.4b0 (1.x moved
+its ``instruments``). Versions are in each fixture's ``versions``: OpenInference openai
+0.1.66 / anthropic 3.1.0, OpenLLMetry 0.62.4 (traceloop-sdk), Logfire 5.4.0, OpenLIT
+1.45.0, openai-v2 2.4b0 in span mode and in event mode. ``RECORDS`` says what each one
+records beyond models and token counts.
+
+Known gaps (not asserted): without a session id the sixth turn is explained from the
+conversation it opens like (``analysis.kin``), which names the part but not the token;
+OpenLIT's spans carry no tool definitions (its log record does: the span's fingerprint
+wins); Logfire's stream record links to its call only under a parent span (a root call's
+stream record is a trace of its own).
 """
 
 from __future__ import annotations
