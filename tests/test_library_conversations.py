@@ -107,10 +107,9 @@ def replayed(tmp_path_factory) -> dict[str, dict]:
     per library (its service name), its rows in time order, their explanations and diffs,
     and its server's stats."""
     groups = _groups()
+    dbs = [tmp_path_factory.mktemp("libs") / "db.duckdb" for _ in groups]  # not thread-safe
     with ThreadPoolExecutor(len(groups)) as pool:
-        done = pool.map(
-            lambda g: _through_server(tmp_path_factory.mktemp("libs") / "db.duckdb", g), groups
-        )
+        done = pool.map(_through_server, dbs, groups)
         return {name: found for result in done for name, found in result.items()}
 
 
