@@ -94,6 +94,13 @@ REBUILT_FROM = _a(
     "set at ingest: the captured-content attribute another library's request was rebuilt "
     "and fingerprinted from (collector.rebuild)",
 )
+MESSAGE_EVENT = _a(
+    "cachediag.message_event",
+    "string",
+    "set at ingest, as the prefix of ``cachediag.message_event.{time_ns}.{digest}``: one "
+    "``gen_ai.<role>.message`` event of a call (openai-v2's event mode) as JSON [name, body], "
+    "kept (with content) until its call's records are merged and rebuilt from them",
+)
 USAGE = _a("cachediag.usage", "string", "the provider's raw usage object as JSON")
 PROVIDER_VERDICT = _a(
     "cachediag.provider_verdict", "string", "the provider's own cache-miss diagnostics as JSON"
@@ -171,7 +178,14 @@ READS: dict[str, tuple[str, tuple[str, ...]]] = {  # column: (unit, names)
     # a provider response or usage object as JSON (Logfire: response_data = {message, usage})
     "raw_usage": (
         "JSON",
-        (USAGE.name, "output.value", "llm.response.body", "gen_ai.response.body", "response_data"),
+        (
+            USAGE.name,
+            "output.value",
+            "llm.response.body",
+            "gen_ai.response.body",
+            "response_data",
+            "gen_ai.usage.raw",  # Logfire (semconv latest): the provider's usage object
+        ),
     ),
     "ttft_ms": ("ms", (TTFT_MS.name,)),
     "ttft_s": ("s", (TIME_TO_FIRST_CHUNK.name, SERVER_TTFT.name)),
@@ -197,7 +211,8 @@ INPUT_INCLUDES_CACHE: tuple[tuple[str, str | None, bool], ...] = (
     ("llm.request.type", None, True),  # OpenLLMetry: input + cache_read + cache_creation
     ("llm.usage.total_tokens", None, True),  # OpenLLMetry
     ("telemetry.sdk.name", "openlit", False),  # OpenLIT passes input_tokens through
-    ("logfire.span_type", None, False),  # Logfire sets response.usage.input_tokens
+    ("gen_ai.usage.raw", None, True),  # Logfire 5 (semconv latest): input + cache read + write
+    ("logfire.span_type", None, False),  # Logfire (semconv 1) sets response.usage.input_tokens
     ("logfire.msg_template", None, False),
 )
 

@@ -12,15 +12,22 @@ Which records are one call (the same whatever order they arrive in, in one expor
 - **nested**: two call rows of one trace, one the parent of the other, that agree on every
   model both name (request with request, response with response) and share at least one:
   the anthropic SDK's own span inside an instrumentation's span of the same call;
+- **siblings**: two call spans of one trace under the same parent, with the same provider
+  response id (``gen_ai.response.id``), agreeing models, overlapping in time: the SDK's own
+  span beside an instrumentation's that was not made current (OpenLLMetry anthropic);
 - **Logfire's stream tail** (a part): the latest call of the same trace, under the same
   parent span, with the same request model, started before it: Logfire ends the call's
   span when the stream is handed back and records the finished stream beside it.
 
-The row of a call: the outermost span gives its identity (id, span ids, name, start,
-duration, signal); every other column takes the first value present in the order spans
-(outer before inner), logged request records, log records, parts; the unclaimed attributes
-are the union (same order wins); ``is_error`` when any record says so. Parts that find no
-call are no row: they wait for it (``collector.store.linking`` keeps them a while).
+The row of a call: the outermost span (of siblings, the earliest) gives its identity (id,
+span ids, name, start, duration, signal); every other column takes the first value present
+in the order spans (outer before inner, earlier before later), logged request records, log
+records, parts; the unclaimed attributes are the union (same order wins); ``is_error`` when
+any record says so. Parts that find no call are no row: they wait for it
+(``collector.store.linking`` keeps them a while). A call whose prompt came only as message
+events (openai-v2's event mode) is fingerprinted here, from all its events
+(``collector.captured.fingerprint_events``); its rendering is not stored (explained from
+hashes).
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ import json
 from collections import defaultdict
 from typing import Any
 
+from collector import attributes as A
+from collector import captured, mapping
+
 IDENTITY = ("id", "trace_id", "span_id", "parent_span_id", "name", "start_ns", "duration_ms")
 _RANK = {"span": 0, "record": 1, "log": 2}
 _TAIL_TEMPLATE = "streaming response from"
+_RESPONSE_ID = "gen_ai.response.id"
 
 
 def _models_agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -88,12 +99,52 @@ def _link(rows: list[dict[str, Any]], part: list[bool]) -> _Groups:
         parent = calls.get(row["trace_id"] + row["parent_span_id"])
         if parent is not None and _models_agree(row, rows[parent]):
             groups.join(i, parent)
+    for i, j in _siblings(rows, part):
+        groups.join(i, j)
     for i, row in enumerate(rows):
         if part[i] and row["id"] not in calls and _is_tail(row):
             target = _tail_target(rows, part, row)
             if target is not None:
                 groups.join(i, target)
     return groups
+
+
+def _response_id(row: dict[str, Any]) -> str | None:
+    attrs = row.get("attributes")
+    if not attrs or _RESPONSE_ID not in attrs:
+        return None
+    try:
+        found = json.loads(attrs).get(_RESPONSE_ID)
+    except (ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) and found else None
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    end_a = a["start_ns"] + (a["duration_ms"] or 0) * 1e6
+    end_b = b["start_ns"] + (b["duration_ms"] or 0) * 1e6
+    return a["start_ns"] <= end_b and b["start_ns"] <= end_a
+
+
+def _siblings(rows: list[dict[str, Any]], part: list[bool]) -> list[tuple[int, int]]:
+    """Pairs of call spans of one trace under one parent that are the same call: the same
+    provider response id, models that agree, overlapping in time (OpenLLMetry's anthropic
+    span beside the SDK's own, which it does not make its child)."""
+    seen: dict[tuple, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if not part[i] and row["signal"] == "span" and row["trace_id"]:
+            response = _response_id(row)
+            if response is not None:
+                seen[(row["trace_id"], row["parent_span_id"], response)].append(i)
+    return [
+        (i, j)
+        for members in seen.values()
+        for n, i in enumerate(members)
+        for j in members[n + 1 :]
+        if rows[i]["id"] != rows[j]["id"]
+        and _models_agree(rows[i], rows[j])
+        and _overlap(rows[i], rows[j])
+    ]
 
 
 def _tail_target(rows: list[dict[str, Any]], part: list[bool], tail: dict[str, Any]) -> int | None:
@@ -129,7 +180,13 @@ def _order(rows: list[dict[str, Any]], part: list[bool], members: list[int]) -> 
 
     return sorted(
         members,
-        key=lambda i: (part[i], _RANK.get(rows[i]["signal"], 3), depth(i), rows[i]["id"]),
+        key=lambda i: (
+            part[i],
+            _RANK.get(rows[i]["signal"], 3),
+            depth(i),
+            rows[i]["start_ns"],
+            rows[i]["id"],
+        ),
     )
 
 
@@ -149,8 +206,31 @@ def merge(ordered: list[dict[str, Any]]) -> dict[str, Any]:
                 attributes.update(json.loads(row["attributes"]))
             except ValueError:
                 continue
+    _rebuild_from_events(out, attributes)
     out["attributes"] = json.dumps(attributes, default=str) if attributes else None
     return out
+
+
+_EVENT_KEY = A.MESSAGE_EVENT.name + "."
+
+
+def _rebuild_from_events(out: dict[str, Any], attributes: dict[str, Any]) -> None:
+    """A call whose prompt came as message events (openai-v2's event mode; each log record
+    kept by ``mapping``) is fingerprinted from all of them once merged, and again when
+    another arrives; a call fingerprinted from anything else keeps that fingerprint."""
+    keys = sorted(k for k in attributes if k.startswith(_EVENT_KEY))
+    rebuilt_from = attributes.get(A.REBUILT_FROM.name)
+    if not keys or (out["prefix_hash"] is not None and rebuilt_from != captured.EVENTS):
+        return
+    try:
+        events = [tuple(json.loads(attributes[k])) for k in keys]
+    except (ValueError, TypeError):
+        return
+    model = out["request_model"] or out["response_model"]
+    found = captured.fingerprint_events(events, out["provider"], model)
+    if found is not None:
+        attributes[A.REBUILT_FROM.name] = found.pop(A.REBUILT_FROM.name)
+        out.update(mapping.fingerprint_columns(found))
 
 
 def resolve(

@@ -32,6 +32,32 @@ def _first(attrs: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return None
 
 
+EVENTS = "gen_ai.<role>.message"  # REBUILT_FROM of a call rebuilt from its message events
+
+
+def fingerprint_events(
+    events: list[tuple[str, Any]], provider: str | None, model: str | None
+) -> dict[str, Any] | None:
+    """Our fingerprint attributes of a call whose prompt came as message events (in
+    order: (event name, body)); None when they do not make a request."""
+    body = rebuild.from_message_events(events, provider, model)
+    if body is None:
+        return None
+    try:
+        _, found = fingerprint_body(body, memo=_MEMO)
+    except (prompt.PromptError, RecursionError):
+        return None
+    if _markers_lost(body, EVENTS, rebuild.is_anthropic(provider, model)):
+        del found[A.BREAKPOINTS.name]
+    return {**found, A.REBUILT_FROM.name: EVENTS}
+
+
+def _markers_lost(body: dict, source: str, anthropic: bool) -> bool:
+    """Was ``body`` rebuilt for Anthropic from a message list that may have lost its
+    cache_control markers (it holds none)?"""
+    return anthropic and source not in rebuild.FULL_BODIES and "cache_control" not in str(body)
+
+
 def fingerprint_captured(attrs: dict[str, Any], keep_content: bool = True) -> None:
     """Add our fingerprint attributes to ``attrs`` (in place) when they hold another
     library's captured input content and no fingerprint yet; drop the raw content
@@ -43,8 +69,8 @@ def fingerprint_captured(attrs: dict[str, Any], keep_content: bool = True) -> No
             for key in rebuild.content_keys(attrs):
                 del attrs[key]
         return
-    model = _first(attrs, _MODEL)
-    found = rebuild.request_body(attrs, _first(attrs, _PROVIDER), model)
+    model, provider = _first(attrs, _MODEL), _first(attrs, _PROVIDER)
+    found = rebuild.request_body(attrs, provider, model)
     fingerprinted = None
     if found is not None:
         body, source = found
@@ -58,6 +84,10 @@ def fingerprint_captured(attrs: dict[str, Any], keep_content: bool = True) -> No
     if fingerprinted is None:
         return
     attrs.update(fingerprinted)
+    if _markers_lost(body, source, rebuild.is_anthropic(provider, model)):
+        del attrs[A.BREAKPOINTS.name]  # unknown, not none
     attrs[A.REBUILT_FROM.name] = source
+    if source in rebuild.FULL_BODIES and isinstance(body.get("model"), str):
+        attrs.setdefault(A.REQUEST_MODEL.name, body["model"])  # OpenInference names none
     if keep_content and A.CONTENT.name not in attrs:
         attrs[A.CONTENT.name] = parsed.text

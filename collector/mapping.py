@@ -275,6 +275,37 @@ def _operation_from_name(name: str) -> str | None:
     return head if rest and head.replace("_", "").isalpha() else None
 
 
+def fingerprint_columns(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The row columns our fingerprint attributes fill (consumed from ``attrs``)."""
+    return {
+        "prefix_hash": _str(attrs.pop(A.PREFIX_HASH.name, None)),
+        "tools_hash": _str(attrs.pop(A.TOOLS_HASH.name, None)),
+        "tools_count": _int(attrs.pop(A.TOOLS_COUNT.name, None)),
+        "encoding": _str(attrs.pop(A.ENCODING.name, None)),
+        "block_size": _int(attrs.pop(A.BLOCK_SIZE.name, None)),
+        "block_hashes": fingerprint.pack_hashes(attrs.pop(A.BLOCK_HASHES.name, None)),
+        "segments": _str(attrs.pop(A.SEGMENTS.name, None)),
+        "breakpoints": _str(attrs.pop(A.BREAKPOINTS.name, None)),
+        "retention_s": _int(attrs.pop(A.RETENTION.name, None)),
+        "total_tokens": _int(attrs.pop(A.TOTAL_TOKENS.name, None)),
+    }
+
+
+_MESSAGE_EVENT = re.compile(r"gen_ai\.(system|user|assistant|tool)\.message")
+
+
+def _keep_message_event(record: Record, attrs: dict[str, Any]) -> None:
+    """openai-v2's event mode: one log record per prompt message. Kept among the row's
+    attributes under a key of its own (time, then digest: sorted, the messages in order)
+    until its call's records are merged (``collector.calls``) and rebuilt together."""
+    name = record.name or _str(attrs.get("event.name")) or ""
+    if not _MESSAGE_EVENT.fullmatch(name):
+        return
+    event = json.dumps([name, record.body], default=str, sort_keys=True)
+    digest = hashlib.blake2b(event.encode(), digest_size=6).hexdigest()
+    attrs[f"{A.MESSAGE_EVENT.name}.{record.start_ns:020d}.{digest}"] = event
+
+
 def record_id(record: Record) -> str:
     """Stable identity: trace + span id, or a content hash for a log without them."""
     if record.id:
@@ -301,8 +332,9 @@ def map_record(
     attrs.pop(_SPAN_KIND, None)  # said by classify()
     raw = _raw_response(attrs, record.body)
     use = _usage(attrs, provider, raw, record)
-    hashes = attrs.pop(A.BLOCK_HASHES.name, None)
     content = _str(attrs.pop(A.CONTENT.name, None))
+    if keep_content and record.signal == "log":
+        _keep_message_event(record, attrs)
     row = {
         "id": record_id(record),
         "trace_id": record.trace_id or None,
@@ -323,16 +355,7 @@ def map_record(
         "replica": _str(attrs.pop(A.REPLICA.name, None)),
         "prompt_version": _str(attrs.pop(A.PROMPT_VERSION.name, None)),
         "schema_version": _str(attrs.pop(A.SCHEMA_VERSION.name, None)),
-        "prefix_hash": _str(attrs.pop(A.PREFIX_HASH.name, None)),
-        "tools_hash": _str(attrs.pop(A.TOOLS_HASH.name, None)),
-        "tools_count": _int(attrs.pop(A.TOOLS_COUNT.name, None)),
-        "encoding": _str(attrs.pop(A.ENCODING.name, None)),
-        "block_size": _int(attrs.pop(A.BLOCK_SIZE.name, None)),
-        "block_hashes": fingerprint.pack_hashes(hashes),
-        "segments": _str(attrs.pop(A.SEGMENTS.name, None)),
-        "breakpoints": _str(attrs.pop(A.BREAKPOINTS.name, None)),
-        "retention_s": _int(attrs.pop(A.RETENTION.name, None)),
-        "total_tokens": _int(attrs.pop(A.TOTAL_TOKENS.name, None)),
+        **fingerprint_columns(attrs),
         "prompt_tokens": use.prompt_tokens,
         "cached_tokens": use.cached_tokens,
         "cache_write_tokens": use.cache_write_tokens,

@@ -7,9 +7,10 @@ None when the content is absent, incomplete or not understood. The body is then
 fingerprinted by ``collector.bodies``, the very step the instrumentation runs.
 Read from each library's source (snapshots of March-August 2026); recorded live
 around the real SDKs (``tests/record_libraries.py`` ─► ``sample_data/libraries``,
-replayed by tests/test_rebuild.py): OpenInference openai 0.1.66 and anthropic
-3.1.0, OpenLLMetry openai and anthropic 0.62.4, Logfire 5.4.0 (openai,
-anthropic). The others (openai-v2, OpenLIT, OpenLLMetry < 0.55) from source only.
+replayed by tests/test_rebuild.py and tests/test_library_conversations.py):
+OpenInference openai 0.1.66 and anthropic 3.1.0, OpenLLMetry 0.62.4 (traceloop-sdk),
+Logfire 5.4.0, OpenLIT 1.45.0, openai-v2 2.4b0 (span and event mode); OpenLLMetry <
+0.55 from source only.
 
 - OpenInference (openai, anthropic): ``input.value`` with ``input.mime_type``
   JSON on an LLM span is the request as sent: rebuilt from it. Else its
@@ -54,6 +55,7 @@ block runs still compare turn to turn):
 - OpenLLMetry < 0.55 joins an all-text Anthropic block list into one string and
   omits empty content; a content string that is itself JSON of a content list
   is read as that list.
+- OpenLIT's Anthropic system prompt of one text block is a part holding that block list.
 - OpenLIT truncates text to ``max_content_length`` when that is set, marked only
   by a trailing "...": undetectable, so such a row is fingerprinted as captured
   (a change past the cut does not show, and the cut text is what is stored).
@@ -86,6 +88,7 @@ TOOL_DEFINITIONS = "gen_ai.tool.definitions"
 # Attributes holding input content, read here and consumed once rebuilt.
 CONTENT_NAMES = (INPUT_VALUE, LOGFIRE_BODY, INPUT_MESSAGES, SYSTEM_INSTRUCTIONS, TOOL_DEFINITIONS)
 CONTENT_PREFIXES = flat.CONTENT_PREFIXES
+FULL_BODIES = (INPUT_VALUE, LOGFIRE_BODY)  # a request as sent, cache_control markers and all
 _SYSTEM_ROLES = ("system", "developer")
 
 
@@ -133,7 +136,7 @@ def request_body(
 
 
 def _request_body(attrs: Mapping[str, Any], provider: str | None, model: str | None):
-    for name in (INPUT_VALUE, LOGFIRE_BODY):
+    for name in FULL_BODIES:
         body = _full_body(attrs, name)
         if body is not None:
             return body, name
@@ -229,6 +232,10 @@ def _parts(message: dict) -> list[dict]:
 
 def _text(part: dict) -> str:
     value = part.get("content", part.get("text"))
+    if isinstance(value, list) and value:  # OpenLIT: Anthropic's text blocks as one part
+        texts = [b.get("text") if isinstance(b, dict) else None for b in value]
+        if all(isinstance(t, str) for t in texts) and len(texts) == 1:
+            value = texts[0]
     if not isinstance(value, str):
         raise Unusable("a text part without text")
     return value

@@ -27,7 +27,7 @@ ANTHROPIC_USAGE = {
 }
 
 
-def _chat(model: str) -> dict:
+def _chat(model: str, usage: dict = OPENAI_USAGE) -> dict:
     return {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -40,11 +40,11 @@ def _chat(model: str) -> dict:
                 "message": {"role": "assistant", "content": "Hello there."},
             }
         ],
-        "usage": OPENAI_USAGE,
+        "usage": usage,
     }
 
 
-def _chat_chunks(model: str, with_usage: bool) -> list[dict]:
+def _chat_chunks(model: str, with_usage: bool, usage: dict = OPENAI_USAGE) -> list[dict]:
     base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": model}
     chunks = [
         dict(
@@ -57,7 +57,7 @@ def _chat_chunks(model: str, with_usage: bool) -> list[dict]:
     ]
     chunks.append(dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
     if with_usage:
-        chunks.append(dict(base, choices=[], usage=OPENAI_USAGE))
+        chunks.append(dict(base, choices=[], usage=usage))
     return chunks
 
 
@@ -114,7 +114,7 @@ def _response_events(model: str) -> list[dict]:
     return [dict(e, sequence_number=n) for n, e in enumerate(events)]
 
 
-def _message(model: str) -> dict:
+def _message(model: str, usage: dict = ANTHROPIC_USAGE) -> dict:
     return {
         "id": "msg_1",
         "type": "message",
@@ -123,13 +123,13 @@ def _message(model: str) -> dict:
         "content": [{"type": "text", "text": "Hello there."}],
         "stop_reason": "end_turn",
         "stop_sequence": None,
-        "usage": ANTHROPIC_USAGE,
+        "usage": usage,
     }
 
 
-def _message_events(model: str) -> list[dict]:
+def _message_events(model: str, usage: dict = ANTHROPIC_USAGE) -> list[dict]:
     start = dict(
-        _message(model), content=[], stop_reason=None, usage=dict(ANTHROPIC_USAGE, output_tokens=1)
+        _message(model, usage), content=[], stop_reason=None, usage=dict(usage, output_tokens=1)
     )
     return [
         {"type": "message_start", "message": start},
@@ -143,7 +143,7 @@ def _message_events(model: str) -> list[dict]:
         {
             "type": "message_delta",
             "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": 12},
+            "usage": {"output_tokens": usage["output_tokens"]},
         },
         {"type": "message_stop"},
     ]
@@ -187,19 +187,22 @@ class _Handler(BaseHTTPRequestHandler):
         if "/fail/" in self.path:
             return self._json(500, {"error": {"message": "boom"}})
         streaming = bool(body.get("stream"))
+        planned = self.server.usages[len(self.server.requests) - 1 :][:1]  # this call's, if any
         if self.path.endswith("/chat/completions"):
+            use = planned[0] if planned else OPENAI_USAGE
             if streaming:
                 usage = (body.get("stream_options") or {}).get("include_usage", False)
-                return self._sse([(None, c) for c in _chat_chunks(model, usage)], True)
-            return self._json(200, _chat(model))
+                return self._sse([(None, c) for c in _chat_chunks(model, usage, use)], True)
+            return self._json(200, _chat(model, use))
         if self.path.endswith("/responses"):
             if streaming:
                 return self._sse([(e["type"], e) for e in _response_events(model)], False)
             return self._json(200, _response(model))
         if self.path.endswith("/messages"):
+            use = planned[0] if planned else ANTHROPIC_USAGE
             if streaming:
-                return self._sse([(e["type"], e) for e in _message_events(model)], False)
-            return self._json(200, _message(model))
+                return self._sse([(e["type"], e) for e in _message_events(model, use)], False)
+            return self._json(200, _message(model, use))
         self._json(404, {"error": {"message": "unknown path"}})
 
     def _json(self, status: int, payload: dict) -> None:
@@ -229,16 +232,20 @@ class FakeLLM:
     """Start with ``with FakeLLM() as fake:``; ``fake.url`` is its base URL.
 
     ``delay_ms`` makes every answer take that long, as a real provider's would.
+    ``usages``: the usage object of each answer in turn (the n-th request gets the n-th;
+    past the list, and without one, the fixed usage above).
     """
 
-    def __init__(self, delay_ms: float = 0) -> None:
+    def __init__(self, delay_ms: float = 0, usages: list[dict] | None = None) -> None:
         self.delay_ms = delay_ms
+        self.usages = list(usages or [])
 
     def __enter__(self) -> FakeLLM:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.requests = []
         self.httpd.delay_s = self.delay_ms / 1000
         self.httpd.cached = None
+        self.httpd.usages = self.usages
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return self
