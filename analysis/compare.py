@@ -62,12 +62,17 @@ def compare_prompts(
     provider: str | None = None,
     block_size: int = fingerprint.DEFAULT_BLOCK_SIZE,
     table: dict | None = None,
+    memo: fingerprint.TokenMemo | None = None,
 ) -> Comparison:
-    """Compare two parsed requests (A earlier, B later)."""
+    """Compare two parsed requests (A earlier, B later). B is tokenized once, segment
+    by segment; A then only in the segments B lacks (``memo``, fresh unless given,
+    holds the rest), so a shared prefix or tail is never tokenized twice."""
     table = table or providers.load_table()
-    div = differ.first_difference(a.text, b.text, tokenizer)
-    ids_a, spans_a = fingerprint.token_ids(a, tokenizer)
-    ids_b, spans_b = fingerprint.token_ids(b, tokenizer)
+    memo = memo or fingerprint.TokenMemo()
+    ids_b, spans_b = fingerprint.token_ids(b, tokenizer, memo)
+    ids_a, spans_a = fingerprint.token_ids(a, tokenizer, memo)
+    starts = list(zip((s.token_start for s in spans_a), a.starts(), strict=True))
+    div = differ.from_token_ids(a.text, b.text, ids_a, ids_b, starts, tokenizer)
     cause = causes.classify(a, b, div.first_diff_char)
     side_prompt = b if cause.side == "b" else a
     seg = next((s for s in side_prompt.segments if s.path == cause.segment), None)
