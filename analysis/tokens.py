@@ -17,15 +17,16 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-import tiktoken
-import tiktoken.registry
+from typing import TYPE_CHECKING
 
 from analysis import bpe
+
+if TYPE_CHECKING:  # imported when first needed: the Rust tokenizers do without it
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tiktoken
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def _workers() -> ThreadPoolExecutor:
     global _pool
     with _lock:
         if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             _pool = ThreadPoolExecutor(
                 max_workers=max(WORKERS - 1, 1), thread_name_prefix="cachediag-tok"
             )
@@ -158,8 +161,8 @@ def resolve(model: str | None = None, encoding: str | None = None) -> Tokenizer:
     Raises ValueError for an encoding name tiktoken does not know.
     """
     requested = encoding or encoding_for_model(model)
-    if requested not in tiktoken.list_encoding_names():
-        known = ", ".join(sorted(tiktoken.list_encoding_names()))
+    if requested not in bpe.ENCODINGS and requested not in _tiktoken().list_encoding_names():
+        known = ", ".join(sorted(_tiktoken().list_encoding_names()))
         raise ValueError(f"unknown encoding {requested!r}; known encodings: {known}")
     with _lock:
         if requested not in _resolved:
@@ -172,6 +175,7 @@ def _load_offline(name: str) -> tiktoken.Encoding | bpe.Encoding:
     no download, else the offline fallback."""
     if name in bpe.ENCODINGS and bpe.available():
         return bpe.get_encoding(name)
+    tiktoken = _tiktoken()
     if _available_offline(name):
         return tiktoken.get_encoding(name)
     log.info("encoding %s is not in the local tiktoken cache; using %s", name, FALLBACK_ENCODING)
@@ -181,6 +185,7 @@ def _load_offline(name: str) -> tiktoken.Encoding | bpe.Encoding:
 def _available_offline(name: str) -> bool:
     """Can tiktoken load ``name`` without the network? Already loaded, shipped by a
     bundling plugin, or every file it reads cached and intact."""
+    tiktoken = _tiktoken()
     if name in tiktoken.registry.ENCODINGS:
         return True
     files = _REMOTE_FILES.get(name)
@@ -190,11 +195,21 @@ def _available_offline(name: str) -> bool:
     return all(_cached(url, sha256) for url, sha256 in files)
 
 
+def _tiktoken():
+    """tiktoken with its registry, imported on first use (about 30 ms of start-up)."""
+    import tiktoken
+    import tiktoken.registry
+
+    return tiktoken
+
+
 def _cache_dir() -> str:
     """tiktoken's cache directory, found as ``tiktoken.load.read_file_cached`` finds it."""
     for var in ("TIKTOKEN_CACHE_DIR", "DATA_GYM_CACHE_DIR"):
         if var in os.environ:
             return os.environ[var]
+    import tempfile
+
     return os.path.join(tempfile.gettempdir(), "data-gym-cache")
 
 
