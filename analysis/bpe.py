@@ -9,13 +9,13 @@ without running the package: a tokenizer is then ready in 30 to 80 ms.
 
 The Rust tokenizer holds the GIL while it encodes (``parallel`` is False: chunks
 are not worth spreading over threads) and decodes only whole UTF-8 text; the
-bytes of a token that ends inside a character come from the shipped rank file,
-read the first time one is asked for.
+bytes of a token that starts or ends inside a character come from the shipped
+rank file, read the first time one is asked for.
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
 import gzip
 import importlib.util
 import os
@@ -27,6 +27,7 @@ _PACKAGE = "bpe_openai"
 
 _lock = threading.Lock()
 _module: Any = None  # the compiled module, once loaded; False when it cannot be
+_LINES: dict[str, list[bytes]] = {}  # the rank file's lines, per encoding, read when needed
 
 
 def _folder() -> str | None:
@@ -85,7 +86,6 @@ class Encoding:
     def __init__(self, name: str, backend: Any) -> None:
         self.name = name
         self._backend = backend
-        self._ranks: list[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<bpe-openai Encoding {self.name!r}>"
@@ -103,8 +103,7 @@ class Encoding:
         try:
             return self._backend.decode(list(tokens)).encode("utf-8")
         except ValueError:  # ends or starts inside a character
-            ranks = self._token_table()
-            return b"".join(ranks[t] for t in tokens)
+            return b"".join(self._token(t) for t in tokens)
 
     def decode_single_token_bytes(self, token: int) -> bytes:
         return self.decode_bytes([token])
@@ -112,18 +111,21 @@ class Encoding:
     def decode(self, tokens: list[int], errors: str = "replace") -> str:
         return self.decode_bytes(tokens).decode("utf-8", errors)
 
-    def _token_table(self) -> list[bytes]:
-        """Token id ─► bytes, from the rank file bpe-openai ships (read once)."""
-        if self._ranks is None:
-            path = os.path.join(_folder() or "", "data", f"{self.name}.tiktoken.gz")
-            table: dict[int, bytes] = {}
-            with gzip.open(path, "rb") as f:
-                for line in f:
-                    if line.strip():
-                        token, rank = line.split()
-                        table[int(rank)] = base64.b64decode(token)
-            out = [b""] * (max(table) + 1)
-            for rank, token_bytes in table.items():
-                out[rank] = token_bytes
-            self._ranks = out
-        return self._ranks
+    def _token(self, token: int) -> bytes:
+        return _token(self.name, token)
+
+
+def _token(name: str, token: int) -> bytes:
+    """The bytes of one token, from the rank file bpe-openai ships: its lines are
+    ``base64 rank`` in rank order, so the file is split once per process (only when a
+    token ends inside a character) and a token's line decoded when asked for."""
+    with _lock:
+        lines = _LINES.get(name)
+        if lines is None:
+            path = os.path.join(_folder() or "", "data", f"{name}.tiktoken.gz")
+            with open(path, "rb") as f:
+                lines = _LINES[name] = gzip.decompress(f.read()).split(b"\n")
+    parts = lines[token].split(b" ") if 0 <= token < len(lines) else []
+    if len(parts) != 2 or int(parts[1]) != token:
+        raise KeyError(f"token {token} is not in {name}")
+    return binascii.a2b_base64(parts[0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,6 +57,33 @@ def _deep_path(prompt: Prompt, seg: Segment | None, char: int) -> str | None:
     return seg.locate(char - start)
 
 
+@functools.cache
+def _builtin_table() -> dict:
+    return providers.load_table()
+
+
+def _token_ids(
+    prompt: Prompt,
+    tokenizer: Tokenizer,
+    memo: fingerprint.TokenMemo | None,
+    seen: dict[str, list[int]],
+) -> tuple[Sequence[int], list[fingerprint.SegmentSpan]]:
+    """A prompt's token ids and segment spans; each distinct segment text is tokenized
+    once per comparison (``seen``), or read from a fingerprint memo when one is given."""
+    if memo is not None:
+        return fingerprint.token_ids(prompt, tokenizer, memo)
+    ids: list[int] = []
+    spans = []
+    for seg in prompt.segments:
+        found = seen.get(seg.text)
+        if found is None:
+            found = seen[seg.text] = tokenizer.encode(seg.text)
+        start = len(ids)
+        ids += found
+        spans.append(fingerprint.SegmentSpan(seg.path, seg.kind, start, len(ids), ""))
+    return ids, spans
+
+
 def compare_prompts(
     a: Prompt,
     b: Prompt,
@@ -65,12 +94,12 @@ def compare_prompts(
     memo: fingerprint.TokenMemo | None = None,
 ) -> Comparison:
     """Compare two parsed requests (A earlier, B later). B is tokenized once, segment
-    by segment; A then only in the segments B lacks (``memo``, fresh unless given,
-    holds the rest), so a shared prefix or tail is never tokenized twice."""
-    table = table or providers.load_table()
-    memo = memo or fingerprint.TokenMemo()
-    ids_b, spans_b = fingerprint.token_ids(b, tokenizer, memo)
-    ids_a, spans_a = fingerprint.token_ids(a, tokenizer, memo)
+    by segment; A then only in the segments B lacks, so a shared prefix or tail is
+    never tokenized twice (``memo``: a fingerprint memo to read and fill too)."""
+    table = table or _builtin_table()
+    seen: dict[str, list[int]] = {}
+    ids_b, spans_b = _token_ids(b, tokenizer, memo, seen)
+    ids_a, spans_a = _token_ids(a, tokenizer, memo, seen)
     starts = list(zip((s.token_start for s in spans_a), a.starts(), strict=True))
     div = differ.from_token_ids(a.text, b.text, ids_a, ids_b, starts, tokenizer)
     cause = causes.classify(a, b, div.first_diff_char)

@@ -222,3 +222,14 @@ def test_bpe_openai_gives_tiktokens_cl100k_ids_on_the_golden_pairs(pair):
     for side in ("a.json", "b.json"):
         text = parse(json.loads((PAIRS / pair / side).read_text())).text
         assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_CORPUS)
+def test_o200k_token_bytes_join_to_the_text(text):
+    """Every token's bytes, those inside a character too (read from the shipped ranks)."""
+    enc = bpe.get_encoding("o200k_base")
+    ids = enc.encode_ordinary(text)
+    whole = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+    assert b"".join(enc.decode_single_token_bytes(t) for t in ids) == whole
+    assert enc.decode_bytes(ids) == whole
