@@ -5,6 +5,12 @@ cache order; B may append new turns after it. When several causes fit, the
 first in this order wins: model_changed / identical, reasoning_dropped,
 whitespace / key_order, dynamic_value, context_reordered, tools_reordered /
 tools_changed, system_changed, history_rewritten.
+
+The first differing pair of segments is where a cause is read (the one before
+the divergence when B only added to its end: a trailing newline), and inside
+it the lines around the differing characters (``analysis.region``), not the
+whole text. Two parts that both still appear, intact, in the other request did
+not change into each other: they moved, so a reorder is looked for first.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ and 90% of their length, prints medians of ``--repeat`` runs of:
   the GIL, so it encodes both files at once) and bpe-openai's Rust tokenizer
   (the exact o200k_base cachediag uses, loaded the fast way; it holds the GIL).
 - in process, the encoding loaded: the whole ``compare`` (parse both bodies,
-  tokenize, classify, price) beside encoding B once with the same tokenizer, and
-  the naive in-process equivalents; then the differ alone
+  tokenize, classify, price) and ``compare_prompts`` (the same from parsed
+  requests) beside encoding B's rendering once with the same tokenizer, and the
+  naive in-process equivalents; then the differ alone
   (``differ.first_difference``), the figure this script used to print.
 
 Targets (issue 18): the ``cachediag diff`` process >= 1.5x faster than the naive
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis import bpe, differ, fingerprint, tokens  # noqa: E402
-from analysis.compare import compare  # noqa: E402
+from analysis.compare import compare, compare_prompts  # noqa: E402
 from analysis.prompt import parse  # noqa: E402
 from benchmarks.workloads import agent_conversation, rag_request  # noqa: E402
 
@@ -71,7 +72,9 @@ print(next((i for i, (x, y) in pairs if x != y), min(len(ids_a), len(ids_b))))
 
 
 def timed(fn, repeat: int) -> float:
-    """Median wall time of ``fn`` in milliseconds."""
+    """Median wall time of ``fn`` in milliseconds, after one run not counted (it warms
+    the caches: files, bytecode)."""
+    fn()
     runs = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -106,8 +109,12 @@ def naive_in_process(enc, a: str, b: str, threads: int) -> int:
     )
 
 
+# As an installed package runs: bytecode written once and read after (the warm-up run).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _run(cmd: list[str]) -> None:
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=ENV)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{cmd[:4]} failed: {proc.stderr.strip()}")
 
@@ -151,6 +158,7 @@ def bench_in_process(body_a: dict, bodies: list[tuple[float, dict]], repeat: int
     print(f"in process, encoding loaded ({tok.name} loads in {load_ms:.1f} ms); median of {repeat}")
     print(
         f"{'diverge at':>10} {'compare ms':>11} {'encode B ms':>12} {'ratio':>6}"
+        f" {'parsed ms':>10} {'ratio':>6}"
         f" {'naive rust ms':>14} {'naive tiktoken ms':>18} {'differ only ms':>15}"
     )
     for share, body_b in bodies:
@@ -158,12 +166,14 @@ def bench_in_process(body_a: dict, bodies: list[tuple[float, dict]], repeat: int
         result = compare(body_a, body_b)
         assert result.first_diff_token == naive_in_process(tok.encoding, a.text, b.text, 1)
         t_cmp = timed(lambda body_b=body_b: compare(body_a, body_b), repeat)
+        t_prs = timed(lambda b=b: compare_prompts(a, b, tok), repeat)
         t_enc = timed(lambda b=b: tok.encode(b.text), repeat)
         t_rs = timed(lambda b=b: naive_in_process(tok.encoding, a.text, b.text, 1), repeat)
         t_tt = timed(lambda b=b: naive_in_process(tt, a.text, b.text, tokens.WORKERS), repeat)
         t_diff = timed(lambda b=b: differ.first_difference(a.text, b.text, tok), repeat)
         print(
             f"{share:>10.0%} {t_cmp:11.1f} {t_enc:12.1f} {t_cmp / t_enc:5.2f}x"
+            f" {t_prs:10.1f} {t_prs / t_enc:5.2f}x"
             f" {t_rs:14.1f} {t_tt:18.1f} {t_diff:15.1f}"
         )
 

@@ -233,3 +233,22 @@ def test_o200k_token_bytes_join_to_the_text(text):
     whole = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
     assert b"".join(enc.decode_single_token_bytes(t) for t in ids) == whole
     assert enc.decode_bytes(ids) == whole
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4.1", "gpt-5", "o3"])
+def test_modern_openai_requests_are_diffed_and_fingerprinted_exactly(model):
+    from analysis import fingerprint
+    from analysis.compare import compare
+    from tests.cases import base_spec, build
+
+    spec = base_spec()
+    spec["model"] = model
+    body = build("openai_chat", spec)
+    result = compare(body, body)
+    assert (result.encoding, result.encoding_requested, result.encoding_exact) == (
+        "o200k_base",
+        "o200k_base",
+        True,
+    )
+    fp = fingerprint.fingerprint(parse(body), tokens.resolve(model), memo=fingerprint.TokenMemo())
+    assert fp.encoding == "o200k_base" and fp.total_tokens == result.tokens_b
