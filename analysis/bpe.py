@@ -27,7 +27,7 @@ _PACKAGE = "bpe_openai"
 
 _lock = threading.Lock()
 _module: Any = None  # the compiled module, once loaded; False when it cannot be
-_LINES: dict[str, list[bytes]] = {}  # the rank file's lines, per encoding, read when needed
+_DATA: dict[str, bytes] = {}  # the rank file, per encoding, read when first needed
 
 
 def _folder() -> str | None:
@@ -116,16 +116,16 @@ class Encoding:
 
 
 def _token(name: str, token: int) -> bytes:
-    """The bytes of one token, from the rank file bpe-openai ships: its lines are
-    ``base64 rank`` in rank order, so the file is split once per process (only when a
-    token ends inside a character) and a token's line decoded when asked for."""
+    """The bytes of one token, from the rank file bpe-openai ships (lines of ``base64
+    rank``): decompressed once per process, only when a token starts or ends inside a
+    character, and searched for the one line that ends in `` rank``."""
     with _lock:
-        lines = _LINES.get(name)
-        if lines is None:
+        data = _DATA.get(name)
+        if data is None:
             path = os.path.join(_folder() or "", "data", f"{name}.tiktoken.gz")
             with open(path, "rb") as f:
-                lines = _LINES[name] = gzip.decompress(f.read()).split(b"\n")
-    parts = lines[token].split(b" ") if 0 <= token < len(lines) else []
-    if len(parts) != 2 or int(parts[1]) != token:
+                data = _DATA[name] = gzip.decompress(f.read())
+    end = data.find(b" %d\n" % token) if token >= 0 else -1
+    if end < 0:
         raise KeyError(f"token {token} is not in {name}")
-    return binascii.a2b_base64(parts[0])
+    return binascii.a2b_base64(data[data.rfind(b"\n", 0, end) + 1 : end])
