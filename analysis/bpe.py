@@ -117,15 +117,21 @@ class Encoding:
 
 def _token(name: str, token: int) -> bytes:
     """The bytes of one token, from the rank file bpe-openai ships (lines of ``base64
-    rank``): decompressed once per process, only when a token starts or ends inside a
-    character, and searched for the one line that ends in `` rank``."""
+    rank`` in rank order): decompressed once per process, only when a token starts or
+    ends inside a character, and its line found by bisection."""
     with _lock:
         data = _DATA.get(name)
         if data is None:
             path = os.path.join(_folder() or "", "data", f"{name}.tiktoken.gz")
             with open(path, "rb") as f:
-                data = _DATA[name] = gzip.decompress(f.read())
-    end = data.find(b" %d\n" % token) if token >= 0 else -1
-    if end < 0:
-        raise KeyError(f"token {token} is not in {name}")
-    return binascii.a2b_base64(data[data.rfind(b"\n", 0, end) + 1 : end])
+                data = _DATA[name] = gzip.decompress(f.read()).strip(b"\n")
+    lo, hi = 0, len(data)
+    while lo < hi:
+        start = data.rfind(b"\n", 0, (lo + hi) // 2) + 1
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        encoded, _, rank = data[start:end].partition(b" ")
+        if int(rank) == token:
+            return binascii.a2b_base64(encoded)
+        lo, hi = (end + 1, hi) if int(rank) < token else (lo, start)
+    raise KeyError(f"token {token} is not in {name}")
