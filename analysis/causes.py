@@ -5,6 +5,12 @@ cache order; B may append new turns after it. When several causes fit, the
 first in this order wins: model_changed / identical, reasoning_dropped,
 whitespace / key_order, dynamic_value, context_reordered, tools_reordered /
 tools_changed, system_changed, history_rewritten.
+
+The first differing pair of segments is where a cause is read (the one before
+the divergence when B only added to its end: a trailing newline), and inside
+it the lines around the differing characters (``analysis.region``), not the
+whole text. Two parts that both still appear, intact, in the other request did
+not change into each other: they moved, so a reorder is looked for first.
 """
 
 from __future__ import annotations
@@ -13,10 +19,11 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass
 
-from analysis import canonical, volatile
+from analysis import canonical, region, volatile
+from analysis.differ import common_prefix_length
 from analysis.prompt import Prompt, Segment
 
-MAX_REORDERED = 64  # segments looked at for a reordered run of documents
+MAX_REORDERED = 4_096  # segments looked at for a reordered run of documents
 SHAPE_CAUSES = (
     "identical",
     "appended",
@@ -102,35 +109,47 @@ def _cause(code: str, seg: Segment | None = None, side: str | None = None, **fmt
     return Cause(code, path, side if seg else None, text, _FIX[code])
 
 
-def _at(prompt: Prompt, char: int) -> Segment | None:
-    starts = prompt.starts()
-    if char >= len(prompt.text):
-        return None
-    return prompt.segments[bisect.bisect_right(starts, char) - 1]
+def _first_changed(a: Prompt, b: Prompt, char: int) -> int:
+    """Index of the first segment whose text differs: the one holding character ``char``
+    of A, or the one before when ``char`` starts a segment and the previous one grew
+    (B added to its end: a trailing newline, a longer description)."""
+    starts = a.starts()
+    index = bisect.bisect_right(starts, char) - 1
+    if index > 0 and starts[index] == char:
+        before = index - 1
+        if before >= len(b.segments) or a.segments[before].text != b.segments[before].text:
+            return before
+    return index
 
 
 def classify(a: Prompt, b: Prompt, char: int) -> Cause:
-    """The cause of the first divergence at character ``char`` of the renderings."""
+    """The cause of the first divergence at character ``char`` of the renderings.
+
+    Only the first differing pair of segments is looked at, and inside it only the
+    lines around the differing characters, unless a cause needs the whole part
+    (key order, reordered items)."""
     if a.model and b.model and a.model != b.model:
         return _cause("model_changed", a=a.model, b=b.model)
-    text_a, text_b = a.text, b.text
-    if text_a == text_b:
+    if a.text == b.text:
         return _cause("identical")
-    sa, sb = _at(a, char), _at(b, char)
-    if sa is None:
-        return _cause("appended", sb, "b")
-    if (
-        sa.kind == "reasoning"
-        and sa.body.strip()
-        and (sb is None or sb.kind != "reasoning" or not sb.body.strip())
-    ):
+    if char >= len(a.text):
+        index = len(a.segments)
+        return _cause("appended", b.segments[index] if index < len(b.segments) else None, "b")
+    index = _first_changed(a, b, char)
+    sa = a.segments[index]
+    sb = b.segments[index] if index < len(b.segments) else None
+    if _reasoning_dropped(a, index, sb):
         return _cause("reasoning_dropped", sa, "a")
     seg, side = _changed(a, b, sa, sb)
+    moved = sb is not None and _moved(a, b, sa, sb)
+    reordered = _reordered_segments(a, b, index) if moved else None
+    if reordered:  # both parts are still there, elsewhere: an order, not a value, changed
+        return _cause("context_reordered", reordered, "a")
     if sb is not None and sa.kind == sb.kind:
         found = _same_kind(sa, sb, seg, side)
         if found:
             return found
-    reordered = _reordered_segments(a, b, sa, sb)
+    reordered = None if moved else _reordered_segments(a, b, index)
     if reordered:
         return _cause("context_reordered", reordered, "a")
     if "tool" in (sa.kind, getattr(sb, "kind", None)):
@@ -141,6 +160,32 @@ def classify(a: Prompt, b: Prompt, char: int) -> Cause:
     if "system" in (sa.kind, getattr(sb, "kind", None)):
         return _cause("system_changed", seg, side)
     return _cause("history_rewritten", seg, side)
+
+
+def _reasoning_dropped(a: Prompt, index: int, sb: Segment | None) -> bool:
+    """A's reasoning at ``index`` is gone from B: removed (B goes on with what followed
+    it: another block, a redacted one's neighbour), emptied, or stripped of fields
+    (a Responses reasoning item without its encrypted content)."""
+    sa = a.segments[index]
+    if sa.kind != "reasoning" or not sa.body.strip():
+        return False
+    if sb is None or sb.kind != "reasoning" or not sb.body.strip():
+        return True
+    after = a.segments[index + 1] if index + 1 < len(a.segments) else None
+    if after is not None and after.text == sb.text:
+        return True
+    va, vb = sa.value, sb.value
+    return (
+        isinstance(va, dict)
+        and isinstance(vb, dict)
+        and set(vb) < set(va)
+        and all(va[k] == vb[k] for k in vb)
+    )
+
+
+def _moved(a: Prompt, b: Prompt, sa: Segment, sb: Segment) -> bool:
+    """Do both differing parts appear, intact, in the other request too?"""
+    return any(s.text == sa.text for s in b.segments) and any(s.text == sb.text for s in a.segments)
 
 
 def _changed(a: Prompt, b: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, str]:
@@ -161,38 +206,50 @@ def _changed_tool(a: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, 
 
 def _same_kind(sa: Segment, sb: Segment, seg: Segment, side: str) -> Cause | None:
     """Causes visible inside one pair of corresponding segments."""
-    if canonical.squash(sa.text) == canonical.squash(sb.text):
+    wa, wb = region.windows(sa.text, sb.text)
+    if region.blank(wa) == region.blank(wb):
         return _cause("whitespace", seg, side)
-    if canonical.canonical_json(sa.text) == canonical.canonical_json(sb.text):
+    if region.jsonish(wa, wb) and canonical.canonical_json(sa.text) == canonical.canonical_json(
+        sb.text
+    ):
         return _cause("key_order", seg, side)
-    masked_a = volatile.mask(sa.text)
-    masked_b = volatile.mask(sb.text)
-    if masked_a == masked_b and masked_a != sa.text:
-        return _cause("dynamic_value", seg, side, detail=_volatile_detail(sa.text, sb.text))
+    masked_a, masked_b = volatile.mask(wa), volatile.mask(wb)
+    if masked_a == masked_b and masked_a != wa:
+        return _cause("dynamic_value", seg, side, detail=_volatile_detail(wa, wb))
     if volatile.unstamped(masked_a) == volatile.unstamped(masked_b):
         return _cause("dynamic_value", seg, side, detail="a line labelling a volatile value")
+    counter = region.incremented(wa, wb)
+    if counter:
+        return _cause("dynamic_value", seg, side, detail=f"counter {counter}")
     if canonical.order_free(sa.body) == canonical.order_free(sb.body):
         return _cause("context_reordered", seg, side)
     return None
 
 
 def _volatile_detail(text_a: str, text_b: str) -> str:
-    pairs = enumerate(zip(text_a, text_b, strict=False))
-    start = next((i for i, (x, y) in pairs if x != y), min(len(text_a), len(text_b)))
+    start = common_prefix_length(text_a, text_b)
     va, vb = volatile.covering(text_a, start), volatile.covering(text_b, start)
     if va and vb:
         return f"{va.kind} {va.text!r} → {vb.text!r}"
     return "a volatile value"
 
 
-def _reordered_segments(a: Prompt, b: Prompt, sa: Segment, sb: Segment | None) -> Segment | None:
-    """Non-tool segments that are the same multiset in another order (documents, hits)."""
+def _reordered_segments(a: Prompt, b: Prompt, index: int) -> Segment | None:
+    """Non-tool segments from ``index`` on that are, over some run of two or more, the
+    same multiset in another order (documents, hits): one pass, counting the texts
+    that one side still lacks."""
+    sa = a.segments[index]
+    sb = b.segments[index] if index < len(b.segments) else None
     if sb is None or "tool" in (sa.kind, sb.kind):
         return None
-    ia, ib = a.segments.index(sa), b.segments.index(sb)
-    tail_a = [s.text for s in a.segments[ia:]]
-    tail_b = [s.text for s in b.segments[ib:]]
-    for k in range(2, min(len(tail_a), len(tail_b), MAX_REORDERED) + 1):
-        if Counter(tail_a[:k]) == Counter(tail_b[:k]):
+    balance: Counter[str] = Counter()
+    unmatched = 0
+    limit = min(len(a.segments), len(b.segments), index + MAX_REORDERED)
+    for k in range(index, limit):
+        for text, step in ((a.segments[k].text, 1), (b.segments[k].text, -1)):
+            before = balance[text]
+            balance[text] = before + step
+            unmatched += (before + step != 0) - (before != 0)
+        if unmatched == 0 and k > index:
             return sa
     return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -55,6 +57,70 @@ def _deep_path(prompt: Prompt, seg: Segment | None, char: int) -> str | None:
     return seg.locate(char - start)
 
 
+@functools.cache
+def _builtin_table() -> dict:
+    return providers.load_table()
+
+
+def _token_ids(
+    prompt: Prompt,
+    tokenizer: Tokenizer,
+    memo: fingerprint.TokenMemo | None,
+    seen: dict[str, list[int]],
+) -> tuple[Sequence[int], list[fingerprint.SegmentSpan]]:
+    """A prompt's token ids and segment spans; each distinct segment text is tokenized
+    once per comparison (``seen``), or read from a fingerprint memo when one is given."""
+    if memo is not None:
+        return fingerprint.token_ids(prompt, tokenizer, memo)
+    ids: list[int] = []
+    spans = []
+    for seg in prompt.segments:
+        found = seen.get(seg.text)
+        if found is None:
+            found = seen[seg.text] = tokenizer.encode(seg.text)
+        start = len(ids)
+        ids += found
+        spans.append(fingerprint.SegmentSpan(seg.path, seg.kind, start, len(ids), ""))
+    return ids, spans
+
+
+def _marked(prompt: Prompt) -> bool:
+    return prompt.cache_control_auto or any(s.cache_control for s in prompt.segments)
+
+
+def _tokenize(
+    a: Prompt, b: Prompt, tokenizer: Tokenizer, memo: fingerprint.TokenMemo | None
+) -> tuple[Sequence[int], Sequence[int], list[tuple[int, int]], list[int]]:
+    """Both prompts' ids, (token, character) starts of A's pieces, and the breakpoints
+    B reads. Segment boundaries are token-exact cuts, so B is tokenized as three
+    pieces (the segments shared from the start, those that differ, those shared to the
+    end) and A only in its differing middle. Breakpoints or a memo need every segment's
+    tokens: then segment by segment, each distinct text once."""
+    if memo is not None or _marked(a) or _marked(b):
+        seen: dict[str, list[int]] = {}
+        ids_b, spans_b = _token_ids(b, tokenizer, memo, seen)
+        ids_a, spans_a = _token_ids(a, tokenizer, memo, seen)
+        starts = list(zip((s.token_start for s in spans_a), a.starts(), strict=True))
+        written, reading = fingerprint.breakpoints(a, spans_a), fingerprint.breakpoints(b, spans_b)
+        return ids_a, ids_b, starts, list(written) if reading else []
+    sa, sb = a.segments, b.segments
+    head = 0
+    while head < min(len(sa), len(sb)) and sa[head].text == sb[head].text:
+        head += 1
+    tail = 0
+    while tail < min(len(sa), len(sb)) - head and sa[-1 - tail].text == sb[-1 - tail].text:
+        tail += 1
+    cuts_a = (*a.starts(), len(a.text))
+    cuts_b = (*b.starts(), len(b.text))
+    mid_a, end_a = cuts_a[head], cuts_a[len(sa) - tail]
+    mid_b, end_b = cuts_b[head], cuts_b[len(sb) - tail]
+    shared, middle_b, middle_a, after = tokenizer.encode_chunks(
+        [b.text[:mid_b], b.text[mid_b:end_b], a.text[mid_a:end_a], b.text[end_b:]]
+    )
+    starts = [(0, 0), (len(shared), mid_a), (len(shared) + len(middle_a), end_a)]
+    return shared + middle_a + after, shared + middle_b + after, starts, []
+
+
 def compare_prompts(
     a: Prompt,
     b: Prompt,
@@ -62,18 +128,18 @@ def compare_prompts(
     provider: str | None = None,
     block_size: int = fingerprint.DEFAULT_BLOCK_SIZE,
     table: dict | None = None,
+    memo: fingerprint.TokenMemo | None = None,
 ) -> Comparison:
-    """Compare two parsed requests (A earlier, B later)."""
-    table = table or providers.load_table()
-    div = differ.first_difference(a.text, b.text, tokenizer)
-    ids_a, spans_a = fingerprint.token_ids(a, tokenizer)
-    ids_b, spans_b = fingerprint.token_ids(b, tokenizer)
+    """Compare two parsed requests (A earlier, B later). B is tokenized once, segment
+    by segment; A then only in the segments B lacks, so a shared prefix or tail is
+    never tokenized twice (``memo``: a fingerprint memo to read and fill too)."""
+    table = table or _builtin_table()
+    ids_a, ids_b, starts, points = _tokenize(a, b, tokenizer, memo)
+    div = differ.from_token_ids(a.text, b.text, ids_a, ids_b, starts, tokenizer)
     cause = causes.classify(a, b, div.first_diff_char)
     side_prompt = b if cause.side == "b" else a
     seg = next((s for s in side_prompt.segments if s.path == cause.segment), None)
     provider = provider or providers.provider_for(b.format, b.model)
-    written, reading = fingerprint.breakpoints(a, spans_a), fingerprint.breakpoints(b, spans_b)
-    points = list(written) if reading else []
     shared = len(ids_a) if div.identical else div.first_diff_token
     if cause.code == "model_changed":
         shared = 0

@@ -17,6 +17,8 @@ inside the shared prefix, so both texts are cut at the same places.
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analysis.tokens import WORKERS, Tokenizer
@@ -40,8 +42,9 @@ class Divergence:
     tokens_b: tuple[bytes, ...]
 
 
-def common_prefix_length(a: str, b: str) -> int:
-    """Length of the longest common prefix, by slice compares (C speed)."""
+def common_prefix_length(a: Sequence, b: Sequence) -> int:
+    """Length of the longest common prefix of two strings or arrays, by slice compares
+    (C speed)."""
     n = min(len(a), len(b))
     lo, step = 0, 1024
     while lo < n:
@@ -136,3 +139,40 @@ def first_difference(
         tokens_a=tuple(to_bytes(t) for t in ids_a[index : index + SHOWN_TOKENS]),
         tokens_b=tuple(to_bytes(t) for t in ids_b[index : index + SHOWN_TOKENS]),
     )
+
+
+def from_token_ids(
+    a: str,
+    b: str,
+    ids_a: Sequence[int],
+    ids_b: Sequence[int],
+    starts: Sequence[tuple[int, int]],
+    tokenizer: Tokenizer,
+) -> Divergence:
+    """The divergence of two renderings already tokenized in full (segment by segment,
+    which the rendering keeps token-exact): the first differing id, found by block
+    compares. ``starts`` holds (token index, character offset) of A's segment starts,
+    so only the tokens of one segment are decoded to find the byte offset."""
+    char = common_prefix_length(a, b)
+    index = common_prefix_length(ids_a, ids_b)
+    to_bytes = tokenizer.token_bytes
+    context = tuple(to_bytes(t) for t in ids_a[max(index - CONTEXT_TOKENS, 0) : index])
+    if char == len(a) == len(b):
+        return Divergence(True, char, len(ids_a), _utf8_length(a, len(a)), context, (), ())
+    at = max(bisect.bisect_right(starts, (index, len(a) + 1)) - 1, 0)
+    token_start, char_start = starts[at] if starts else (0, 0)
+    byte = _utf8_length(a, char_start)
+    byte += len(tokenizer.decode_bytes(list(ids_a[token_start:index])))
+    return Divergence(
+        identical=False,
+        first_diff_char=char,
+        first_diff_token=index,
+        first_diff_byte=byte,
+        context=context,
+        tokens_a=tuple(to_bytes(t) for t in ids_a[index : index + SHOWN_TOKENS]),
+        tokens_b=tuple(to_bytes(t) for t in ids_b[index : index + SHOWN_TOKENS]),
+    )
+
+
+def _utf8_length(text: str, end: int) -> int:
+    return len(text[:end].encode("utf-8", "surrogatepass"))

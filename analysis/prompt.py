@@ -25,6 +25,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 from analysis import jsonpath, retention
@@ -102,17 +104,18 @@ class Prompt:
     cache_control_auto: bool = False  # Anthropic top-level automatic caching
     retention_s: int | None = None  # the cache lifetime the request asked for, if any
 
-    @property
+    @cached_property
     def text(self) -> str:
         return "".join(s.text for s in self.segments)
 
     def starts(self) -> list[int]:
         """Character offset of each segment in ``text``."""
-        out, pos = [], 0
-        for seg in self.segments:
-            out.append(pos)
-            pos += len(seg.text)
-        return out
+        return list(self._starts)
+
+    @cached_property
+    def _starts(self) -> tuple[int, ...]:
+        lengths = (len(s.text) for s in self.segments[:-1])
+        return (0, *accumulate(lengths)) if self.segments else ()
 
     @property
     def tools(self) -> list[Segment]:

@@ -38,14 +38,25 @@ _AT_WORD: tuple[tuple[str, str], ...] = (
     ),
     ("hex", r"\b(?=[0-9a-fA-F]*[a-fA-F])(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{12,}\b"),
     ("epoch", r"\b1[5-9]\d{8}(?:\d{3})?(?:\.\d+)?\b"),
+    ("timestamp", r"\b\d{8}T\d{6}(?:[.,]\d+)?Z?\b"),  # compact ISO 8601 (X-Amz-Date)
     (
         "counter",
-        r"\b(?i:(?:request|req|turn|seq|sequence|counter|nonce|attempt|iteration|run)"
-        r"[\s_]*(?:#|no\.?|id|number)?[\s_]*[:=#]?\s*\d+\b)",
+        r"\b(?i:(?:request|req|turn|seq|sequence|counter|count|nonce|attempt|iteration|run|"
+        r"calls?|invocations?|step|retry|retries|tick|poll)s?"
+        r"(?:[\s_]+(?:so[\s_]far|made|total|count))?"
+        r"[\s_]*(?:#|no\.?|id|number)?[\s_]*[:=#]?\s*\d+\b)"
+        r"|\b(?i:(?:called|invoked|used|run)\s\d+\stimes)\b",
     ),
 )
 _ANYWHERE: tuple[tuple[str, str], ...] = (
     ("counter", r"#\d{2,}\b"),
+    (  # the query parameters that expire or sign a presigned URL (S3, GCS, CloudFront, SAS)
+        "signed_url",
+        r"(?<=[?&])(?i:x-amz-(?:date|expires|signature|credential|security-token)|"
+        r"x-goog-(?:date|expires|signature|credential)|signature|sig|se|st|expires|expiry|"
+        r"policy|key-pair-id|token|access_token|hmac)"
+        r"=(?=[^&\s\"'{}()\[\]<>;!?*|\\`~^$@#]*\d)[^&\s\"'{}()\[\]<>;!?*|\\`~^$@#]+",
+    ),
     (
         "signature",
         r"(?<![A-Za-z0-9+/_\-])(?=[A-Za-z0-9+/_\-]*\d)(?=[A-Za-z0-9+/_\-]*[A-Za-z])"
@@ -68,7 +79,7 @@ _COMBINED = _combined()
 # one run between them. Every value's run holds a digit, a weekday or a UUID's first dash
 # (the one kind that may do without digits); runs without one are not scanned. In JSON,
 # quotes and brackets cut a text into short runs, most of them without a digit.
-_REGION = re.compile(r"[^\"'{}()\[\]<>;!?*&|\\`~^$%@]+")
+_REGION = re.compile(r"[^\"'{}()\[\]<>;!?*&|\\`~^$@]+")
 _POSSIBLE = re.compile(r"\d|day|[0-9a-fA-F]{8}-")
 MASK = "\x00"
 

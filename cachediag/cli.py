@@ -49,7 +49,7 @@ def render(file: str, request_format: str | None) -> None:
 
 @main.command()
 @click.argument("file_a")
-@click.argument("file_b")
+@click.argument("file_b", required=False)
 @request_format
 @encoding_option
 @provider_option
@@ -64,7 +64,7 @@ def render(file: str, request_format: str | None) -> None:
 @output_format
 def diff(
     file_a: str,
-    file_b: str,
+    file_b: str | None,
     request_format: str | None,
     encoding: str | None,
     provider: str | None,
@@ -77,19 +77,42 @@ def diff(
     Reports the first differing token (index, byte offset, request part and
     deepest JSON path), the cause, the fix, and the tokens and dollars the miss
     costs. Exit status: 0 identical, 1 different, 2 bad input, as diff(1).
+
+    \b
+    Many pairs at once (CI), one line each (one JSON object per line with
+    --format json), exit 1 when any pair differs:
+      cachediag diff a.jsonl b.jsonl   JSONL files of requests, line by line
+      cachediag diff PAIRS/            a folder per pair, each with a.json, b.json
     """
     from analysis.compare import compare_prompts
-    from cachediag import report
+    from cachediag import pairs
 
-    a, b = parse_request(file_a, request_format), parse_request(file_b, request_format)
-    tokenizer = tokenizer_for(b.model or a.model, encoding)
+    todo = pairs.load(file_a, file_b, request_format)
     table = price_table(prices)
-    result = compare_prompts(a, b, tokenizer, provider, block_size, table)
+    differs = False
+    for pair in todo:
+        a, b = pair.a, pair.b
+        tokenizer = tokenizer_for(b.model or a.model, encoding)
+        result = compare_prompts(a, b, tokenizer, provider, block_size, table)
+        differs = differs or result.cause != "identical"
+        if pairs.is_batch(file_a, file_b):
+            _batch_line(pair.name, result, output)
+        elif output == "json":
+            click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        else:
+            from cachediag import report
+
+            report.diff_report(result, file_a, pair.name, report.console())
+    sys.exit(1 if differs else 0)
+
+
+def _batch_line(name: str, result, output: str) -> None:
     if output == "json":
-        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2))
+        click.echo(json.dumps({"pair": name, **result.to_dict()}, ensure_ascii=False))
     else:
-        report.diff_report(result, file_a, file_b, report.console())
-    sys.exit(0 if result.cause == "identical" else 1)
+        from cachediag import report
+
+        click.echo(report.diff_line(name, result))
 
 
 @main.command()

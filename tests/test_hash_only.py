@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from analysis import causes, fingerprint, prompt
+from analysis import causes, fingerprint, prompt, tokens
 from analysis.differ import common_prefix_length
 from analysis.segmaps import segment_map, shape_cause
 from collector import attributes as A
@@ -31,11 +31,16 @@ DOCS = [
 
 
 def hash_row(
-    rid: str, ts: float, request: dict, cached: int | None = None, session: str = "s1"
+    rid: str,
+    ts: float,
+    request: dict,
+    cached: int | None = None,
+    session: str = "s1",
+    tok=TOK,
 ) -> dict:
     """A stored row of ``request`` without its content: what the explainer reads."""
     parsed = prompt.parse(request)
-    fp = fingerprint.fingerprint(parsed, TOK, memo=fingerprint.TokenMemo())
+    fp = fingerprint.fingerprint(parsed, tok, memo=fingerprint.TokenMemo())
     attrs = A.fingerprint_attributes(fp)
     return {
         "id": rid,
@@ -366,6 +371,6 @@ def test_the_instrumentation_ingest_and_replay_carry_the_same_segment_map():
     finally:
         provider.shutdown()
     logged = request_record({"time": 0, "request": request}, capture=False).attributes
-    expected = hash_row("x", 0, request)["segments"]
+    expected = hash_row("x", 0, request, tok=tokens.resolve(request["model"]))["segments"]
     assert in_service[A.SEGMENTS.name] == logged[A.SEGMENTS.name] == expected
     assert any(s[5] for s in segment_map(expected))  # the timestamp's masked hash

