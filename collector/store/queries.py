@@ -72,15 +72,23 @@ def clamped_sum(expr: str) -> str:
     return f"greatest(least(sum(({expr})::HUGEINT), {_INT64[1]}), {_INT64[0]})::BIGINT"
 
 
-def traffic(cur: duckdb.DuckDBPyConnection) -> Iterator[dict]:
-    """Every request in time order, with what a what-if replay needs, streamed."""
-    result = cur.execute(
-        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
-        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
-        "FROM requests ORDER BY ts, id"
+def traffic(cur: duckdb.DuckDBPyConnection, newest: int | None = None) -> Iterator[dict]:
+    """Every request in time order (``newest``: only the newest that many), with what a
+    what-if replay needs, streamed."""
+    columns = (
+        "ts, id, route, session_key, request_model, prefix_hash, segments, "
+        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms"
     )
+    source = "requests"
+    if newest is not None:
+        source = f"(SELECT {columns} FROM requests ORDER BY ts DESC, id DESC LIMIT {int(newest)})"
+    result = cur.execute(f"SELECT {columns} FROM {source} ORDER BY ts, id")
     names = [d[0] for d in result.description]
-    return (dict(zip(names, row, strict=True)) for row in iter(result.fetchone, None))
+    return (
+        dict(zip(names, row, strict=True))
+        for rows in iter(lambda: result.fetchmany(2048), [])
+        for row in rows
+    )
 
 
 @dataclass(frozen=True)
@@ -200,25 +208,6 @@ def _finish_series(series: pl.DataFrame, misses: pl.DataFrame, table: dict) -> p
         )
         .sort("window", "group", nulls_last=True)
     )
-
-
-def explanations(
-    cur: duckdb.DuckDBPyConnection,
-    filters: Filters,
-    cause: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> pl.DataFrame:
-    """Explained requests (misses first), newest first."""
-    where, params = filters.where("r")
-    if cause:
-        where += " AND e.cause = ?"
-        params.append(cause)
-    return cur.sql(
-        f"SELECT e.*, r.ts, r.route, r.replica, r.request_model FROM explanations e "
-        f"JOIN requests r USING (id) WHERE {where} ORDER BY r.ts DESC LIMIT ? OFFSET ?",
-        params=[*params, limit, offset],
-    ).pl()
 
 
 def alerts(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataFrame:
