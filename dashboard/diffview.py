@@ -53,7 +53,11 @@ def side_by_side(comparison: dict[str, Any]) -> str:
     context = excerpt.get("context") or []
     shared = int(comparison.get("first_diff_token") or 0)
     hidden = max(shared - len(context), 0)
-    collapsed = f'<span class="cd-shared">⋯ {hidden:,} shared tokens</span>' if hidden else ""
+    collapsed = (
+        f'<span class="cd-shared">⋯ {hidden:,} shared tokens</span>'
+        if hidden
+        else '<span class="cd-shared">start of prompt</span>'
+    )
     context_html = f'<span class="cd-ctx">{html.escape("".join(context))}</span>'
     sides = []
     for name, key, css, total in (

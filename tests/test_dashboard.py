@@ -137,7 +137,7 @@ def test_misses_page_pages_in_the_server_and_draws_the_diff(server, monkeypatch)
     assert not at.exception
     assert "First differing token" in " ".join(m.value for m in at.markdown)
     drawn = " ".join(h.proto.body for h in at.get("html"))
-    assert "shared tokens" in drawn and "cd-a" in drawn and "cd-b" in drawn
+    assert "cd-shared" in drawn and "cd-a" in drawn and "cd-b" in drawn
     assert "first differing block" in drawn and drawn.count('class="cd-bar"') == 2
 
 

@@ -36,13 +36,14 @@ if not empty_note(frame, "alerts"):
     )
     pager("alerts_page", total, pages, "alerts")
     for n, incident in enumerate(found):
+        since = incident["started_at"]
         head = (
             f"{'🔴' if incident['state'] == 'firing' else '⚪'} {incident['label']} · "
+            f"{since:%Y-%m-%d %H:%M} · "
             f"{', '.join(s['rule'] for s in incident['signals'])} · "
             f"{incident['cause'] or 'no cause yet'} · ${incident['cost_per_hour']:,.2f}/h"
         )
         with st.expander(head):
-            since = incident["started_at"]
             until = incident["resolved_at"]
             st.markdown(
                 f"`{incident['state']}` since {since:%Y-%m-%d %H:%M}"
