@@ -65,10 +65,10 @@ def test_alerts_page_shows_one_row_per_incident_and_links_to_misses(server, monk
         "state",
         "where",
         "since",
-        "signals",
         "cause",
         "cost / h",
         "trend",
+        "signals",
     ]
     assert len(table) == len(heads)
     at.button[0].click().run()  # "Show its misses" switches to the Misses page

@@ -17,10 +17,10 @@ if not empty_note(frame, "alerts"):
             "state": [("🔴 " if i["state"] == "firing" else "⚪ ") + i["state"] for i in found],
             "where": [i["label"] for i in found],
             "since": [i["started_at"] for i in found],
-            "signals": [signals_text(i["signals"]) for i in found],
             "cause": [i["cause"] or "" for i in found],
             "cost / h": [i["cost_per_hour"] for i in found],
             "trend": [i["sparkline"] or None for i in found],
+            "signals": [signals_text(i["signals"]) for i in found],
         }
     )
     st.caption(f"{len(found):,} incidents on this page")
