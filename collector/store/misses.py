@@ -1,13 +1,16 @@
 """SQL over explanations: one page of explained requests (misses only when asked), how
 many match, and the missed cost per window and cause.
 
-A page is chosen before anything is joined: the matching ids and times come from a
-join of two narrow projections (the explanation's id and cause, the request's id, time
-and filtered columns), ordered by time and cut to the page; only the page's rows are
-then read whole. Misses leave out ``no_miss`` and ``cold_start`` in SQL.
+A page is chosen before anything is joined whole: the matching ids and times come from
+the newest span of requests (a longer one only when it holds too few) semi-joined with
+the explanations' ids of the causes asked for, ordered by time and cut to the page;
+only the page's rows are then read whole, through the primary keys. Misses leave out
+``no_miss`` and ``cold_start`` in SQL.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import duckdb
 import polars as pl
@@ -15,6 +18,7 @@ import polars as pl
 from collector.store.queries import Filters
 
 NOT_MISSES = ("no_miss", "cold_start")  # explained, but nothing a user could act on
+SPAN_GROWTH = 8  # how much longer each search for a page looks back
 
 
 def _cause_where(cause: str | None, misses: bool) -> tuple[str, list]:
@@ -42,18 +46,58 @@ def page(
 ) -> pl.DataFrame:
     """Explained requests, newest first, one page (``misses``: leave out no_miss and
     cold_start)."""
+    chosen = _chosen(cur, filters, cause, limit, offset, misses)
+    if not chosen:
+        ids: list[str] = []
+        marks = "NULL"
+    else:
+        ids = [i for i, _ in chosen]
+        marks = ", ".join("?" for _ in ids)
+    return cur.sql(  # the page's rows whole, through the primary keys
+        f"""
+        SELECT x.*, r.ts, r.route, r.replica, r.request_model
+        FROM (SELECT * FROM explanations WHERE id IN ({marks})) x
+        JOIN (SELECT id, ts, route, replica, request_model FROM requests
+              WHERE id IN ({marks})) r USING (id)
+        ORDER BY r.ts DESC, x.id""",
+        params=[*ids, *ids],
+    ).pl()
+
+
+def _chosen(
+    cur: duckdb.DuckDBPyConnection,
+    filters: Filters,
+    cause: str | None,
+    limit: int,
+    offset: int,
+    misses: bool,
+) -> list[tuple[str, object]]:
+    """The page's (id, ts): searched in the newest hour of requests first, then in
+    eight times as long a span each time, until the span holds the page or everything
+    (a span from a time on holds every row newer than it, so its page is the page)."""
+    first, last = cur.execute("SELECT min(ts), max(ts) FROM requests").fetchall()[0]
+    if first is None:
+        return []
+    if filters.until is not None:
+        last = min(last, filters.until)
     where, params = filters.where("r")
     which, cause_params = _cause_where(cause, misses)
-    return cur.sql(
-        f"""
-        WITH e AS (SELECT id FROM explanations WHERE {which}),
-        chosen AS (SELECT r.id, r.ts FROM requests r SEMI JOIN e USING (id)
-                   WHERE {where} ORDER BY r.ts DESC, r.id LIMIT ? OFFSET ?)
-        SELECT x.*, c.ts, r.route, r.replica, r.request_model
-        FROM chosen c JOIN explanations x USING (id) JOIN requests r USING (id)
-        ORDER BY c.ts DESC, c.id""",
-        params=[*cause_params, *params, limit, offset],
-    ).pl()
+    sql = (
+        # A join, not a semi-join: DuckDB builds a semi-join's table from its right side
+        # (every explanation), a join's from the smaller (the span's requests).
+        f"SELECT r.id, r.ts FROM (SELECT * FROM requests r WHERE r.ts >= ? AND {where}) r "
+        f"JOIN (SELECT id FROM explanations WHERE {which}) e USING (id) "
+        "ORDER BY r.ts DESC, r.id LIMIT ? OFFSET ?"
+    )
+    span = timedelta(hours=1)
+    while True:
+        start = last - span
+        if start <= first:
+            start = first
+        found = cur.execute(sql, [start, *params, *cause_params, limit, offset]).fetchall()
+        if len(found) >= limit or start <= first:
+            return found
+        span *= SPAN_GROWTH
 
 
 def count(
