@@ -118,6 +118,14 @@ def _wait_charts(driver, timeout: float = 60) -> None:
     )
 
 
+def _wait_tables(driver, timeout: float = 60) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_elements("css selector", '[data-testid="stDataFrame"] canvas')
+    )
+
+
 def _clean(driver) -> None:
     assert not driver.find_elements("css selector", '[data-testid="stException"]')
 
@@ -147,6 +155,8 @@ def test_every_page_loads_without_errors(dashboard, browser, path, heading):
     _wait_for(browser, MARKERS[heading])
     if heading in ("Overview", "Prefixes", "Routing"):  # charts drawn, not placeholders
         _wait_charts(browser)
+    if heading in ("Alerts", "Misses", "Prefixes", "Routing"):  # tables drawn too
+        _wait_tables(browser)
     _clean(browser)
     nav = browser.find_element("css selector", '[data-testid="stSidebarNav"]').text.split("\n")
     assert nav == ["Overview", "Alerts", "Misses", "Prefixes", "Routing"]  # titles, not files
