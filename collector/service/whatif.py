@@ -83,7 +83,7 @@ def whatif(
     sampled = sample if sample is not None and sample < stored else None
     model = ProviderModel(replicas=replicas or max(used or 1, 1), router=router, ttl_s=ttl_s)
     span: list = []
-    rows = _paced(queries.traffic(cur, sampled), sampled or stored, progress, span)
+    rows = _paced(queries.traffic(cur, sampled, warmup), sampled or stored, progress, span)
     routes = compare(rows, model, warmup)
     if sampled is not None and span:
         first, last = span[0], span[-1]

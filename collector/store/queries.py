@@ -72,17 +72,25 @@ def clamped_sum(expr: str) -> str:
     return f"greatest(least(sum(({expr})::HUGEINT), {_INT64[1]}), {_INT64[0]})::BIGINT"
 
 
-def traffic(cur: duckdb.DuckDBPyConnection, newest: int | None = None) -> Iterator[dict]:
-    """Every request in time order (``newest``: only the newest that many), with what a
-    what-if replay needs, streamed."""
+def traffic(
+    cur: duckdb.DuckDBPyConnection, newest: int | None = None, segments: bool = True
+) -> Iterator[dict]:
+    """Every request in time order (``newest``: only about the newest that many, from the
+    time of the n-th newest on), with what a what-if replay needs (``segments``: the
+    segment maps too, which only a warmup reads), streamed."""
     columns = (
-        "ts, id, route, session_key, request_model, prefix_hash, segments, "
+        "ts, id, route, session_key, request_model, prefix_hash, "
+        f"{'segments' if segments else 'NULL AS segments'}, "
         "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms"
     )
-    source = "requests"
-    if newest is not None:
-        source = f"(SELECT {columns} FROM requests ORDER BY ts DESC, id DESC LIMIT {int(newest)})"
-    result = cur.execute(f"SELECT {columns} FROM {source} ORDER BY ts, id")
+    where, params = "TRUE", []
+    if newest is not None:  # the cut found on the narrow time column alone, then a range
+        cut = cur.execute(
+            "SELECT ts FROM requests ORDER BY ts DESC LIMIT 1 OFFSET ?", [max(newest - 1, 0)]
+        ).fetchall()
+        if cut:
+            where, params = "ts >= ?", [cut[0][0]]
+    result = cur.execute(f"SELECT {columns} FROM requests WHERE {where} ORDER BY ts, id", params)
     names = [d[0] for d in result.description]
     return (
         dict(zip(names, row, strict=True))
