@@ -10,7 +10,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 st.set_page_config(page_title="cachediag", layout="wide")
-pages = Path(__file__).parent / "pages"
+pages = Path(__file__).parent / "views"
 st.navigation(
     [
         st.Page(pages / "overview.py", title="Overview", default=True),

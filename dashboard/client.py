@@ -15,7 +15,12 @@ from collector.settings import DEFAULT_SERVER, SERVER_ENV, TOKEN_ENV
 
 
 class ServerError(RuntimeError):
-    """The server cannot be reached or refused the query; the message says which."""
+    """The server cannot be reached or refused the query; the message says which
+    (``status``: the HTTP status it answered, 0 when it could not be reached)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def bearer(token: str | None) -> dict[str, str]:
@@ -42,9 +47,11 @@ class Client:
         url = f"{self.base}/api/v1/{path}" + (f"?{query}" if query else "")
         return self._send(urllib.request.Request(url, headers=self.headers))
 
-    def post(self, path: str) -> dict:
-        """POST to an endpoint that acts (e.g. alerts/evaluate), with an empty body."""
-        url = f"{self.base}/api/v1/{path}"
+    def post(self, path: str, **params: Any) -> dict:
+        """POST to an endpoint that acts (alerts/evaluate, whatif/jobs), with an empty
+        body and these query parameters."""
+        query = urllib.parse.urlencode({k: v for k, v in params.items() if v not in (None, "")})
+        url = f"{self.base}/api/v1/{path}" + (f"?{query}" if query else "")
         return self._send(urllib.request.Request(url, b"", self.headers, method="POST"))
 
     def _send(self, request: urllib.request.Request) -> dict:
@@ -58,7 +65,9 @@ class Client:
                 if exc.code == 401
                 else ""
             )
-            raise ServerError(f"{self.base} answered {exc.code}: {detail}{hint}") from None
+            raise ServerError(
+                f"{self.base} answered {exc.code}: {detail}{hint}", exc.code
+            ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ServerError(
@@ -68,11 +77,15 @@ class Client:
 
     def frame(self, path: str, **params: Any) -> pl.DataFrame:
         """An endpoint's rows as a frame (time columns parsed)."""
-        data = self.get(path, **params).get("data", [])
-        frame = pl.DataFrame(data, infer_schema_length=None) if data else pl.DataFrame()
-        for name in ("window", "ts", "started_at", "resolved_at"):
-            if name in frame.columns and frame[name].dtype == pl.String:
-                frame = frame.with_columns(
-                    pl.col(name).str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
-                )
-        return frame
+        return rows_frame(self.get(path, **params).get("data", []))
+
+
+def rows_frame(data: list[dict]) -> pl.DataFrame:
+    """JSON rows as a frame, ISO time columns parsed."""
+    frame = pl.DataFrame(data, infer_schema_length=None) if data else pl.DataFrame()
+    for name in ("window", "ts", "started_at", "resolved_at"):
+        if name in frame.columns and frame[name].dtype == pl.String:
+            frame = frame.with_columns(
+                pl.col(name).str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", strict=False)
+            )
+    return frame

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.client import Client, ServerError
+from dashboard.client import Client, ServerError, rows_frame
 
 GROUPS = ("route", "model", "replica", "prompt_version", "schema_version", "service")
 WINDOWS = ("5m", "15m", "1h", "1d")
+WINDOW_SECONDS = {"5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
+PAGE_ROWS = 50  # rows a list shows at once; the server pages the rest
 
 
 def client() -> Client:
@@ -32,6 +34,42 @@ def get(path: str, **params) -> dict:
     except ServerError as exc:
         st.error(str(exc))
         st.stop()
+
+
+def optional(path: str, **params):
+    """A frame from an endpoint this server may not have yet (None when it answers 404),
+    else as ``fetch``."""
+    try:
+        return client().frame(path, **params)
+    except ServerError as exc:
+        if exc.status == 404:
+            return None
+        st.error(str(exc))
+        st.stop()
+
+
+def paged(path: str, key: str, **params):
+    """One page of a list the server pages, and its total: a page picker under the
+    caller's filters (``key`` names it), the frame of that page."""
+    number = st.session_state.get(key, 1)
+    answer = get(path, limit=PAGE_ROWS, offset=(number - 1) * PAGE_ROWS, **params)
+    frame = rows_frame(answer.get("data", []))
+    total = answer.get("total", answer.get("count", len(frame)))
+    pages = max(1, -(-total // PAGE_ROWS))
+    if number > pages:  # the filters changed under a later page
+        st.session_state[key] = number = 1
+        answer = get(path, limit=PAGE_ROWS, offset=0, **params)
+        frame = rows_frame(answer.get("data", []))
+    if len(frame) > PAGE_ROWS:  # a server that does not page this list answers all of it
+        frame = frame.slice((number - 1) * PAGE_ROWS, PAGE_ROWS)
+    return frame, total, pages
+
+
+def pager(key: str, total: int, pages: int, what: str) -> None:
+    """The page picker of ``paged``, with how many rows there are in all."""
+    left, right = st.columns([1, 3])
+    left.number_input("Page", 1, pages, key=key, step=1)
+    right.caption(f"{total:,} {what} in all · {PAGE_ROWS} a page · {pages:,} pages")
 
 
 def empty_note(frame, what: str) -> bool:

@@ -145,3 +145,66 @@ def test_an_unexpected_api_error_is_answered_500_and_logged(tmp_path, monkeypatc
         thread.join(30)
     assert "RuntimeError: a bug" in caplog.text  # the traceback went to the log
     assert not [t for t in set(threading.enumerate()) - before if t.is_alive()]  # loop stopped
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    """40 requests a minute apart, newest first: the newest 10 healthy (no_miss), then
+    misses alternating routing (/a, replica r0) and ttl_expired (/b, r1), a cold start
+    among them."""
+    import duckdb
+
+    db = tmp_path_factory.mktemp("misses") / "db.duckdb"
+    Store(str(db)).close()
+    con = duckdb.connect(str(db))
+    con.execute(
+        "INSERT INTO requests (id, ts, signal, route, replica, request_model, prompt_tokens, "
+        "cached_tokens, block_hashes) SELECT 'q' || i, TIMESTAMP '2026-01-01 12:00' "
+        "- to_minutes(i), 'span', CASE WHEN i % 2 = 0 THEN '/a' ELSE '/b' END, 'r' || (i % 2), "
+        "'gpt-4o', 4096, 0, ''::BLOB FROM range(40) t(i)"
+    )
+    con.execute(
+        "INSERT INTO explanations (id, cause, missed_tokens, missed_cost_usd) "
+        "SELECT 'q' || i, CASE WHEN i < 10 THEN 'no_miss' WHEN i = 25 THEN 'cold_start' "
+        "WHEN i % 2 = 0 THEN 'routing' ELSE 'ttl_expired' END, 4096, 0.01 FROM range(40) t(i)"
+    )
+    con.close()
+    srv = Server(db, "--workers", "0", "--alert-every", "0").start()
+    yield srv
+    srv.stop()
+
+
+def test_misses_are_filtered_and_paged_in_the_server(explained):
+    page = explained.api("explanations?misses=1&limit=5")
+    assert page["total"] == 29 and page["count"] == 5  # 40 - 10 healthy - 1 cold start
+    assert [r["id"] for r in page["data"]] == ["q10", "q11", "q12", "q13", "q14"]
+    later = explained.api("explanations?misses=1&limit=5&offset=10")
+    assert [r["id"] for r in later["data"]] == ["q20", "q21", "q22", "q23", "q24"]
+    every = explained.api("explanations?limit=100")
+    assert every["total"] == 40 and {r["cause"] for r in every["data"]} >= {"no_miss"}
+    routed = explained.api("explanations?misses=1&cause=routing&route=/a&replica=r0&limit=3")
+    assert routed["total"] == 15 and all(r["cause"] == "routing" for r in routed["data"])
+    recent = explained.api("explanations?misses=1&since=2026-01-01T11:45:00")
+    assert recent["total"] == 6  # q10..q15: 10 to 15 minutes before noon (since inclusive)
+    assert explained.api("explanations?misses=1&route=/none")["total"] == 0
+
+
+def test_missed_dollars_per_window_and_cause(explained):
+    rows = explained.api("causes?window=1h")["data"]
+    assert {r["cause"] for r in rows} == {"routing", "ttl_expired"}
+    assert sum(r["misses"] for r in rows) == 29
+    assert sum(r["missed_cost_usd"] for r in rows) == pytest.approx(0.29)
+
+
+def test_whatif_runs_on_its_worker_over_a_sample_and_reports_its_job(explained):
+    answer = explained.api("whatif?router=sticky&sample=8")
+    assert answer["sampled"] == 8 and answer["stored"] == 40
+    assert sum(r["requests"] for r in answer["data"]) == 8
+    status, _, body = explained.request("POST", "/api/v1/whatif/jobs?router=sticky&sample=8")
+    job = json.loads(body)  # the same question: the same job, answered already
+    assert status == 200 and job["state"] == "done" and job["done"] == job["total"] == 8
+    assert job["data"] == answer["data"]
+    assert explained.api(f"whatif/jobs?id={job['id']}")["state"] == "done"
+    assert job["id"] in {j["id"] for j in explained.api("whatif/jobs")["data"]}
+    assert explained.request("GET", "/api/v1/whatif/jobs?id=nope")[0] == 404
+    assert explained.api("whatif?sample=0")["sampled"] is None  # 0: every request

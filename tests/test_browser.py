@@ -3,6 +3,7 @@ its miss's diff. Screenshots land in test-artifacts/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -25,12 +26,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    assert CHROMIUM and DRIVER, "make test installs chromium and chromium-driver"
-    db = tmp_path_factory.mktemp("browser") / "db.duckdb"
-    loaded = cachediag("ingest", str(ROOT / "sample_data" / "traffic.jsonl.gz"), "--db", str(db))
-    assert loaded.exit_code == 0, loaded.stderr
+@contextlib.contextmanager
+def served(db: Path):
+    """``db`` served by `cachediag serve` (explained, alerts evaluated) with a real
+    `cachediag dashboard` process in front of it; yields the dashboard's URL."""
     server = Server(db, "--workers", "0").start()
     server.api("stats?wait=1")
     assert server.request("POST", "/api/v1/alerts/evaluate")[0] == 200
@@ -51,18 +50,34 @@ def dashboard(tmp_path_factory):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
-        line = proc.stdout.readline()
-        assert line, "the dashboard exited before it was ready"
-        if "You can now view" in line:
-            break
-    yield f"http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=30)
-    server.stop()
+    try:
+        selector = selectors.DefaultSelector()
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
+            line = proc.stdout.readline()
+            assert line, "the dashboard exited before it was ready"
+            if "You can now view" in line:
+                break
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        server.stop()
+
+
+def _sample_db(directory: Path) -> Path:
+    db = directory / "db.duckdb"
+    loaded = cachediag("ingest", str(ROOT / "sample_data" / "traffic.jsonl.gz"), "--db", str(db))
+    assert loaded.exit_code == 0, loaded.stderr
+    return db
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    assert CHROMIUM and DRIVER, "make test installs chromium and chromium-driver"
+    with served(_sample_db(tmp_path_factory.mktemp("browser"))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +118,25 @@ def _wait_charts(driver, timeout: float = 60) -> None:
     )
 
 
+def _wait_tables(driver, timeout: float = 60) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(
+        lambda d: d.find_elements("css selector", '[data-testid="stDataFrame"] canvas')
+    )
+
+
 def _clean(driver) -> None:
     assert not driver.find_elements("css selector", '[data-testid="stException"]')
+
+
+MARKERS = {  # what each page draws last
+    "Overview": "Insights",
+    "Alerts": "alerts in all",
+    "Misses": "Segment maps",
+    "Prefixes": "Versions",
+    "Routing": "What if",
+}
 
 
 @pytest.mark.parametrize(
@@ -120,34 +152,86 @@ def _clean(driver) -> None:
 def test_every_page_loads_without_errors(dashboard, browser, path, heading):
     browser.get(f"{dashboard}/{path}")
     _wait_for(browser, heading)
-    _wait_for(
-        browser,
-        {
-            "Overview": "Hit ratio",
-            "Alerts": "Show its misses",
-            "Misses": "Open a miss",
-            "Prefixes": "Versions",
-            "Routing": "What if",
-        }[heading],
-    )
+    _wait_for(browser, MARKERS[heading])
     if heading in ("Overview", "Prefixes", "Routing"):  # charts drawn, not placeholders
         _wait_charts(browser)
+    if heading in ("Alerts", "Misses", "Prefixes", "Routing"):  # tables drawn too
+        _wait_tables(browser)
     _clean(browser)
+    nav = browser.find_element("css selector", '[data-testid="stSidebarNav"]').text.split("\n")
+    assert nav == ["Overview", "Alerts", "Misses", "Prefixes", "Routing"]  # titles, not files
     ARTIFACTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / f"{heading.lower()}.png"))
 
 
-def test_from_an_alert_to_the_token_diff(dashboard, browser):
+def test_overview_bands_incidents_and_stacks_cost_by_cause(dashboard, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(dashboard)
+    _wait_for(browser, "Insights")
+    _wait_for(browser, "Shaded:")  # the incidents as bands behind the series
+    WebDriverWait(browser, 60).until(
+        lambda d: len(d.find_elements("css selector", ".vega-embed")) >= 4
+    )
+    charts = browser.find_elements("css selector", ".vega-embed")
+    heading = browser.find_element("xpath", "//h3[contains(., 'Missed $ per hour, by cause')]")
+    assert heading.location["y"] < charts[3].location["y"]  # the stacked chart follows it
+    _clean(browser)
+
+
+def test_alerts_are_one_row_per_incident(dashboard, browser):
     browser.get(f"{dashboard}/alerts")
+    _wait_for(browser, "alerts in all")
+    rows = browser.find_elements("css selector", '[data-testid="stExpander"]')
+    labels = [r.find_element("tag name", "summary").text for r in rows]
+    assert labels and len(labels) == len(set(labels))  # one group and onset, one row
+    assert any("/support" in label for label in labels)
+    assert browser.find_elements("css selector", '[data-testid="stDataFrame"]')
+    _clean(browser)
+
+
+def test_from_an_incident_to_the_side_by_side_diff(dashboard, browser):
+    browser.get(f"{dashboard}/alerts")
+    _wait_for(browser, "alerts in all")
+    # The deploy's incident: the support route, a timestamp in the system prompt.
+    rows = browser.find_elements("css selector", '[data-testid="stExpander"]')
+    row = next((r for r in rows if "/support" in r.text and "dynamic_value" in r.text), rows[0])
+    row.find_element("tag name", "summary").click()
     _wait_for(browser, "Show its misses")
-    buttons = [
-        b for b in browser.find_elements("tag name", "button") if b.text == "Show its misses"
-    ]
-    # The deploy's alert: the support route, a timestamp in the system prompt.
-    cards = browser.find_elements("css selector", '[data-testid="stVerticalBlockBorderWrapper"]')
-    target = next((i for i, card in enumerate(cards) if "/support" in card.text), 0)
-    buttons[min(target, len(buttons) - 1)].click()
-    _wait_for(browser, "Open a miss")
+    button = next(b for b in row.find_elements("tag name", "button") if "Show its misses" in b.text)
+    button.click()
+    _wait_for(browser, "Segment maps")
     _wait_for(browser, "First differing token")
+    sides = browser.find_elements("css selector", ".cd-pair .cd-side")
+    assert len(sides) == 2  # the shared prefix collapsed to a count on both
+    assert len(browser.find_elements("css selector", ".cd-side .cd-shared")) == 2
+    assert browser.find_elements("css selector", ".cd-side .cd-a")
+    assert browser.find_elements("css selector", ".cd-side .cd-b")
+    assert len(browser.find_elements("css selector", ".cd-bar")) == 2
+    assert browser.find_elements("css selector", ".cd-mark")
     _clean(browser)
     browser.save_screenshot(str(ARTIFACTS / "diff.png"))
+
+
+def test_misses_shows_misses_when_the_newest_requests_are_healthy(browser, tmp_path):
+    import duckdb
+
+    db = _sample_db(tmp_path)
+    assert cachediag("explain", "--db", str(db)).exit_code == 0
+    con = duckdb.connect(str(db))  # 1,000 newer requests, every one cached in full
+    con.execute(
+        "INSERT INTO requests (id, ts, signal, route, replica, request_model, prompt_tokens, "
+        "cached_tokens) SELECT 'healthy-' || i, (SELECT max(ts) FROM requests) "
+        "+ to_seconds(i + 1), 'span', '/chat', 'chat-0', 'gpt-4o', 2048, 2048 FROM range(1000) t(i)"
+    )
+    con.execute(
+        "INSERT INTO explanations (id, cause, missed_tokens, missed_cost_usd) "
+        "SELECT 'healthy-' || i, 'no_miss', 0, 0 FROM range(1000) t(i)"
+    )
+    con.close()
+    with served(db) as url:
+        browser.get(f"{url}/misses")
+        _wait_for(browser, "Segment maps")
+        body = browser.find_element("tag name", "body").text
+        assert "No explained misses" not in body and "misses in all" in body
+        _clean(browser)

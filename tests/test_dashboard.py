@@ -13,7 +13,7 @@ from tests.servers import Server
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
-PAGES = ROOT / "dashboard" / "pages"
+PAGES = ROOT / "dashboard" / "views"
 
 
 @pytest.fixture(scope="module")
@@ -37,38 +37,108 @@ def _app(server, monkeypatch) -> AppTest:
     return at
 
 
-def test_overview_shows_kpis_and_charts(server, monkeypatch):
+def test_overview_shows_kpis_charts_cost_by_cause_and_insights(server, monkeypatch):
     at = _app(server, monkeypatch)
     assert at.title[0].value == "Overview"
     labels = {m.label: m.value for m in at.metric}
     assert {"Hit ratio", "Cached tokens", "Cost of misses"} <= set(labels)
     assert labels["Hit ratio"].endswith("%")
-    assert [s.value for s in at.subheader][:2] == ["Token-weighted hit ratio", "Cached tokens"]
+    titles = [s.value for s in at.subheader]
+    assert titles[:2] == ["Token-weighted hit ratio", "Cached tokens"]
+    assert "Missed $ per hour, by cause" in titles and "Insights" in titles
+    assert any("incidents" in c.value for c in at.caption)  # bands drawn from the alerts
     at.selectbox[1].select("route").run()
     assert not at.exception
 
 
-def test_alerts_page_lists_alerts_and_links_to_misses(server, monkeypatch):
+def test_alerts_page_shows_one_row_per_incident_and_links_to_misses(server, monkeypatch):
     at = _app(server, monkeypatch).switch_page(str(PAGES / "alerts.py")).run()
     assert not at.exception and at.title[0].value == "Alerts"
-    text = " ".join(m.value for m in at.markdown)
-    assert "cached_drop" in text and "route=/agent" in text
-    assert "prefix_break" in text and "cause=reasoning_dropped" in text
-    assert any(m.label == "Cost per hour" for m in at.metric)
-    values = {m.value for m in at.metric if m.label == "Now"}
-    assert any(v.endswith("%") for v in values) and any(v.endswith(" broken") for v in values)
+    heads = [e.label for e in at.expander]
+    assert any("route=/agent" in h and "cached_drop" in h for h in heads), heads
+    assert any("prefix_break" in h and "reasoning_dropped" in h for h in heads), heads
+    stored = server.api("alerts")["data"]
+    merged = {(a["group_key"], a["started_at"][:16]) for a in stored}
+    assert len(heads) == len(merged) < len(stored)  # alerts of one onset: one incident
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "state",
+        "where",
+        "since",
+        "cause",
+        "cost / h",
+        "trend",
+        "signals",
+    ]
+    assert len(table) == len(heads)
     at.button[0].click().run()  # "Show its misses" switches to the Misses page
     assert not at.exception
     assert at.title[0].value == "Misses"
 
 
-def test_misses_page_opens_a_token_diff(server, monkeypatch):
+def test_incidents_from_either_shape_of_alert_rows():
+    from datetime import datetime
+
+    from dashboard.incidents import incidents
+
+    t = datetime(2026, 1, 1, 10, 0, 12)
+    old = [
+        {
+            "id": "a",
+            "rule": "cached_drop",
+            "group_key": '{"route": "/r"}',
+            "state": "firing",
+            "started_at": t,
+            "value": 0.1,
+            "baseline": 0.8,
+            "top_causes": '[["routing", 3, 1.0]]',
+            "cost_per_hour": 2.0,
+            "attribution": "{}",
+        },
+        {
+            "id": "b",
+            "rule": "ttl_lapse",
+            "group_key": '{"route": "/r"}',
+            "state": "resolved",
+            "started_at": t.replace(second=40),
+            "value": 9,
+            "baseline": 1,
+            "top_causes": "[]",
+            "cost_per_hour": 3.0,
+            "attribution": "{}",
+        },
+    ]
+    (one,) = incidents(old)
+    assert [s["rule"] for s in one["signals"]] == ["cached_drop", "ttl_lapse"]
+    assert one["state"] == "firing" and one["cost_per_hour"] == 3.0 and one["cause"] == "routing"
+    new = [
+        {
+            "id": "i1",
+            "group_key": '{"route": "/r"}',
+            "state": "resolved",
+            "started_at": t,
+            "signals": '[{"rule": "prefix_break", "value": 5, "baseline": 0}]',
+            "cause": "dynamic_value",
+            "top_causes": "[]",
+            "cost_per_hour": 1.5,
+            "attribution": "{}",
+            "sparkline": "[1, 2, 5]",
+        }
+    ]
+    (inc,) = incidents(new)
+    assert inc["cause"] == "dynamic_value" and inc["sparkline"] == [1, 2, 5]
+
+
+def test_misses_page_pages_in_the_server_and_draws_the_diff(server, monkeypatch):
     at = _app(server, monkeypatch).switch_page(str(PAGES / "misses.py")).run()
     assert not at.exception and at.title[0].value == "Misses"
+    assert any("misses in all" in c.value for c in at.caption)
     at.selectbox[0].select("dynamic_value").run()
     assert not at.exception
     assert "First differing token" in " ".join(m.value for m in at.markdown)
-    assert "A →" in at.code[0].value and "B →" in at.code[0].value
+    drawn = " ".join(h.proto.body for h in at.get("html"))
+    assert "cd-shared" in drawn and "cd-a" in drawn and "cd-b" in drawn
+    assert "first differing block" in drawn and drawn.count('class="cd-bar"') == 2
 
 
 @pytest.mark.parametrize("page, title", [("prefixes.py", "Prefixes"), ("routing.py", "Routing")])

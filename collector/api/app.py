@@ -5,7 +5,7 @@ GET only reads; ``POST /api/v1/alerts/evaluate`` is the one write."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import duckdb
 import polars as pl
@@ -15,7 +15,6 @@ from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from analysis.simulate import ROUTERS
 from collector.api import encode, params
 from collector.service import alerts, explaining, reads, whatif
 from collector.store.queries import Filters
@@ -141,12 +140,28 @@ def explanations(
     rows: Rows,
     arrow: Arrow,
     cause: params.Text = None,
+    misses: Annotated[
+        bool, Query(description="only misses: leave out no_miss and cold_start")
+    ] = False,
     limit: params.Limit = 100,
     offset: params.Offset = 0,
 ) -> Response:
-    """Explained requests, newest first."""
-    page = reads.explanations(cur, rows, cause, limit, offset)
-    return encode.frame(page, arrow, limit=limit, offset=offset)
+    """Explained requests, newest first, one page; ``total``: how many match."""
+    page = reads.explanations(cur, rows, cause, limit, offset, misses)
+    total = reads.explanations_count(cur, rows, cause, misses)
+    return encode.frame(page, arrow, limit=limit, offset=offset, total=total)
+
+
+@router.get("/causes", responses=encode.ARROW_DOC)
+def causes(
+    cur: Cursor,
+    rows: Rows,
+    arrow: Arrow,
+    window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 3600,
+) -> Response:
+    """Per window and miss cause (no_miss and cold_start left out): misses, missed
+    tokens and missed dollars."""
+    return encode.frame(reads.causes(cur, rows, window), arrow, window_s=window)
 
 
 @router.get("/prefixes", responses=encode.ARROW_DOC)
@@ -193,21 +208,51 @@ def stats(collector: Annotated[Any, Depends(_collector)], wait: bool = False) ->
 
 @router.get("/whatif", responses=encode.ARROW_DOC)
 def whatif_(
-    cur: Cursor,
-    arrow: Arrow,
-    router: Literal[ROUTERS] = "sticky",  # type: ignore[valid-type]
-    ttl: Annotated[params.Duration, Query(description="cache TTL: 300, 10m, 1h")] = 600,
-    replicas: Annotated[
-        int | None, Query(ge=1, le=1024, description="default: as many as the traffic used")
-    ] = None,
-    warmup: bool = False,
+    request: Request, arrow: Arrow, asked: Annotated[tuple, Depends(params.whatif)]
 ) -> Response:
-    """Observed vs simulated hit ratio, p95 TTFT and missed cost per route."""
-    found = whatif.whatif(cur, router, ttl, replicas, warmup)
-    model = found.model
-    meta = dict(router=model.router, replicas=model.replicas, ttl_s=model.ttl_s)
-    meta.update(warmup=warmup, days=found.days)
-    return encode.frame(pl.DataFrame(found.rows()), arrow, **meta)
+    """Observed vs simulated hit ratio, p95 TTFT and missed cost per route, over the
+    newest ``sample`` requests (0: all), on the what-if worker; waits for the answer
+    (``POST /whatif/jobs`` starts one and reports progress instead)."""
+    job = _whatif_job(request, asked)
+    job.future.result()
+    if job.result is None:
+        raise HTTPException(500, job.error or "the what-if failed")
+    return encode.frame(pl.DataFrame(job.result.rows()), arrow, **whatif.meta(job.result))
+
+
+@router.post("/whatif/jobs", responses=encode.PAGE_DOC)
+def whatif_start(request: Request, asked: Annotated[tuple, Depends(params.whatif)]) -> Response:
+    """Start a what-if on its worker (or find the same one running); answers its id and
+    progress at once: read it again at ``GET /whatif/jobs?id=``."""
+    return encode.document(_whatif_job(request, asked).status())
+
+
+@router.get("/whatif/jobs", responses=encode.PAGE_DOC)
+def whatif_jobs(request: Request, id: params.Text = None) -> Response:  # noqa: A002
+    """The what-if job with this ``id``: queued, running (rows replayed of all), done
+    (with its rows) or failed (with its error); without an id, every job remembered."""
+    runner = _runner(request)
+    if id is None:
+        data = [j.status() | {"data": None} for j in runner.jobs()]
+        return encode.document({"data": data, "count": len(data)})
+    job = runner.job(id)
+    if job is None:
+        raise HTTPException(404, "no what-if job with that id")
+    return encode.document(job.status())
+
+
+def _runner(request: Request) -> whatif.Runner:
+    state = request.app.state
+    if getattr(state, "whatif", None) is None:
+        state.whatif = whatif.Runner(state.collector.store.cursor)
+    return state.whatif
+
+
+def _whatif_job(request: Request, asked: tuple) -> whatif.Job:
+    try:
+        return _runner(request).submit(*asked)
+    except whatif.Busy as exc:
+        raise HTTPException(429, str(exc)) from None
 
 
 @router.get("/alerts", responses=encode.ARROW_DOC)

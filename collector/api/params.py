@@ -10,7 +10,9 @@ from typing import Annotated, Literal
 from fastapi import Header, Query
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 
+from analysis.simulate import ROUTERS
 from collector.api.encode import ARROW_TYPE
+from collector.service.whatif import SAMPLE
 from collector.store import queries
 
 MAX_LIMIT = 10_000
@@ -80,6 +82,21 @@ def filters(
     """The row filters every list and series endpoint takes (since inclusive, until
     exclusive)."""
     return queries.Filters(since, until, route, model, replica, service)  # type: ignore[arg-type]
+
+
+def whatif(
+    router: Literal[ROUTERS] = "sticky",  # type: ignore[valid-type]
+    ttl: Annotated[Duration, Query(description="cache TTL: 300, 10m, 1h")] = 600,
+    replicas: Annotated[
+        int | None, Query(ge=1, le=1024, description="default: as many as the traffic used")
+    ] = None,
+    warmup: bool = False,
+    sample: Annotated[
+        int, Query(ge=0, le=10**9, description="replay the newest this many requests; 0: all")
+    ] = SAMPLE,
+) -> tuple:
+    """A what-if's parameters: (router, ttl_s, replicas, warmup, sample or None)."""
+    return router, ttl, replicas, warmup, sample or None
 
 
 def arrow(

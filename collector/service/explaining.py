@@ -19,6 +19,7 @@ from collector.store import queries
 from collector.store.database import Store
 
 SEGMENT_FIELDS = ("path", "kind", "start", "end", "hash")
+WHERE_FIELDS = ("route", "replica", "request_model", "provider", "block_size")
 SUMMARY_FIELDS = ("cause", "requests", "missed_tokens", "missed_cost_usd")
 
 Progress = Callable[[int, int], None]  # (rows just explained, rows to explain in all)
@@ -68,7 +69,9 @@ def diff(cur: duckdb.DuckDBPyConnection, request_id: str) -> dict[str, Any] | No
     return {
         "id": request_id,
         "predecessor_id": pred_id,
-        **{k: later.get(k) for k in ("route", "replica", "request_model", "provider")},
+        **{
+            k: later.get(k) for k in ("route", "replica", "request_model", "provider", "block_size")
+        },
         "explanation": explanation,
         "comparison": _comparison(earlier, later),
         "segments_a": [dict(zip(SEGMENT_FIELDS, s[:5], strict=True)) for s in maps[0]],

@@ -7,7 +7,7 @@ from typing import Any
 
 import duckdb
 
-from collector.store import metric_series, queries
+from collector.store import metric_series, misses, queries
 
 WAIT_S = 60.0  # how long stats(wait=True) waits for the explainer
 
@@ -16,7 +16,9 @@ WAIT_S = 60.0  # how long stats(wait=True) waits for the explainer
 requests = queries.requests  # (cur, filters, limit, offset): requests, newest first, one page
 request = queries.request_detail  # (cur, id): one request with content and explanation, or None
 series = queries.timeseries  # (cur, filters, window_s, group): hit ratio, TTFT, missed cost
-explanations = queries.explanations  # (cur, filters, cause, limit, offset): one page
+explanations = misses.page  # (cur, filters, cause, limit, offset, misses): one page
+explanations_count = misses.count  # (cur, filters, cause, misses): how many match
+causes = misses.by_cause  # (cur, filters, window_s): missed dollars per window and cause
 prefixes = queries.prefixes  # (cur, filters, window_s): distinct and new prefixes per route
 routing = queries.routing  # (cur, filters): replicas, stickiness, requests without a session
 # (cur, filters, window_s, name, token_type): exported GenAI client metrics per window

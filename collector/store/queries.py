@@ -72,15 +72,31 @@ def clamped_sum(expr: str) -> str:
     return f"greatest(least(sum(({expr})::HUGEINT), {_INT64[1]}), {_INT64[0]})::BIGINT"
 
 
-def traffic(cur: duckdb.DuckDBPyConnection) -> Iterator[dict]:
-    """Every request in time order, with what a what-if replay needs, streamed."""
-    result = cur.execute(
-        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
-        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
-        "FROM requests ORDER BY ts, id"
+def traffic(
+    cur: duckdb.DuckDBPyConnection, newest: int | None = None, segments: bool = True
+) -> Iterator[dict]:
+    """Every request in time order (``newest``: only about the newest that many, from the
+    time of the n-th newest on), with what a what-if replay needs (``segments``: the
+    segment maps too, which only a warmup reads), streamed."""
+    columns = (
+        "ts, id, route, session_key, request_model, prefix_hash, "
+        f"{'segments' if segments else 'NULL AS segments'}, "
+        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms"
     )
+    where, params = "TRUE", []
+    if newest is not None:  # the cut found on the narrow time column alone, then a range
+        cut = cur.execute(
+            "SELECT ts FROM requests ORDER BY ts DESC LIMIT 1 OFFSET ?", [max(newest - 1, 0)]
+        ).fetchall()
+        if cut:
+            where, params = "ts >= ?", [cut[0][0]]
+    result = cur.execute(f"SELECT {columns} FROM requests WHERE {where} ORDER BY ts, id", params)
     names = [d[0] for d in result.description]
-    return (dict(zip(names, row, strict=True)) for row in iter(result.fetchone, None))
+    return (
+        dict(zip(names, row, strict=True))
+        for rows in iter(lambda: result.fetchmany(2048), [])
+        for row in rows
+    )
 
 
 @dataclass(frozen=True)
@@ -200,25 +216,6 @@ def _finish_series(series: pl.DataFrame, misses: pl.DataFrame, table: dict) -> p
         )
         .sort("window", "group", nulls_last=True)
     )
-
-
-def explanations(
-    cur: duckdb.DuckDBPyConnection,
-    filters: Filters,
-    cause: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> pl.DataFrame:
-    """Explained requests (misses first), newest first."""
-    where, params = filters.where("r")
-    if cause:
-        where += " AND e.cause = ?"
-        params.append(cause)
-    return cur.sql(
-        f"SELECT e.*, r.ts, r.route, r.replica, r.request_model FROM explanations e "
-        f"JOIN requests r USING (id) WHERE {where} ORDER BY r.ts DESC LIMIT ? OFFSET ?",
-        params=[*params, limit, offset],
-    ).pl()
 
 
 def alerts(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataFrame:

@@ -1,0 +1,83 @@
+"""Alerts: one row per incident with its signals, cause, cost per hour and a sparkline;
+details (attribution, top causes, its misses) on expand."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard.common import empty_note, paged, pager
+from dashboard.incidents import incidents, signals_text, unit
+
+st.title("Alerts")
+state = st.radio("Show", ("all", "firing", "resolved"), horizontal=True)
+frame, total, pages = paged("alerts", "alerts_page", state=None if state == "all" else state)
+if not empty_note(frame, "alerts"):
+    found = incidents(frame.to_dicts())
+    table = pd.DataFrame(
+        {
+            "state": [("🔴 " if i["state"] == "firing" else "⚪ ") + i["state"] for i in found],
+            "where": [i["label"] for i in found],
+            "since": [i["started_at"] for i in found],
+            "cause": [i["cause"] or "" for i in found],
+            "cost / h": [i["cost_per_hour"] for i in found],
+            "trend": [i["sparkline"] or None for i in found],
+            "signals": [signals_text(i["signals"]) for i in found],
+        }
+    )
+    st.caption(f"{len(found):,} incidents on this page")
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "since": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+            "cost / h": st.column_config.NumberColumn(format="$%.2f"),
+            "trend": st.column_config.LineChartColumn("trend", width="small"),
+        },
+    )
+    pager("alerts_page", total, pages, "alerts")
+    for n, incident in enumerate(found):
+        since = incident["started_at"]
+        head = (
+            f"{'🔴' if incident['state'] == 'firing' else '⚪'} {incident['label']} · "
+            f"{since:%Y-%m-%d %H:%M} · "
+            f"{', '.join(s['rule'] for s in incident['signals'])} · "
+            f"{incident['cause'] or 'no cause yet'} · ${incident['cost_per_hour']:,.2f}/h"
+        )
+        with st.expander(head):
+            until = incident["resolved_at"]
+            st.markdown(
+                f"`{incident['state']}` since {since:%Y-%m-%d %H:%M}"
+                + (f", resolved {until:%Y-%m-%d %H:%M}" if until is not None else "")
+            )
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "signal": [s.get("rule") for s in incident["signals"]],
+                        "now": [unit(s.get("rule"), s.get("value")) for s in incident["signals"]],
+                        "baseline": [
+                            unit(s.get("rule"), s.get("baseline")) for s in incident["signals"]
+                        ],
+                    }
+                ),
+                hide_index=True,
+            )
+            where = incident["attribution"]
+            st.markdown(
+                "Concentrated in: "
+                + (
+                    ", ".join(f"`{k}={v}`" for k, v in where.items())
+                    or "no single replica, prefix or version"
+                )
+            )
+            causes = incident["top_causes"]
+            st.markdown(
+                "Top causes: "
+                + (", ".join(f"{c[0]} ({c[1]:,} requests)" for c in causes) or "none explained")
+            )
+            if st.button("Show its misses", key=f"misses-{n}"):
+                st.session_state["miss_filter"] = {
+                    "route": incident["group"].get("route"),
+                    "since": since.isoformat(),
+                    "cause": incident["cause"],
+                }
+                st.switch_page("views/misses.py")
