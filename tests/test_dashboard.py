@@ -53,7 +53,7 @@ def test_alerts_page_lists_alerts_and_links_to_misses(server, monkeypatch):
     assert not at.exception and at.title[0].value == "Alerts"
     text = " ".join(m.value for m in at.markdown)
     assert "cached_drop" in text and "route=/agent" in text
-    assert "prefix_break" in text and "cause=reasoning_dropped" in text
+    assert "prefix_break" in text and "reasoning_dropped" in text  # its cause, #17
     assert any(m.label == "Cost per hour" for m in at.metric)
     values = {m.value for m in at.metric if m.label == "Now"}
     assert any(v.endswith("%") for v in values) and any(v.endswith(" broken") for v in values)

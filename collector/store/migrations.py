@@ -146,6 +146,14 @@ def _007_call_parts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE call_parts ADD COLUMN arrived TIMESTAMP DEFAULT current_timestamp")
 
 
+def _009_incidents(con: duckdb.DuckDBPyConnection) -> None:
+    """An alert is an incident now: its cause, its signals (a JSON list of {rule, value,
+    baseline, at}) and a sparkline (a JSON list of its cause's missed $/h per window).
+    NULL for alerts stored before (the next evaluation replaces them all)."""
+    for column in ("cause", "signals", "sparkline"):
+        con.execute(f"ALTER TABLE alerts ADD COLUMN {column} VARCHAR")
+
+
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _001_initial,
     _002_block_hashes_blob,
@@ -154,6 +162,7 @@ MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _005_breakpoints,
     _006_retention,
     _007_call_parts,
+    _009_incidents,
 )
 
 
