@@ -26,21 +26,29 @@ from analysis.whatif import compare
 
 NIGHT = {22, 23, 0, 1, 2, 3, 4, 5}
 SHARE = 0.8  # the hours that carry this share of a cost are the ones named
-FIXES = {
-    "ttl_expired": "a 1 h TTL (extended retention) or a keep-alive request within the TTL",
-    "routing": "route each session (or prefix) to the same replica",
-    "concurrent_fanout": "send one request first to warm the shared prefix, then fan out",
+FIXES = {  # what would remove each cause: "<cause> cost $X/day; <fix> would save $Y/day"
+    "ttl_expired": "a 1 h TTL (extended retention) or a keep-alive within the TTL",
+    "routing": "routing each session (or prefix) to the same replica",
+    "concurrent_fanout": "one request to warm the shared prefix before the fan-out",
     "eviction_or_unknown": "more cache capacity, or fewer prompts competing for it",
-    "dynamic_value": "move the changing value after the cached prefix",
-    "tools_reordered": "send the tools in a fixed order",
-    "tools_changed": "keep the tool list fixed within a session",
-    "key_order": "serialise schemas with sorted keys",
-    "whitespace": "render the template with fixed whitespace",
-    "system_changed": "keep the system prompt fixed within a session",
-    "history_rewritten": "append to the history instead of rewriting it (compact less often)",
-    "reasoning_dropped": "send the reasoning of earlier turns back unchanged",
-    "context_reordered": "keep retrieved documents in a stable order",
-    "model_changed": "keep a session on one model",
+    "dynamic_value": "moving the changing value after the cached prefix",
+    "tools_reordered": "sending the tools in a fixed order",
+    "tools_changed": "keeping the tool list fixed within a session",
+    "key_order": "serialising schemas with sorted keys",
+    "whitespace": "rendering the template with fixed whitespace",
+    "system_changed": "keeping the system prompt fixed within a session",
+    "history_rewritten": "appending to the history instead of rewriting it",
+    "reasoning_dropped": "sending earlier turns' reasoning back unchanged",
+    "context_reordered": "keeping retrieved documents in a stable order",
+    "model_changed": "keeping a session on one model",
+}
+LABELS = {
+    "ttl_expired": "TTL lapses",
+    "routing": "misses on another replica",
+    "concurrent_fanout": "fan-out misses",
+    "eviction_or_unknown": "evictions",
+    "dynamic_value": "changing values in the prefix",
+    "history_rewritten": "history rewrites",
 }
 # Infrastructure causes and the what-if setting that removes them.
 SIMULATED = {
@@ -74,7 +82,7 @@ class Recurring:
 
     def text(self) -> str:
         where = ", ".join(f"{v}" for v in self.group.values())
-        cause = self.cause.replace("_", " ")
+        cause = LABELS.get(self.cause, self.cause.replace("_", " "))
         line = f"{self.when()}{cause} on {where} cost ${self.cost_per_day:.2f}/day"
         if self.fix:
             line += f"; {self.fix} would save ${self.saving_per_day:.2f}/day"

@@ -267,6 +267,15 @@ def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path, webhook):
         (alert,) = srv.api("alerts")["data"]
         assert (alert["rule"], alert["state"]) == ("cached_drop", "firing")
         assert json.loads(alert["group_key"]) == {"route": "/chat", "request_model": "gpt-4o"}
+        (signal,) = json.loads(alert["signals"])
+        assert signal["rule"] == "cached_drop" and signal["baseline"] > signal["value"]
+        assert alert["cause"] == "unexplained" and json.loads(alert["sparkline"]) is not None
+        status, headers, body = srv.request("GET", "/api/v1/alerts?state=resolved&limit=5")
+        assert status == 200 and {k.lower(): v for k, v in headers.items()}["x-total-count"] == "0"
+        assert json.loads(body)["total"] == 0 and json.loads(body)["data"] == []
+        page = srv.api("alerts?since=2000-01-01&limit=1&offset=0")
+        assert (page["total"], page["limit"], len(page["data"])) == (1, 1, 1)
+        assert srv.api("insights")["data"] == []  # nothing recurs in an unexplained hour
     finally:
         srv.stop()
     assert len(calls) == 2  # one refusal, one delivery: posted once
@@ -293,3 +302,23 @@ def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path, webhook):
         check=False,
     )
     assert proc.returncode == 2 and "unknown alert settings: nope" in proc.stderr
+
+
+def test_insights_cli_names_a_recurring_cost_and_its_fix(tmp_path):
+    """A cause that costs money in every window is the route's normal: no alert, an
+    insight; shape causes are the client's edit, so fixing one saves all of it."""
+    db = tmp_path / "db.duckdb"
+    store = Store(str(db))
+    rows = [r for w in range(12) for r in _rows(w, 10, 0.9)]
+    _explained(store, rows, {10 * w + 1: "dynamic_value" for w in range(12)})
+    assert service_alerts.find(store.cursor()) == []
+    store.close()
+    result = cachediag("insights", "--db", str(db), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    (insight,) = json.loads(result.stdout)
+    assert (insight["cause"], insight["group_key"]["route"]) == ("dynamic_value", "/chat")
+    assert insight["saving_per_day"] == insight["cost_per_day"] > 0
+    assert "after the cached prefix" in insight["fix"]
+    text = cachediag("insights", "--db", str(db)).stdout
+    assert "changing values in the prefix on /chat, gpt-4o cost $" in text
+    assert "moving the changing value after the cached prefix would save $" in text
