@@ -73,6 +73,9 @@ class Rules:
     alpha: float = 3e-3
     min_usd_per_hour: float = 0.004
     prior_requests: float = 20.0
+    # Counts that vary more than Poisson in the baseline (bursts) are judged in bursts:
+    # the test divides both counts by that overdispersion, at most this much.
+    max_dispersion: float = 4.0
     # Baseline by time of day: the same hour this many days before, where the group had
     # seasonal_min_requests requests then; else the baseline_windows windows before.
     seasonal_days: tuple[int, ...] = (1, 7)

@@ -35,6 +35,7 @@ from typing import Any
 
 DAY_S = 86_400
 SPARK_BEFORE, SPARK_AFTER = 4, 2  # sparkline windows around an incident
+MIN_SPREAD_EVIDENCE = 5  # baseline occurrences a cause needs before its spread is measured
 
 
 def poisson_tail(k: int, mean: float) -> float:
@@ -126,15 +127,37 @@ def rate_of(series: Series, every: Series, cause: str, spans: list, rules: Any) 
     return (n + rules.prior_requests * prior) / (base + rules.prior_requests)
 
 
+def dispersion(series: Series, cause: str, spans: list, rate: float, most: float) -> float:
+    """How much more the cause's count varies from window to window in the baseline than
+    a Poisson count would (Pearson's chi-square over its degrees of freedom, between 1 and
+    ``most``): misses that come in bursts (fan-out rounds, a session's turns) are judged
+    in bursts, not one by one."""
+    chi, windows = 0.0, 0
+    counts = series.counts[cause]
+    if sums(counts, spans) < MIN_SPREAD_EVIDENCE:
+        return 1.0  # too few to tell bursts from chance
+    for lo, hi in spans:
+        for i in range(lo, hi + 1):
+            n = series.requests.get(i, 0)
+            if n and rate:
+                chi += (counts.get(i, 0) - rate * n) ** 2 / (rate * n)
+                windows += 1
+    if windows < 2:
+        return 1.0
+    return min(max(chi / (windows - 1), 1.0), most)
+
+
 def _test(series: Series, every: Series, cause: str, lo: int, hi: int, rules: Any) -> Found | None:
     """Whether windows lo..hi show the cause regressing (see the module docstring)."""
     counts = series.counts[cause]
     observed = _window_sum(counts, lo, hi)
     if observed < rules.min_count:
         return None
-    rate = rate_of(series, every, cause, baseline_span(series, lo, rules, hi), rules)
+    spans = baseline_span(series, lo, rules, hi)
+    rate = rate_of(series, every, cause, spans, rules)
     expected = rate * _window_sum(series.requests, lo, hi)
-    if poisson_tail(observed, expected) > rules.alpha:
+    spread = dispersion(series, cause, spans, rate, rules.max_dispersion)
+    if poisson_tail(math.ceil(observed / spread), expected / spread) > rules.alpha:
         return None
     usd = _window_sum(series.usd[cause], lo, hi)
     hours = (hi - lo + 1) * rules.window_s / 3600
