@@ -62,7 +62,7 @@ class Rules:
     ttft_ratio: float = 1.5  # ttft_p95_rise: p95 TTFT grows this many times
     ttft_abs_ms: float = 200.0  # and by this many milliseconds
     min_ttft_samples: int = 10  # over at least this many requests with a TTFT
-    min_breaks: int = 2  # kept for old TOML files; min_count is the evidence minimum now
+    min_breaks: int = 2  # the old onset minimum: the evidence minimum is max(it, min_count)
     # A cause regresses: at least min_count requests broken in a window (alone or with
     # the next ones, span_windows in all), a Poisson tail under alpha at the baseline
     # rate, and the excess misses costing min_usd_per_hour (missed-token dollars above

@@ -151,7 +151,7 @@ def _test(series: Series, every: Series, cause: str, lo: int, hi: int, rules: An
     """Whether windows lo..hi show the cause regressing (see the module docstring)."""
     counts = series.counts[cause]
     observed = _window_sum(counts, lo, hi)
-    if observed < rules.min_count:
+    if observed < max(rules.min_count, rules.min_breaks):
         return None
     spans = baseline_span(series, lo, rules, hi)
     rate = rate_of(series, every, cause, spans, rules)
