@@ -80,6 +80,9 @@ class Rules:
     # seasonal_min_requests requests then; else the baseline_windows windows before.
     seasonal_days: tuple[int, ...] = (1, 7)
     seasonal_min_requests: int = 10
+    # The route's normal cause mix: a cause's rate over this many windows before (a day)
+    # is its usual rate too; the higher of the two is the baseline.
+    mix_windows: int = 96
     warmup_windows: int = 2  # windows of stored traffic before the first judged
     # Resolution: the cause back at its baseline rate (Poisson tail above resolve_alpha)
     # for resolve_windows windows that had requests.

@@ -8,7 +8,9 @@ on a group and follows it until it returns to its baseline.
   same group's windows at the same hour yesterday and last week when those are
   stored (``seasonal_days``, ``seasonal_min_requests``), else with the
   ``baseline_windows`` windows before it. A cause that is part of that
-  baseline at its usual rate (nightly TTL lapses, routine compaction) is normal;
+  baseline at its usual rate (nightly TTL lapses, routine compaction) is normal,
+  and so is one at its usual rate over the ``mix_windows`` windows before (the
+  route's cause mix: sporadic lapses all day long);
   one new to the group, or well above its usual rate, is a regression.
   The first window of a route is never judged: it has no normal yet.
 - **Counts, not only ratios.** The baseline gives each cause a rate per
@@ -155,6 +157,11 @@ def _test(series: Series, every: Series, cause: str, lo: int, hi: int, rules: An
         return None
     spans = baseline_span(series, lo, rules, hi)
     rate = rate_of(series, every, cause, spans, rules)
+    # the route's usual mix over the day before: a cause it always has is no news
+    day = [(lo - rules.mix_windows, lo - 1)]
+    usual = rate_of(series, every, cause, day, rules)
+    if usual > rate:
+        rate, spans = usual, day
     expected = rate * _window_sum(series.requests, lo, hi)
     spread = dispersion(series, cause, spans, rate, rules.max_dispersion)
     if poisson_tail(math.ceil(observed / spread), expected / spread) > rules.alpha:

@@ -7,9 +7,10 @@ cause) it generates a day of traffic, stores and explains it twice — hashes
 only (content capture off, the default) and with content captured — evaluates
 the alert rules, and scores the incidents (one row each) against the labels:
 
-- an incident is **caught** when an incident (alert) on its route starts within
-  ``DELAY_WINDOWS`` windows of the incident's first window with the injected
-  cause among its top two causes. The incident's first window is the window of
+- an incident is **caught** when an incident (alert) on its route is raised
+  within ``DELAY_WINDOWS`` windows of the incident's first window (the window its
+  first signal completed the evidence in, not the start it is dated back to) with
+  the injected cause among its top two causes. The incident's first window is the window of
   its first request on its route (a quiet night shows nothing until a request
   comes);
 - a **false alarm** is an alert that starts outside every incident on its route
@@ -72,6 +73,12 @@ def _at(truth: dict, seconds: float) -> datetime:
     return datetime.fromtimestamp(truth["start"] + seconds, UTC).replace(tzinfo=None)
 
 
+def raised(alert: alerts.Alert) -> datetime:
+    """The window an alert is raised in: the one its first signal completed the
+    evidence in (an incident's start is dated back to its first broken request)."""
+    return datetime.fromisoformat(alert.signals[0]["at"]) if alert.signals else alert.started_at
+
+
 def score(
     found: list[alerts.Alert], seen: list[datetime], truth: dict, rules: alerts.Rules
 ) -> tuple[list[dict], list[alerts.Alert]]:
@@ -85,11 +92,12 @@ def score(
             a
             for a in found
             if a.group.get("route") == incident["route"]
-            and first - step <= a.started_at <= first + DELAY_WINDOWS * step
+            and first - step <= a.started_at
+            and raised(a) <= first + DELAY_WINDOWS * step
         ]
         right = [a for a in near if incident["cause"] in [c[0] for c in a.top_causes[:TOP]]]
         alert = (right or near or [None])[0]
-        delay = (alert.started_at - first) / step if alert else None
+        delay = max((raised(alert) - first) / step, 0) if alert else None
         outcomes.append(
             {
                 "incident": incident["name"],
