@@ -26,7 +26,7 @@ over all incidents and over the visible ones.
 Seeds were named before any tuning: the rules were tuned on ``TUNING_SEEDS``
 only; ``HELD_OUT_SEEDS`` are reported as held out.
 
-    python benchmarks/eval_alerts.py [--seeds tuning|held-out|1,2] [--cache DIR]
+    python benchmarks/eval_alerts.py [--seeds tuning|held-out|fresh|1,2] [--cache DIR]
         [--hashes-only|--content]
 """
 
@@ -58,6 +58,11 @@ from collector.store.database import Store  # noqa: E402
 # Chosen before any tuning (the same seeds as eval_explain.py).
 TUNING_SEEDS = (1, 2)
 HELD_OUT_SEEDS = (101, 102, 103)
+# The first held-out run (4.3 false alarms a day) showed sporadic causes firing on three
+# or four requests; the rules then learned the route's cause mix over the day before.
+# Since 101-103 informed that change, these were named before it and never looked at
+# before the final run: the held-out figures to quote.
+FRESH_SEEDS = (104, 105, 106)
 SESSIONS_PER_HOUR = 200.0  # about 17k requests a seed over 24 h, as eval_explain.py
 DELAY_WINDOWS = 2  # how late an alert may start, in windows after the incident's first
 TOP = 2  # the injected cause must be among the alert's top this many causes
@@ -237,13 +242,15 @@ def _seeds(text: str) -> tuple[str, tuple[int, ...]]:
     if text == "tuning":
         return "tuning", TUNING_SEEDS
     if text == "held-out":
-        return "HELD OUT (never used for tuning)", HELD_OUT_SEEDS
+        return "HELD OUT (never used for tuning; its first run informed one change)", HELD_OUT_SEEDS
+    if text == "fresh":
+        return "FRESH HELD OUT (named before the last change, run once)", FRESH_SEEDS
     return "ad hoc", tuple(int(s) for s in text.split(",") if s.strip())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", default="tuning", help="tuning, held-out or 1,2,...")
+    parser.add_argument("--seeds", default="tuning", help="tuning, held-out, fresh or 1,2,...")
     parser.add_argument("--cache", help="keep generated days and databases here")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--hashes-only", action="store_true")
