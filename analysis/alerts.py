@@ -157,11 +157,11 @@ class Evidence:
     """What the store found about an incident's group. ``dimensions``: per ATTRIBUTION
     column, (value, missed tokens in the incident's first window) over that window and
     its baseline, most missed first; ``causes``: the top three (cause, requests, missed
-    tokens) from its start to its resolution; ``missed``: missed tokens in its first
+    dollars) from its start to its resolution; ``missed``: missed tokens in its first
     window."""
 
     dimensions: dict[str, list[tuple[Any, int | None]]]
-    causes: list[tuple[str, int, int | None]]
+    causes: list[tuple[str, int, float | None]]
     missed: int | None
 
 

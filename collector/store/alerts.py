@@ -77,8 +77,9 @@ def alert_evidence(
 ) -> tuple[dict[str, list[tuple]], list[tuple], int | None]:
     """What an incident's group did: per dimension, its values from the baseline's start
     to the first window's end, most missed tokens in the first window first (only the
-    misses of ``cause`` when given); the top three miss causes from the window's start
-    to ``resolved_at`` (or now); and the tokens missed in the first window.
+    misses of ``cause`` when given); the top three miss causes (cause, requests, missed
+    dollars) from the window's start to ``resolved_at`` (or now); and the tokens missed
+    in the first window.
     ``bounds``: (baseline start, window start, window end)."""
     where, params = _group_where(group, group_by)
     since, start, end = bounds
@@ -97,7 +98,7 @@ def alert_evidence(
     }
     marks = ", ".join("?" for _ in NOT_MISSES)
     causes = cur.execute(
-        f"SELECT e.cause, count(*), sum(e.missed_tokens) FROM explanations e "
+        f"SELECT e.cause, count(*), round(sum(e.missed_cost_usd), 6) FROM explanations e "
         f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? "
         "AND r.ts < coalesce(?, 'infinity'::TIMESTAMP) "
         f"AND e.cause NOT IN ({marks}) GROUP BY ALL "
