@@ -244,4 +244,7 @@ def judge(
     requests, usd)."""
     if not len(counted):
         return []
-    return _Judge(counted, by_cause, rules, table or providers.load_table()).run()
+    try:
+        return _Judge(counted, by_cause, rules, table or providers.load_table()).run()
+    finally:
+        ir.forget()

@@ -29,6 +29,7 @@ on a group and follows it until it returns to its baseline.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -93,11 +94,27 @@ class Index:
         return self.t0 + timedelta(seconds=i * self.step)
 
 
+_PREFIX: dict[int, tuple[dict, list[int], list]] = {}  # id(values) ─► prefix sums
+
+
 def _window_sum(values: dict[int, Any], lo: int, hi: int) -> Any:
-    """Sum of values over window indexes lo..hi (inclusive)."""
-    if hi - lo > len(values):
-        return sum(v for i, v in values.items() if lo <= i <= hi)
-    return sum(values.get(i, 0) for i in range(lo, hi + 1))
+    """Sum of values over window indexes lo..hi (inclusive), by prefix sums over the
+    windows present (built once per dict; ``forget`` drops them)."""
+    found = _PREFIX.get(id(values))
+    if found is None or found[0] is not values or len(found[1]) != len(values):
+        keys = sorted(values)
+        running, total = [0], 0
+        for k in keys:
+            total += values[k]
+            running.append(total)
+        found = _PREFIX[id(values)] = (values, keys, running)
+    _, keys, running = found
+    return running[bisect.bisect_right(keys, hi)] - running[bisect.bisect_left(keys, lo)]
+
+
+def forget() -> None:
+    """Drop the prefix sums of the last evaluation."""
+    _PREFIX.clear()
 
 
 def baseline_span(
@@ -156,13 +173,17 @@ def _test(series: Series, every: Series, cause: str, lo: int, hi: int, rules: An
     if observed < max(rules.min_count, rules.min_breaks):
         return None
     spans = baseline_span(series, lo, rules, hi)
+    requests = _window_sum(series.requests, lo, hi)
     rate = rate_of(series, every, cause, spans, rules)
+    # each check below only makes the test stricter: stop at the first that fails
+    if poisson_tail(observed, rate * requests) > rules.alpha:
+        return None
     # the route's usual mix over the day before: a cause it always has is no news
     day = [(lo - rules.mix_windows, lo - 1)]
     usual = rate_of(series, every, cause, day, rules)
     if usual > rate:
         rate, spans = usual, day
-    expected = rate * _window_sum(series.requests, lo, hi)
+    expected = rate * requests
     spread = dispersion(series, cause, spans, rate, rules.max_dispersion)
     if poisson_tail(math.ceil(observed / spread), expected / spread) > rules.alpha:
         return None
@@ -208,6 +229,7 @@ def cause_incidents(
 ) -> list[Found]:
     """Every incident of every (group, cause), oldest first; windows before ``first``
     (the warm-up: not enough stored before them) are not judged."""
+    forget()
     born: dict[Any, int] = {}  # per first group key (the route): its first window
     for group, series in groups.items():
         seen = min(series.requests, default=0)
