@@ -1,16 +1,34 @@
-"""Do the alert rules catch every labelled incident, in time, with the right cause?
+"""Do the alert rules catch every injected incident, in time, with the right cause, and
+stay quiet otherwise?
 
-For each traffic file (the committed sample, plus days generated with other
-seeds) it stores and explains every request, evaluates the cache-hit rules,
-and scores them against the labels: an incident is caught when an alert on its
-route starts within two windows of the incident's first window and names the
-injected cause first; an alert that starts outside every incident (or the
-window before one) is a false alarm. An incident's first window is the window
-of its first request on its route: a quiet night that has no traffic for an
-hour shows nothing to alert on until a request arrives. Other seeds show
-whether the rules fit the traffic or only the one sample they were tuned on.
+For each seed of the extended generator (``analysis.traffic``: four services,
+seventeen injected incidents a day, every request labelled with its true
+cause) it generates a day of traffic, stores and explains it twice — hashes
+only (content capture off, the default) and with content captured — evaluates
+the alert rules, and scores the incidents (one row each) against the labels:
 
-    python benchmarks/eval_alerts.py [--seeds 2,3,4,5] [FILE...]
+- an incident is **caught** when an incident (alert) on its route is raised
+  within ``DELAY_WINDOWS`` windows of the incident's first window (the window its
+  first signal completed the evidence in, not the start it is dated back to) with
+  the injected cause among its top two causes. The incident's first window is the window of
+  its first request on its route (a quiet night shows nothing until a request
+  comes);
+- a **false alarm** is an alert that starts outside every incident on its route
+  (from one window before its start to its end, or to the last window it could be
+  caught in when later).
+
+The ``true`` column counts the requests of the incident whose true cause (from
+the simulator's cache state, not from our explainer) is the injected one. An
+incident whose cause never truly broke ``VISIBLE`` requests within two windows
+is marked ``unseen`` when missed, and the summary gives the share caught both
+over all incidents and over the visible ones.
+
+Seeds were named before any tuning: the rules were tuned on ``TUNING_SEEDS``
+only; ``HELD_OUT_SEEDS`` were run once, and what that run showed informed one
+change, so ``FRESH_SEEDS`` (named before that change) are the held-out figures.
+
+    python benchmarks/eval_alerts.py [--seeds tuning|held-out|fresh|1,2] [--cache DIR]
+        [--hashes-only|--content]
 """
 
 from __future__ import annotations
@@ -20,6 +38,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,132 +50,240 @@ sys.path.insert(0, str(ROOT))
 from analysis import alerts  # noqa: E402
 from analysis.explain import Explainer  # noqa: E402
 from analysis.traffic import labels_path  # noqa: E402
+from collector import files  # noqa: E402
 from collector.explanations import explain_new  # noqa: E402
 from collector.records import ingest_file  # noqa: E402
 from collector.service import alerts as service_alerts  # noqa: E402
 from collector.store.database import Store  # noqa: E402
 
+# Chosen before any tuning (the same seeds as eval_explain.py).
+TUNING_SEEDS = (1, 2)
+HELD_OUT_SEEDS = (101, 102, 103)
+# The first held-out run (4.3 false alarms a day) showed sporadic causes firing on three
+# or four requests; the rules then learned the route's cause mix over the day before.
+# Since 101-103 informed that change, these were named before it and never looked at
+# before the final run: the held-out figures to quote.
+FRESH_SEEDS = (104, 105, 106)
+SESSIONS_PER_HOUR = 200.0  # about 17k requests a seed over 24 h, as eval_explain.py
 DELAY_WINDOWS = 2  # how late an alert may start, in windows after the incident's first
+TOP = 2  # the injected cause must be among the alert's top this many causes
+MODES = ("hashes", "content")
+# An incident is visible when its injected cause truly broke this many requests within
+# two windows (the rules' minimum of evidence, ``Rules.min_count``): one with fewer (a
+# quiet night whose sessions mostly end before the TTL, an outage most prefixes outlive)
+# is a few requests over hours, no change an on-call engineer should be woken for.
+VISIBLE = 3
+
+
+def _at(truth: dict, seconds: float) -> datetime:
+    return datetime.fromtimestamp(truth["start"] + seconds, UTC).replace(tzinfo=None)
+
+
+def raised(alert: alerts.Alert) -> datetime:
+    """The window an alert is raised in: the one its first signal completed the
+    evidence in (an incident's start is dated back to its first broken request)."""
+    return datetime.fromisoformat(alert.signals[0]["at"]) if alert.signals else alert.started_at
 
 
 def score(
     found: list[alerts.Alert], seen: list[datetime], truth: dict, rules: alerts.Rules
-) -> tuple[list, list]:
+) -> tuple[list[dict], list[alerts.Alert]]:
     """(one outcome per incident, the alerts outside every incident); ``seen`` holds
     each incident's first request (``first_requests``)."""
-    step = rules.window_s
-
-    def at(seconds: float) -> datetime:
-        return datetime.fromtimestamp(truth["start"] + seconds, UTC).replace(tzinfo=None)
-
+    step = timedelta(seconds=rules.window_s)
     outcomes = []
     for incident, first in zip(truth["incidents"], seen, strict=True):
-        first -= timedelta(seconds=(first - at(0)).total_seconds() % step)
-        raised = [
+        first -= timedelta(seconds=(first - _at(truth, 0)).total_seconds() % rules.window_s)
+        near = [
             a
             for a in found
-            if a.group["route"] == incident["route"]
-            and first <= a.started_at <= at(incident["end"])
+            if a.group.get("route") == incident["route"]
+            and first - step <= a.started_at
+            and raised(a) <= first + DELAY_WINDOWS * step
         ]
-        alert = raised[0] if raised else None
-        delay = (alert.started_at - first).total_seconds() / step if alert else None
-        top = alert.top_causes[0][0] if alert and alert.top_causes else None
+        right = [a for a in near if incident["cause"] in [c[0] for c in a.top_causes[:TOP]]]
+        alert = (right or near or [None])[0]
+        delay = max((raised(alert) - first) / step, 0) if alert else None
         outcomes.append(
             {
                 "incident": incident["name"],
+                "route": incident["route"],
                 "cause": incident["cause"],
+                "true": incident.get("true"),
+                "visible": incident.get("visible", True),
                 "rule": alert.rule if alert else None,
                 "delay": delay,
-                "top": top,
-                "caught": alert is not None and delay <= DELAY_WINDOWS and top == incident["cause"],
+                "top": [c[0] for c in alert.top_causes[:TOP]] if alert else [],
+                "caught": bool(right),
             }
         )
     false = [
         a
         for a in found
         if not any(
-            i["route"] == a.group["route"] and at(i["start"] - step) <= a.started_at <= at(i["end"])
-            for i in truth["incidents"]
+            i["route"] == a.group.get("route")
+            and _at(truth, i["start"]) - step
+            <= a.started_at
+            <= max(_at(truth, i["end"]), first + DELAY_WINDOWS * step)
+            for i, first in zip(truth["incidents"], seen, strict=True)
         )
     ]
     return outcomes, false
 
 
 def first_requests(con: duckdb.DuckDBPyConnection, truth: dict) -> list[datetime]:
-    """The time of each incident's first request on its route."""
+    """The time of each incident's first request on its route: its first request from
+    its start on (an outage holds every request back until it ends)."""
     seen = []
     for incident in truth["incidents"]:
-        since, until = (
-            datetime.fromtimestamp(truth["start"] + incident[k], UTC).replace(tzinfo=None)
-            for k in ("start", "end")
-        )
+        since = _at(truth, incident["start"])
         (first,) = con.execute(
-            "SELECT min(ts) FROM requests WHERE route = ? AND ts >= ? AND ts < ?",
-            [incident["route"], since, until],
+            "SELECT min(ts) FROM requests WHERE route = ? AND ts >= ?",
+            [incident["route"], since],
         ).fetchall()[0]
         seen.append(first or since)
     return seen
 
 
-def cache_alerts(
-    path: str, truth: dict, rules: alerts.Rules
-) -> tuple[list[alerts.Alert], list[datetime]]:
-    """Every cache-hit alert (not TTFT) over one traffic file, stored and explained, and
-    the first request of each incident in its labels (``truth``)."""
+def true_counts(path: str, truth: dict, window_s: int) -> list[tuple[int, bool]]:
+    """Per incident: its requests whose true cause is the injected one, and whether
+    that many are visible at all: ``VISIBLE`` of them within two windows."""
+    windows: dict[tuple, Counter] = {}
+    with files.reading(path) as (_, handle):
+        for line in handle:
+            record = json.loads(line)
+            key = (record.get("incident"), record["route"], record.get("cause"))
+            stamp = datetime.fromisoformat(record["time"].replace("Z", "+00:00"))
+            windows.setdefault(key, Counter())[int(stamp.timestamp() // window_s)] += 1
+    out = []
+    for i in truth["incidents"]:
+        counts = windows.get((i["name"], i["route"], i["cause"]), Counter())
+        pairs = max((counts[w] + counts[w + 1] for w in counts), default=0)
+        out.append((sum(counts.values()), pairs >= VISIBLE))
+    return out
+
+
+def traffic(seed: int, cache: Path) -> Path:
+    """A generated day for ``seed`` (with its labels), made once in ``cache``."""
+    path = cache / f"seed{seed}.jsonl.gz"
+    if not path.exists():
+        part = cache / f"seed{seed}.part.jsonl.gz"
+        subprocess.run(
+            [sys.executable, "-m", "cachediag", "generate", "--seed", str(seed)]
+            + ["--hours", "24", "--sessions-per-hour", str(SESSIONS_PER_HOUR)]
+            + ["--out", str(part)],
+            cwd=ROOT,
+            check=True,
+        )
+        Path(labels_path(str(part))).rename(labels_path(str(path)))
+        part.rename(path)
+    labels = Path(labels_path(str(path)))
+    truth = json.loads(labels.read_text())
+    if truth["incidents"] and "visible" not in truth["incidents"][0]:
+        counted = true_counts(str(path), truth, alerts.Rules().window_s)
+        for incident, (n, visible) in zip(truth["incidents"], counted, strict=True):
+            incident["true"], incident["visible"] = n, visible
+        labels.write_text(json.dumps(truth))
+    return path
+
+
+def database(path: Path, mode: str, cache: Path) -> Path:
+    """The traffic stored (content captured or not) and explained, made once in
+    ``cache``."""
+    db = cache / f"{path.name.removesuffix('.jsonl.gz')}-{mode}.duckdb"
+    if not db.exists():
+        part = db.with_suffix(".part")
+        store = Store(str(part))
+        ingest_file(store, str(path), capture=mode == "content")
+        explain_new(store, Explainer())
+        store.close()
+        part.rename(db)
+    return db
+
+
+def evaluate(db: Path, truth: dict, rules: alerts.Rules) -> tuple[list[dict], list]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        found = service_alerts.find(con.cursor(), rules)
+        return score(found, first_requests(con, truth), truth, rules)
+    finally:
+        con.close()
+
+
+def scored_file(path: str, truth: dict, rules: alerts.Rules) -> tuple[list[dict], list]:
+    """Score one traffic file with its labels, stored (content captured) and explained
+    in a scratch database."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(f"{tmp}/eval.duckdb")
-        ingest_file(store, path, capture=True)
-        explain_new(store, Explainer())
-        found = service_alerts.find(store.cursor(), rules)
-        seen = first_requests(store.cursor(), truth)
-        store.close()
-    return [a for a in found if a.rule != "ttft_p95_rise"], seen
+        try:
+            ingest_file(store, path, capture=True)
+            explain_new(store, Explainer())
+            found = service_alerts.find(store.cursor(), rules)
+            return score(found, first_requests(store.cursor(), truth), truth, rules)
+        finally:
+            store.close()
 
 
-def _report(name: str, outcomes: list, false: list) -> None:
+def _report(name: str, outcomes: list[dict], false: list) -> None:
     print(f"\n{name}")
+    print(f"  {'incident':22} {'route':10} {'cause':20} {'true':>5}  result  delay  rule / top")
     for o in outcomes:
-        when = f"+{o['delay']:.0f} windows" if o["rule"] else "no alert"
-        mark = "caught" if o["caught"] else "MISSED"
-        print(f"  {o['incident']:24} {mark:7} {when:11} {o['rule'] or '':13} top={o['top']}")
+        when = f"+{o['delay']:.0f}" if o["delay"] is not None else "-"
+        mark = "caught" if o["caught"] else "MISSED" if o["visible"] else "unseen"
+        top = ", ".join(o["top"]) or "no alert"
+        print(
+            f"  {o['incident']:22} {o['route']:10} {o['cause']:20} {o['true'] or 0:5}  "
+            f"{mark:7} {when:5}  {o['rule'] or '':13} {top}"
+        )
     for alert in false:
         print(f"  FALSE ALARM  {alerts.slack_text(alert)}")
 
 
+def _seeds(text: str) -> tuple[str, tuple[int, ...]]:
+    if text == "tuning":
+        return "tuning", TUNING_SEEDS
+    if text == "held-out":
+        return "HELD OUT (never used for tuning; its first run informed one change)", HELD_OUT_SEEDS
+    if text == "fresh":
+        return "FRESH HELD OUT (named before the last change, run once)", FRESH_SEEDS
+    return "ad hoc", tuple(int(s) for s in text.split(",") if s.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("files", nargs="*", help="traffic files with .labels.json beside them")
-    parser.add_argument("--seeds", default="2,3,4,5", help="also generate a day per seed")
+    parser.add_argument("--seeds", default="tuning", help="tuning, held-out, fresh or 1,2,...")
+    parser.add_argument("--cache", help="keep generated days and databases here")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--hashes-only", action="store_true")
+    mode.add_argument("--content", action="store_true")
     args = parser.parse_args()
+    title, seeds = _seeds(args.seeds)
+    modes = ("hashes",) if args.hashes_only else ("content",) if args.content else MODES
     rules = alerts.Rules()
-    files = args.files or [str(ROOT / "sample_data/traffic.jsonl.gz")]
-    caught = incidents = false_alarms = 0
     with tempfile.TemporaryDirectory() as tmp:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-        print(f"generating a day for each of seeds {seeds} …", flush=True)
-        jobs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "cachediag", "generate", "--seed", str(seed), "--out"]
-                + [f"{tmp}/seed{seed}.jsonl.gz"],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-            )
-            for seed in seeds
-        ]
-        if any(job.wait() for job in jobs):
-            sys.exit("generating traffic failed (see above)")
-        files += [f"{tmp}/seed{seed}.jsonl.gz" for seed in seeds]
-        for path in files:
-            truth = json.loads(Path(labels_path(path)).read_text())
-            outcomes, false = score(*cache_alerts(path, truth, rules), truth, rules)
-            _report(Path(path).name, outcomes, false)
-            caught += sum(o["caught"] for o in outcomes)
-            incidents += len(outcomes)
-            false_alarms += len(false)
-    print(
-        f"\n{caught} of {incidents} incidents caught within {DELAY_WINDOWS} windows with the "
-        f"injected cause on top; {false_alarms} false alarms over {len(files)} days"
-    )
+        cache = Path(args.cache or tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        totals = {m: [0, 0, 0, 0, 0] for m in modes}  # caught, incidents, false, visible
+        for seed in seeds:
+            path = traffic(seed, cache)
+            truth = json.loads(Path(labels_path(str(path))).read_text())
+            for m in modes:
+                outcomes, false = evaluate(database(path, m, cache), truth, rules)
+                _report(f"seed {seed}, {m}", outcomes, false)
+                totals[m][0] += sum(o["caught"] for o in outcomes)
+                totals[m][1] += len(outcomes)
+                totals[m][2] += len(false)
+                totals[m][3] += sum(o["caught"] for o in outcomes if o["visible"])
+                totals[m][4] += sum(o["visible"] for o in outcomes)
+    print(f"\n== {title}: seeds {', '.join(map(str, seeds))}")
+    for m, (caught, incidents, false, seen, visible) in totals.items():
+        days = len(seeds) * truth["hours"] / 24
+        print(
+            f"{m:8} {caught} of {incidents} incidents caught ({caught / max(incidents, 1):.1%}) "
+            f"within {DELAY_WINDOWS} windows with the injected cause in the top {TOP}; "
+            f"of the visible ones {seen} of {visible} ({seen / max(visible, 1):.1%}); "
+            f"{false} false alarms over {days:g} days ({false / days:.2f} a day)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def _writable(db: str, memory_mib: int | None = None):
     return open_store(db, memory_mib)
 
 
-def _read_only(db: str):
+def read_only(db: str):
     """A read-only connection to an existing database, or a one-line error."""
     import duckdb
 
@@ -69,7 +69,7 @@ def series(db: str, window: str, group: str, output: str) -> None:
         seconds = queries.seconds(window)
     except ValueError as exc:
         raise InputError(f"--window {exc}") from None
-    frame = reads.series(_read_only(db), queries.Filters(), seconds, group)
+    frame = reads.series(read_only(db), queries.Filters(), seconds, group)
     if output == "json":
         click.echo(frame.write_json())
     else:
@@ -195,7 +195,7 @@ def _server_alerts(url: str, token: str | None) -> list[dict]:
     """The server's alerts, each with the text the server wrote for it."""
     from dashboard.client import Client
 
-    rows = Client(url, token=token or "").get("alerts")["data"]
+    rows = Client(url, token=token or "").get("alerts", limit=10_000)["data"]
     return [
         dict(
             row,
@@ -246,7 +246,7 @@ def simulate(
         ttl_s = seconds(ttl)
     except ValueError as exc:
         raise InputError(f"--ttl {exc}") from None
-    found = whatif(_read_only(db), router, ttl_s, replicas, warmup)
+    found = whatif(read_only(db), router, ttl_s, replicas, warmup)
     if output == "json":
         click.echo(
             json.dumps(

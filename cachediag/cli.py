@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cachediag import analyze, collect, loading
+from cachediag import analyze, collect, insight, loading
 from cachediag.options import (
     encoding_option,
     output_format,
@@ -171,5 +171,6 @@ for _command in (
     analyze.explain,
     analyze.alerts,
     analyze.simulate,
+    insight.insights,
 ):
     main.add_command(_command)

@@ -7,10 +7,13 @@ import sys
 from datetime import datetime, timedelta
 
 import polars as pl
+import pytest
 
-from analysis import alerts
+from analysis import alert_judge, alerts
+from analysis.incident_rules import poisson_tail
 
 T0 = datetime(2025, 11, 22, 9, 0)
+NO_CAUSES = pl.DataFrame()
 
 
 def _windows(ratios: list[float]) -> pl.DataFrame:
@@ -29,12 +32,56 @@ def _windows(ratios: list[float]) -> pl.DataFrame:
     )
 
 
-def test_a_drop_fires_and_resolves_from_counts_alone():
-    no_breaks = pl.DataFrame()
-    (alert,) = alerts.judge(_windows([0.9] * 5 + [0.1, 0.9]), no_breaks, None, alerts.Rules())
-    assert (alert.rule, alert.started_at) == ("cached_drop", T0 + timedelta(minutes=75))
+def _causes(counts: dict[int, int], cause: str = "dynamic_value") -> pl.DataFrame:
+    """Per window index: requests ``cause`` broke, a cent each."""
+    return pl.DataFrame(
+        {
+            "window": [T0 + timedelta(minutes=15 * i) for i in counts],
+            "route": "/chat",
+            "request_model": "gpt-4o",
+            "cause": cause,
+            "requests": list(counts.values()),
+            "usd": [0.01 * n for n in counts.values()],
+        }
+    )
+
+
+def test_an_unexplained_drop_fires_and_resolves_from_counts_alone():
+    rules = alerts.Rules()
+    (alert,) = alert_judge.judge(_windows([0.9] * 5 + [0.1, 0.9]), NO_CAUSES, rules)
+    assert (alert.rule, alert.started_at, alert.cause) == (
+        "cached_drop",
+        T0 + timedelta(minutes=75),
+        "unexplained",
+    )
     assert alert.state == "resolved" and alert.resolved_at == T0 + timedelta(minutes=90)
-    assert alerts.judge(_windows([0.9] * 7), no_breaks, None, alerts.Rules()) == []
+    assert alert_judge.judge(_windows([0.9] * 7), NO_CAUSES, rules) == []
+
+
+def test_a_new_cause_is_an_incident_its_usual_rate_is_not():
+    rules, counted = alerts.Rules(), _windows([0.9] * 12)
+    (alert,) = alert_judge.judge(counted, _causes({8: 6, 9: 6}), rules)
+    assert (alert.cause, alert.rule, alert.started_at) == (
+        "dynamic_value",
+        "prefix_break",
+        T0 + timedelta(minutes=120),
+    )
+    assert alert.resolved_at == T0 + timedelta(minutes=150)  # two windows at baseline
+    assert alert.signals[0]["value"] == 6 and alert.signals[0]["baseline"] < 0.5
+    assert alert.cost_per_hour > 0.2 and alert.sparkline[4] == pytest.approx(0.24)
+    usual = _causes({i: 6 for i in range(12)})
+    assert alert_judge.judge(counted, usual, rules) == []
+
+
+def test_money_gates_a_cause_that_costs_nothing():
+    free = _causes({8: 6, 9: 6}).with_columns(usd=pl.lit(0.0))
+    assert alert_judge.judge(_windows([0.9] * 12), free, alerts.Rules()) == []
+
+
+def test_poisson_tail():
+    assert poisson_tail(0, 1.0) == 1.0 and poisson_tail(3, 0.0) == 0.0
+    assert poisson_tail(1, 2.0) == pytest.approx(1 - 0.1353352832)
+    assert poisson_tail(3, 0.1) < 2e-4
 
 
 def test_attribution_and_cost_come_from_the_evidence():
@@ -52,5 +99,8 @@ def test_attribution_and_cost_come_from_the_evidence():
 
 
 def test_the_rules_import_no_database():
-    code = "import sys, analysis.alerts; sys.exit('duckdb' in sys.modules)"
+    code = (
+        "import sys, analysis.alerts, analysis.alert_judge, analysis.insights; "
+        "sys.exit('duckdb' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -76,6 +76,7 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "006_retention",
         "007_call_parts",
         "008_metric_series",
+        "009_incidents",
     ]
     assert _columns(con, "requests") == EXPECTED_REQUESTS
     assert set(_columns(con, "call_parts")) == set(EXPECTED_REQUESTS) - {"ingested_at"} | {
@@ -98,6 +99,7 @@ def test_blank_database_migrates_to_the_expected_schema(tmp_path):
         "provider_verdict",
     }
     assert set(_columns(con, "alerts")) >= {"rule", "group_key", "state", "attribution"}
+    assert set(_columns(con, "alerts")) >= {"cause", "signals", "sparkline"}  # migration 009
     assert _columns(con, "request_content") == {"id": "VARCHAR", "content": "VARCHAR"}
     assert migrations.apply(con) == []  # applied once
 

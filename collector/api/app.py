@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from collector.api import encode, params
-from collector.service import alerts, explaining, reads, whatif
+from collector.service import alerts, explaining, insights, reads, whatif
 from collector.store.queries import Filters
 
 PREFIX = "/api/v1"
@@ -256,9 +256,32 @@ def _whatif_job(request: Request, asked: tuple) -> whatif.Job:
 
 
 @router.get("/alerts", responses=encode.ARROW_DOC)
-def alerts_(cur: Cursor, arrow: Arrow, state: params.State = None) -> Response:
-    """Alerts, firing first, each with its one-line text."""
-    return encode.frame(alerts.listed(cur, state), arrow)
+def alerts_(
+    cur: Cursor,
+    arrow: Arrow,
+    state: params.State = None,
+    since: params.Time = None,
+    until: params.Time = None,
+    limit: params.Limit = 50,
+    offset: params.Offset = 0,
+) -> Response:
+    """Incidents (one row each: its cause, signals, top causes, cost, sparkline), firing
+    first then newest first, each with its one-line text; ``since``/``until`` bound
+    their start. The number matching in all is ``total`` and the X-Total-Count header."""
+    page, total = alerts.page(cur, state, since, until, limit, offset)
+    response = encode.frame(page, arrow, total=total, limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(total)
+    return response
+
+
+@router.get("/insights", responses=encode.ARROW_DOC)
+def insights_(
+    cur: Cursor, arrow: Arrow, collector: Annotated[Any, Depends(_collector)]
+) -> Response:
+    """Recurring costs that are a route's normal, not regressions: per group and cause,
+    its cost per day, the fix and what the what-if simulator says it would save."""
+    rules = alerts.server_rules(collector)
+    return encode.frame(insights.frame(insights.find(cur, rules)), arrow)
 
 
 @router.post("/alerts/evaluate", responses=encode.PAGE_DOC)

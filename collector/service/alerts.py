@@ -1,34 +1,32 @@
 """Alerts: evaluate the rules over the stored requests (the only writer of the alerts
-table) and list what is stored, each alert with the one line of text that the CLI,
-the API and the webhook all show."""
+table) and list what is stored, one row per incident, each with the one line of text
+that the CLI, the API and the webhook all show."""
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from analysis import alert_judge, providers
 from analysis import alerts as rules_mod
-from analysis import providers
-from collector.store import queries
+from collector.store import alerts as queries
 from collector.store.database import Store, save_alerts
 
 
 def find(
     cur: duckdb.DuckDBPyConnection, rules: rules_mod.Rules | None = None, table: dict | None = None
 ) -> list[rules_mod.Alert]:
-    """Every alert over the stored requests, oldest first, with its lifecycle, where it
-    concentrates, its top causes and its cost; reads only."""
+    """Every incident over the stored requests, oldest first, with its lifecycle,
+    signals, where it concentrates, its top causes and its cost; reads only."""
     rules = rules or rules_mod.Rules()
     table = table or providers.load_table()
     counted = queries.alert_windows(cur, rules.window_s, rules.group_by)
-    breaks = queries.alert_breaks(
-        cur, rules.window_s, rules.baseline_windows, rules.group_by, rules_mod.ONSETS
-    )
-    last = queries.last_request_ts(cur) if len(breaks) else None
-    found = rules_mod.judge(counted, breaks, last, rules)
+    by_cause = queries.alert_causes(cur, rules.window_s, rules.group_by)
+    found = alert_judge.judge(counted, by_cause, rules, table)
     for alert in found:
         evidence = queries.alert_evidence(
             cur,
@@ -37,6 +35,7 @@ def find(
             rules_mod.ATTRIBUTION,
             rules_mod.bounds(alert, rules),
             alert.resolved_at,
+            None if alert.cause == rules_mod.UNEXPLAINED else alert.cause,
         )
         rules_mod.attribute(alert, rules_mod.Evidence(*evidence), rules, table)
     return found
@@ -47,7 +46,7 @@ def evaluate(
 ) -> list[rules_mod.Alert]:
     """Evaluate every rule over the stored requests (reading through ``cursor`` when
     given, e.g. one a loop can interrupt) and replace the alerts table with the result;
-    the alerts, oldest first."""
+    the incidents, oldest first."""
     cur = cursor or store.cursor()
     try:
         found = find(cur, rules)
@@ -58,25 +57,46 @@ def evaluate(
     return found
 
 
+def server_rules(collector: Any) -> rules_mod.Rules:
+    """The rules a running server was started with."""
+    if collector.alerts is not None:
+        return collector.alerts.rules
+    return rules_mod.Rules.load(collector.config.alert_rules)
+
+
 def evaluate_server(collector: Any) -> list[rules_mod.Alert]:
     """Evaluate on a running server: through its alert loop when it runs one (which also
-    posts newly firing alerts to the server's webhook, once each), else with the rules
-    the server was started with."""
+    posts newly firing incidents to the server's webhook, once each), else with the
+    rules the server was started with."""
     if collector.alerts is not None:
         return collector.alerts.evaluate()
-    return evaluate(collector.store, rules_mod.Rules.load(collector.config.alert_rules))
+    return evaluate(collector.store, server_rules(collector))
 
 
 def record(alert: rules_mod.Alert) -> dict[str, Any]:
-    """An alert as plain data, with its text."""
+    """An incident as plain data, with its text."""
     return dict(alert.to_dict(), text=rules_mod.slack_text(alert))
 
 
 def listed(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataFrame:
-    """The stored alerts, firing first then newest first, each with its text."""
-    frame = queries.alerts(cur, state)
+    """The stored incidents, firing first then newest first, each with its text."""
+    return page(cur, state)[0]
+
+
+def page(
+    cur: duckdb.DuckDBPyConnection,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[pl.DataFrame, int]:
+    """A page of the stored incidents (all of them without ``limit``), firing first then
+    newest first, each with its text; and how many match in all. ``since``/``until``
+    bound their start."""
+    frame, total = queries.listed(cur, state, since, until, limit, offset)
     texts = [rules_mod.slack_text(_alert(row)) for row in frame.iter_rows(named=True)]
-    return frame.with_columns(pl.Series("text", texts, dtype=pl.String))
+    return frame.with_columns(pl.Series("text", texts, dtype=pl.String)), total
 
 
 def _alert(row: dict[str, Any]) -> rules_mod.Alert:
@@ -92,4 +112,7 @@ def _alert(row: dict[str, Any]) -> rules_mod.Alert:
         attribution=json.loads(row["attribution"] or "{}"),
         top_causes=json.loads(row["top_causes"] or "[]"),
         cost_per_hour=row["cost_per_hour"] or 0.0,
+        cause=row.get("cause") or rules_mod.UNEXPLAINED,
+        signals=json.loads(row.get("signals") or "[]"),
+        sparkline=json.loads(row.get("sparkline") or "[]"),
     )

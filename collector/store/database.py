@@ -318,6 +318,9 @@ def save_alerts(store: Store, rows: list[dict]) -> None:
             "top_causes": pl.String,
             "cost_per_hour": pl.Float64,
             "updated_at": pl.Datetime("us"),
+            "cause": pl.String,
+            "signals": pl.String,
+            "sparkline": pl.String,
         },
     )
     with store._lock:
@@ -326,7 +329,7 @@ def save_alerts(store: Store, rows: list[dict]) -> None:
             store.con.execute("DELETE FROM alerts")
             if len(frame):
                 store.con.register("incoming_alerts", frame)
-                store.con.execute("INSERT INTO alerts SELECT * FROM incoming_alerts")
+                store.con.execute("INSERT INTO alerts BY NAME SELECT * FROM incoming_alerts")
                 store.con.unregister("incoming_alerts")
             store.con.execute("COMMIT")
         except Exception:

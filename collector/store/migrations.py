@@ -166,6 +166,12 @@ def _008_metric_series(con: duckdb.DuckDBPyConnection) -> None:
             ingested_at TIMESTAMP DEFAULT current_timestamp,
             PRIMARY KEY (series, end_ns)
         )""")
+def _009_incidents(con: duckdb.DuckDBPyConnection) -> None:
+    """An alert is an incident now: its cause, its signals (a JSON list of {rule, value,
+    baseline, at}) and a sparkline (a JSON list of its cause's missed $/h per window).
+    NULL for alerts stored before (the next evaluation replaces them all)."""
+    for column in ("cause", "signals", "sparkline"):
+        con.execute(f"ALTER TABLE alerts ADD COLUMN {column} VARCHAR")
 
 
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
@@ -177,6 +183,7 @@ MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _006_retention,
     _007_call_parts,
     _008_metric_series,
+    _009_incidents,
 )
 
 

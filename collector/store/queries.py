@@ -8,10 +8,9 @@ text, so no caller string reaches SQL except as a bound parameter.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 import polars as pl
@@ -218,14 +217,6 @@ def _finish_series(series: pl.DataFrame, misses: pl.DataFrame, table: dict) -> p
     )
 
 
-def alerts(cur: duckdb.DuckDBPyConnection, state: str | None = None) -> pl.DataFrame:
-    """Alerts, firing first, newest first."""
-    sql = "SELECT * FROM alerts"
-    params: list = []
-    if state:
-        sql += " WHERE state = ?"
-        params.append(state)
-    return cur.sql(sql + " ORDER BY state = 'firing' DESC, started_at DESC", params=params).pl()
 
 
 def prefixes(cur: duckdb.DuckDBPyConnection, filters: Filters, window_s: int) -> pl.DataFrame:
@@ -268,103 +259,6 @@ def routing(cur: duckdb.DuckDBPyConnection, filters: Filters) -> pl.DataFrame:
     ).pl()
 
 
-# --- alert rules (judged by analysis.alerts) ------------------------------------------------
-
-
-def alert_windows(
-    cur: duckdb.DuckDBPyConnection, window_s: int, group_by: tuple[str, ...]
-) -> pl.DataFrame:
-    """Per window and group: requests, tokens, hit ratio, p95 TTFT."""
-    keys = ", ".join(group_by)
-    return cur.sql(
-        f"""
-        SELECT time_bucket(to_seconds(?::BIGINT), ts) AS window, {keys},
-               count(*) AS requests, sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt,
-               sum(coalesce(cached_tokens, 0))::BIGINT AS cached,
-               quantile_cont(ttft_ms, 0.95) AS p95, count(ttft_ms) AS samples
-        FROM requests GROUP BY ALL ORDER BY 1""",
-        params=[window_s],
-    ).pl()
-
-
-def alert_breaks(
-    cur: duckdb.DuckDBPyConnection,
-    window_s: int,
-    baseline_windows: int,
-    group_by: tuple[str, ...],
-    causes: Iterable[str],
-) -> pl.DataFrame:
-    """Per window, group and one of ``causes``: requests it broke, and how many it broke in
-    the ``baseline_windows`` before (the cause need not appear in every window)."""
-    keys, causes = ", ".join(group_by), list(causes)
-    same = " AND ".join(f"b.{k} IS NOT DISTINCT FROM a.{k}" for k in group_by)
-    return cur.sql(
-        f"""
-        WITH c AS (
-            SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
-                   count(*) AS broken
-            FROM requests r JOIN explanations e USING (id)
-            WHERE e.cause IN ({", ".join("?" for _ in causes)}) GROUP BY ALL)
-        SELECT a.*, coalesce(sum(b.broken), 0)::BIGINT AS before
-        FROM c a LEFT JOIN c b ON b.cause = a.cause AND {same}
-            AND b.window < a.window AND b.window >= a.window - to_seconds(?::BIGINT)
-        GROUP BY ALL ORDER BY a.window""",
-        params=[window_s, *causes, window_s * baseline_windows],
-    ).pl()
-
-
 def last_request_ts(cur: duckdb.DuckDBPyConnection) -> datetime | None:
     """The time of the newest stored request."""
     return cur.execute("SELECT max(ts) FROM requests").fetchall()[0][0]
-
-
-def _group_where(group: dict[str, Any], group_by: tuple[str, ...]) -> tuple[str, list]:
-    clauses, params = [], []
-    for key, value in group.items():
-        if key not in group_by:
-            continue
-        if value is None:
-            clauses.append(f"r.{key} IS NULL")
-        else:
-            clauses.append(f"r.{key} = ?")
-            params.append(value)
-    return " AND ".join(clauses) or "TRUE", params
-
-
-def alert_evidence(
-    cur: duckdb.DuckDBPyConnection,
-    group: dict[str, Any],
-    group_by: tuple[str, ...],
-    dimensions: Iterable[str],
-    bounds: tuple[datetime, datetime, datetime],
-    resolved_at: datetime | None,
-) -> tuple[dict[str, list[tuple]], list[tuple], int | None]:
-    """What an alert's group did: per dimension, its values from the baseline's start to
-    the first window's end, most missed tokens in the first window first; the top three
-    miss causes from the window's start to ``resolved_at`` (or now); and the tokens missed
-    in the first window. ``bounds``: (baseline start, window start, window end)."""
-    where, params = _group_where(group, group_by)
-    since, start, end = bounds
-    missed_sql = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
-    values = {
-        dim: cur.execute(
-            f"SELECT r.{dim}, sum(CASE WHEN r.ts >= ? THEN {missed_sql} ELSE 0 END) AS missed "
-            f"FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ? "
-            "GROUP BY ALL ORDER BY missed DESC NULLS LAST",
-            [start, *params, since, end],
-        ).fetchall()
-        for dim in dimensions
-    }
-    causes = cur.execute(
-        f"SELECT e.cause, count(*), sum(e.missed_tokens) FROM explanations e "
-        f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? "
-        "AND r.ts < coalesce(?, 'infinity'::TIMESTAMP) "
-        "AND e.cause NOT IN ('no_miss', 'cold_start') GROUP BY ALL "
-        "ORDER BY 3 DESC NULLS LAST LIMIT 3",
-        [*params, start, resolved_at],
-    ).fetchall()
-    (missed,) = cur.execute(
-        f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?",
-        [*params, start, end],
-    ).fetchall()[0]
-    return values, causes, missed

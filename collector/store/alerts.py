@@ -1,0 +1,181 @@
+"""SQL of the alert rules and of the stored incidents (judged by ``analysis.alert_judge``).
+
+Per window and group: requests, tokens, p95 TTFT (``alert_windows``) and the misses
+of each cause with their dollars (``alert_causes``); what an incident's group did
+(``alert_evidence``); the stored incidents, newest first (``listed``); the misses of
+each cause per group and hour of day outside incidents (``recurring``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import duckdb
+import polars as pl
+
+NOT_MISSES = ("no_miss", "below_minimum", "cold_start", "identical", "appended")
+
+
+def alert_windows(
+    cur: duckdb.DuckDBPyConnection, window_s: int, group_by: tuple[str, ...]
+) -> pl.DataFrame:
+    """Per window and group: requests, tokens, hit ratio, p95 TTFT."""
+    keys = ", ".join(group_by)
+    return cur.sql(
+        f"""
+        SELECT time_bucket(to_seconds(?::BIGINT), ts) AS window, {keys},
+               count(*) AS requests, sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt,
+               sum(coalesce(cached_tokens, 0))::BIGINT AS cached,
+               quantile_cont(ttft_ms, 0.95) AS p95, count(ttft_ms) AS samples
+        FROM requests GROUP BY ALL ORDER BY 1""",
+        params=[window_s],
+    ).pl()
+
+
+def alert_causes(
+    cur: duckdb.DuckDBPyConnection, window_s: int, group_by: tuple[str, ...]
+) -> pl.DataFrame:
+    """Per window, group and miss cause: the requests it explains and their missed
+    dollars and tokens."""
+    keys = ", ".join(f"r.{k}" for k in group_by)
+    marks = ", ".join("?" for _ in NOT_MISSES)
+    return cur.sql(
+        f"""
+        WITH e AS (SELECT id, cause, missed_cost_usd, missed_tokens FROM explanations
+                   WHERE cause NOT IN ({marks}))
+        SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
+               count(*) AS requests, sum(coalesce(e.missed_cost_usd, 0)) AS usd,
+               sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens
+        FROM e JOIN requests r USING (id) GROUP BY ALL ORDER BY 1""",
+        params=[*NOT_MISSES, window_s],
+    ).pl()
+
+
+def _group_where(group: dict[str, Any], group_by: tuple[str, ...]) -> tuple[str, list]:
+    clauses, params = [], []
+    for key, value in group.items():
+        if key not in group_by:
+            continue
+        if value is None:
+            clauses.append(f"r.{key} IS NULL")
+        else:
+            clauses.append(f"r.{key} = ?")
+            params.append(value)
+    return " AND ".join(clauses) or "TRUE", params
+
+
+def alert_evidence(
+    cur: duckdb.DuckDBPyConnection,
+    group: dict[str, Any],
+    group_by: tuple[str, ...],
+    dimensions: Iterable[str],
+    bounds: tuple[datetime, datetime, datetime],
+    resolved_at: datetime | None,
+    cause: str | None = None,
+) -> tuple[dict[str, list[tuple]], list[tuple], int | None]:
+    """What an incident's group did: per dimension, its values from the baseline's start
+    to the first window's end, most missed tokens in the first window first (only the
+    misses of ``cause`` when given); the top three miss causes (cause, requests, missed
+    dollars) from the window's start to ``resolved_at`` (or now); and the tokens missed
+    in the first window.
+    ``bounds``: (baseline start, window start, window end)."""
+    where, params = _group_where(group, group_by)
+    since, start, end = bounds
+    missed_sql = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
+    counted = f"CASE WHEN e.cause = ? THEN {missed_sql} ELSE 0 END" if cause else missed_sql
+    extra = [cause] if cause else []
+    values = {
+        dim: cur.execute(
+            f"SELECT r.{dim}, sum(CASE WHEN r.ts >= ? THEN {counted} ELSE 0 END) AS missed "
+            f"FROM requests r LEFT JOIN explanations e USING (id) "
+            f"WHERE {where} AND r.ts >= ? AND r.ts < ? "
+            "GROUP BY ALL ORDER BY missed DESC NULLS LAST",
+            [start, *extra, *params, since, end],
+        ).fetchall()
+        for dim in dimensions
+    }
+    marks = ", ".join("?" for _ in NOT_MISSES)
+    causes = cur.execute(
+        f"SELECT e.cause, count(*), round(sum(e.missed_cost_usd), 6) FROM explanations e "
+        f"JOIN requests r USING (id) WHERE {where} AND r.ts >= ? "
+        "AND r.ts < coalesce(?, 'infinity'::TIMESTAMP) "
+        f"AND e.cause NOT IN ({marks}) GROUP BY ALL "
+        "ORDER BY 3 DESC NULLS LAST LIMIT 3",
+        [*params, start, resolved_at, *NOT_MISSES],
+    ).fetchall()
+    (missed,) = cur.execute(
+        f"SELECT sum({missed_sql}) FROM requests r WHERE {where} AND r.ts >= ? AND r.ts < ?",
+        [*params, start, end],
+    ).fetchall()[0]
+    return values, causes, missed
+
+
+def listed(
+    cur: duckdb.DuckDBPyConnection,
+    state: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> tuple[pl.DataFrame, int]:
+    """Stored incidents, firing first then newest first, a page of them; and how many
+    match in all. ``since``/``until`` bound their start."""
+    clauses, params = ["TRUE"], []
+    for sql, value in (("state = ?", state), ("started_at >= ?", since)):
+        if value is not None:
+            clauses.append(sql)
+            params.append(value)
+    if until is not None:
+        clauses.append("started_at < ?")
+        params.append(until)
+    where = " AND ".join(clauses)
+    (total,) = cur.execute(f"SELECT count(*) FROM alerts WHERE {where}", params).fetchall()[0]
+    page = " LIMIT ? OFFSET ?" if limit is not None else ""
+    frame = cur.sql(
+        f"SELECT * FROM alerts WHERE {where} "
+        f"ORDER BY state = 'firing' DESC, started_at DESC, id{page}",
+        params=[*params, *([limit, offset] if limit is not None else [])],
+    ).pl()
+    return frame, total
+
+
+def cause_costs(
+    cur: duckdb.DuckDBPyConnection, group_by: tuple[str, ...]
+) -> tuple[pl.DataFrame, float]:
+    """Per group, cause and hour of day: requests and missed dollars of every miss cause;
+    and the days the stored traffic spans."""
+    keys = ", ".join(f"r.{k}" for k in group_by)
+    marks = ", ".join("?" for _ in NOT_MISSES)
+    frame = cur.sql(
+        f"""
+        SELECT {keys}, e.cause, hour(r.ts) AS hour, count(*) AS requests,
+               sum(coalesce(e.missed_cost_usd, 0)) AS usd, min(r.ts) AS first_ts
+        FROM explanations e JOIN requests r USING (id)
+        WHERE e.cause NOT IN ({marks}) GROUP BY ALL ORDER BY ALL""",
+        params=list(NOT_MISSES),
+    ).pl()
+    first, last = cur.execute("SELECT min(ts), max(ts) FROM requests").fetchall()[0]
+    days = max((last - first).total_seconds() / 86400, 1 / 24) if first else 1.0
+    return frame, days
+
+
+def group_traffic(
+    cur: duckdb.DuckDBPyConnection, group: dict[str, Any], group_by: tuple[str, ...]
+) -> tuple[list[dict], str | None, int]:
+    """A group's requests in time order with what a what-if replay needs; its most common
+    provider and the replicas it ran on."""
+    where, params = _group_where(group, group_by)
+    result = cur.execute(
+        "SELECT ts, route, session_key, request_model, prefix_hash, segments, "
+        "block_hashes, prompt_tokens, total_tokens, cached_tokens, ttft_ms "
+        f"FROM requests r WHERE {where} ORDER BY ts, id",
+        params,
+    )
+    names = [d[0] for d in result.description]
+    rows = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    provider, replicas = cur.execute(
+        f"SELECT mode(provider), count(DISTINCT replica) FROM requests r WHERE {where}", params
+    ).fetchall()[0]
+    return rows, provider, replicas or 1
