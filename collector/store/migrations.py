@@ -166,6 +166,8 @@ def _008_metric_series(con: duckdb.DuckDBPyConnection) -> None:
             ingested_at TIMESTAMP DEFAULT current_timestamp,
             PRIMARY KEY (series, end_ns)
         )""")
+
+
 def _009_incidents(con: duckdb.DuckDBPyConnection) -> None:
     """An alert is an incident now: its cause, its signals (a JSON list of {rule, value,
     baseline, at}) and a sparkline (a JSON list of its cause's missed $/h per window).

@@ -217,8 +217,6 @@ def _finish_series(series: pl.DataFrame, misses: pl.DataFrame, table: dict) -> p
     )
 
 
-
-
 def prefixes(cur: duckdb.DuckDBPyConnection, filters: Filters, window_s: int) -> pl.DataFrame:
     """Per window and route: distinct prefixes, prefixes never seen before, tools, schemas."""
     where, params = filters.where("r")
