@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cachediag import analyze, collect, loading
+from cachediag import analyze, collect, lake, loading
 from cachediag.options import (
     encoding_option,
     output_format,
@@ -148,5 +148,6 @@ for _command in (
     analyze.explain,
     analyze.alerts,
     analyze.simulate,
+    lake.lake,
 ):
     main.add_command(_command)

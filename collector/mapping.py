@@ -303,6 +303,7 @@ def map_record(
     use = _usage(attrs, provider, raw, record)
     hashes = attrs.pop(A.BLOCK_HASHES.name, None)
     content = _str(attrs.pop(A.CONTENT.name, None))
+    attrs.pop(A.ROUTING_KEY.name, None)  # for a gateway's routing; the hashes hold it
     row = {
         "id": record_id(record),
         "trace_id": record.trace_id or None,
