@@ -216,6 +216,17 @@ def routing_key(block_hashes: Any) -> str:
     return f"{block_hashes[0] & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
+def choose_routing_key(attrs: dict[str, Any]) -> None:
+    """Set what a gateway routes by: the request's route when it names one (the explainer
+    relates requests across sessions of a route: a shared system prompt is cached for every
+    user), else its session or conversation (its requests meet even when a change at the
+    top of the prompt moves its first block); else the first block's hash stays, as the
+    fingerprint set it."""
+    key = attrs.get(ROUTE.name) or attrs.get(SESSION_KEY.name) or attrs.get(CONVERSATION_ID.name)
+    if key:
+        attrs[ROUTING_KEY.name] = str(key)
+
+
 def fingerprint_attributes(fp: Any) -> dict[str, Any]:
     """The cachediag.* attributes of an ``analysis.fingerprint.Fingerprint``."""
     segments = [
