@@ -89,7 +89,8 @@ def series(
 
 
 @click.command()
-@click.option("--db", required=True, help="DuckDB file (no server may hold it).")
+@click.option("--db", default=None, help="DuckDB file (no server may hold it).")
+@lake_options
 @click.option(
     "--request",
     "request_id",
@@ -104,13 +105,20 @@ def series(
     "those without an explanation.",
 )
 @output_format
-def explain(db: str, request_id: str | None, everything: bool, output: str) -> None:
+def explain(
+    db: str | None,
+    lake: str | None,
+    data_path: str | None,
+    request_id: str | None,
+    everything: bool,
+    output: str,
+) -> None:
     """Explain stored requests: predecessor, cacheable tokens, cause and cost.
 
     Without --request, explains in time order the requests that have no
     explanation yet (all of them with --all) and prints the miss causes of the
     whole database with their missed tokens and dollars. With --request ID,
-    prints that request's explanation.
+    prints that request's explanation (from a lake too: its collectors explain it).
     """
     from rich.progress import Progress
 
@@ -118,6 +126,15 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
     from collector.service import explaining
     from collector.store.database import EXPLAIN_MEMORY_MIB
 
+    shared = lake_config(lake, data_path)
+    if shared is not None:  # the collectors explain what they store; this shows one
+        if not request_id:
+            raise InputError("with --lake, pass --request ID: the collectors explain the lake")
+        con = _read_only(None, shared)
+        _show_explanation(explaining.diff(con, request_id), request_id, "FILE", output)
+        return
+    if db is None:
+        raise InputError("give --db FILE, or --lake CATALOG with --data-path PATH")
     store = _writable(db, EXPLAIN_MEMORY_MIB)  # a pass on its own: under 2 GB in all
     try:
         if request_id:

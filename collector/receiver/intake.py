@@ -20,7 +20,7 @@ from collector.ingest import Prepared, prepare
 from collector.receiver.reply import Reply
 from collector.receiver.workers import DecodePool, WorkerCrashed
 from collector.store.database import MEMORY_LIMIT_MIB, Store, Writer
-from collector.store.lake import LakeConfig
+from collector.store.lake import LAKE_BATCH_S, LakeConfig
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,9 @@ class Collector:
         self.writer = Writer(
             self.store,
             max_pending_rows=config.max_pending_rows,
-            more_coming=lambda: self._decoding > 0,
+            # A lake takes tens of commits a second from all collectors together: batch.
+            linger_s=LAKE_BATCH_S if config.lake else 0.05,
+            more_coming=(lambda: True) if config.lake else lambda: self._decoding > 0,
         )
         self.stats = Stats()
         self._inflight = 0

@@ -20,7 +20,7 @@ import duckdb
 import polars as pl
 
 from collector.store import linking, migrations
-from collector.store.lake import LakeConfig, LakeWriter
+from collector.store.lake import LakeConfig, LakeWriter, replace_alerts
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,11 @@ class Store:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for reading from another thread."""
         return self.con.cursor()
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for what the query API and alerts read: the lake's every collector's
+        rows when there is one, else this file's."""
+        return self.lake.cursor() if self.lake is not None else self.con.cursor()
 
     @staticmethod
     def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -318,6 +323,9 @@ def save_alerts(store: Store, rows: list[dict]) -> None:
     """Replace the alerts table with a fresh evaluation."""
     frame = alert_frame(rows)
     with store._lock:
+        if store.lake is not None:  # evaluated over the lake: stored there
+            replace_alerts(store.lake.con, frame)
+            return
         store.con.execute("BEGIN TRANSACTION")
         try:
             store.con.execute("DELETE FROM alerts")
