@@ -116,7 +116,7 @@ def test_four_collectors_store_and_explain_what_one_server_does(postgres, tmp_pa
     import duckdb
 
     config = _lake(postgres, tmp_path, "shared")
-    path, records = _traffic(tmp_path, hours=1.0)
+    path, records = _traffic(tmp_path, hours=0.5)
     collectors = [
         Server(tmp_path / f"c{i}.duckdb", *QUIET, *_flags(config)) for i in range(COLLECTORS)
     ]
