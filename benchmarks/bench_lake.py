@@ -45,16 +45,18 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK  # utime + stime
 
 
-def run_client(ports: list[int], batches: int) -> float:
-    """Send ``batches`` exports, one connection per collector (two per port), in a child
-    process; the elapsed seconds."""
+def run_client(ports: list[int], batches: int, connections: int) -> float:
+    """Send ``batches`` exports over ``connections`` connections per collector (as a
+    gateway's sending queue does with its consumers), in a child process; the elapsed
+    seconds. A collector acknowledges an export after its batch's lake commit (up to
+    LAKE_BATCH_S later), so one connection carries about one export a second."""
     code = (
         "import sys, threading, time, gzip\n"
         "from benchmarks.bench_ingest import client, export\n"
         "ports = [int(p) for p in sys.argv[1].split(',')]\n"
         "n = int(sys.argv[2])\n"
         "bodies = [gzip.compress(export(1000 + i), 1) for i in range(n)]\n"
-        "targets = ports * 2\n"
+        "targets = ports * int(sys.argv[3])\n"
         "lat, err = [], []\n"
         "threads = [threading.Thread(target=client, args=(p, bodies[i::len(targets)], lat, "
         "err)) for i, p in enumerate(targets)]\n"
@@ -63,7 +65,7 @@ def run_client(ports: list[int], batches: int) -> float:
         "print(time.perf_counter() - start)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, ",".join(map(str, ports)), str(batches)],
+        [sys.executable, "-c", code, ",".join(map(str, ports)), str(batches), str(connections)],
         capture_output=True,
         text=True,
         check=True,
@@ -72,7 +74,9 @@ def run_client(ports: list[int], batches: int) -> float:
     return float(out.split()[-1])
 
 
-def ingest(tmp: Path, dsn: str | None, collectors: int, batches: int, tag: str) -> dict:
+def ingest(
+    tmp: Path, dsn: str | None, collectors: int, batches: int, connections: int, tag: str
+) -> dict:
     """One ingest run: spans/s, CPU s per 1,000 spans per collector, lake commit p50/p99."""
     flags: tuple[str, ...] = ()
     if dsn is not None:
@@ -81,7 +85,7 @@ def ingest(tmp: Path, dsn: str | None, collectors: int, batches: int, tag: str) 
     servers = [Server(tmp / f"{tag}-{i}.duckdb", *QUIET, *flags).start() for i in range(collectors)]
     before = [cpu_s(s.proc.pid) for s in servers]
     try:
-        elapsed = run_client([s.port for s in servers], batches)
+        elapsed = run_client([s.port for s in servers], batches, connections)
         used = [cpu_s(s.proc.pid) - b for s, b in zip(servers, before, strict=True)]
     finally:
         logs = [s.stop() for s in servers]
@@ -159,24 +163,36 @@ def query_latency(tmp: Path, dsn: str, rows: int, repeat: int) -> dict[str, dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batches", type=int, default=60, help="exports per ingest run")
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the queries")
+    parser.add_argument(
+        "--connections", type=int, default=8, help="client connections per collector"
+    )
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows for the queries (0: skip them)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs of each query")
     args = parser.parse_args()
     with Cluster() as pg, tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        print(f"ingest: {args.batches} exports x {SPANS_PER_BATCH} spans per run")
+        print(
+            f"ingest: {args.batches} exports x {SPANS_PER_BATCH} spans per run, "
+            f"{args.connections} connections per collector"
+        )
         runs = [("embedded", None, 1)] + [(f"lake x{n}", n, n) for n in (1, 2, 4)]
         for label, n, collectors in runs:
             dsn = None
             if n is not None:
                 pg.create_database(f"ingest{n}")
                 dsn = pg.dsn_of(f"ingest{n}")
-            r = ingest(base, dsn, collectors, args.batches, label.replace(" ", ""))
+            r = ingest(
+                base, dsn, collectors, args.batches, args.connections, label.replace(" ", "")
+            )
             print(
                 f"  {label:<9} {r['spans_s']:>8,.0f} spans/s  CPU {r['cpu_per_1k']:.3f} s "
                 f"per 1,000 spans per collector  commits {r['commits']:>4} "
                 f"p50 {r['p50_ms']:.0f} ms p99 {r['p99_ms']:.0f} ms"
             )
+        if not args.rows:
+            return
         pg.create_database("queries")
         found = query_latency(base, pg.dsn_of("queries"), args.rows, args.repeat)
         print(f"dashboard queries at {args.rows:,} rows (median of {args.repeat}, ms):")

@@ -28,6 +28,8 @@ def maintain(lake: str | None, data_path: str | None, keep: str) -> None:
 
     Run it on a schedule (e.g. every 10 minutes from cron), one at a time.
     """
+    import duckdb
+
     from collector.store import maintenance
 
     config = lake_config(lake, data_path)
@@ -36,6 +38,8 @@ def maintain(lake: str | None, data_path: str | None, keep: str) -> None:
     con = open_lake(config, read_only=False)
     try:
         done = maintenance.maintain(con, keep)
+    except duckdb.ConversionException:
+        raise InputError(f"--keep {keep!r}: expected an interval such as '1 hour'") from None
     finally:
         con.close()
     click.echo(json.dumps(done))

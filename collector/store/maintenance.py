@@ -30,10 +30,10 @@ def dedupe(con: duckdb.DuckDBPyConnection, table: str) -> int:
 
 def maintain(con: duckdb.DuckDBPyConnection, keep: str = "1 hour") -> dict[str, int]:
     """Dedupe, then merge, expire and clean up; what each step did."""
-    done = {f"duplicates_{table}": dedupe(con, table) for table in KEYED}
     (before,) = con.execute(
         "SELECT strftime(now() - CAST(? AS INTERVAL), '%Y-%m-%d %H:%M:%S.%f%z')", [keep]
     ).fetchone()  # checked as an interval; a string, as a datetime with a zone needs pytz
+    done = {f"duplicates_{table}": dedupe(con, table) for table in KEYED}
     older = f"older_than => TIMESTAMPTZ '{before}'"
     steps = {
         "flushed_inlined": f"ducklake_flush_inlined_data('{ALIAS}')",
