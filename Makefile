@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test lint bench clean browser postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(BIN)/python:
 # setup.py compiles the OTLP wire reader (collector/_wire.pyx) when a C compiler is present.
 $(STAMP): pyproject.toml setup.py collector/_wire.pyx | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lake]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,7 +37,12 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null)
 
-test: lint browser
+# The lake tests (tests/test_lake.py) start a private cluster of Debian's PostgreSQL.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && apt-get install -y -qq postgresql >/dev/null)
+
+test: lint browser postgres
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

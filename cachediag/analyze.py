@@ -11,6 +11,9 @@ import click
 from cachediag.options import (
     InputError,
     check_database,
+    lake_config,
+    lake_options,
+    open_lake,
     open_store,
     output_format,
     server_token,
@@ -25,12 +28,17 @@ def _writable(db: str, memory_mib: int | None = None):
     return open_store(db, memory_mib)
 
 
-def read_only(db: str):
-    """A read-only connection to an existing database, or a one-line error."""
+def read_only(db: str | None, lake=None):
+    """A read-only connection to an existing database (or to the lake), or a one-line
+    error."""
     import duckdb
 
     from collector.store.database import Store, StoreLocked
 
+    if lake is not None:
+        return open_lake(lake)
+    if db is None:
+        raise InputError("give --db FILE, or --lake CATALOG with --data-path PATH")
     if not os.path.isfile(db):
         raise InputError(f"{db}: no such database; create it with cachediag ingest or serve")
     check_database(db)
@@ -43,7 +51,8 @@ def read_only(db: str):
 
 
 @click.command()
-@click.option("--db", required=True, help="DuckDB file to read (opened read-only).")
+@click.option("--db", default=None, help="DuckDB file to read (opened read-only).")
+@lake_options
 @click.option("--window", default="1h", show_default=True, help="Window: 60, 5m, 1h, 1d.")
 @click.option(
     "--group",
@@ -52,7 +61,9 @@ def read_only(db: str):
     help="route, model, replica, prompt_version, schema_version, service, ...",
 )
 @output_format
-def series(db: str, window: str, group: str, output: str) -> None:
+def series(
+    db: str | None, lake: str | None, data_path: str | None, window: str, group: str, output: str
+) -> None:
     """Print token-weighted hit ratio, p95 TTFT and missed cost per window and group.
 
     Reads a database no server holds (stop `cachediag serve` first, or ask its
@@ -69,7 +80,8 @@ def series(db: str, window: str, group: str, output: str) -> None:
         seconds = queries.seconds(window)
     except ValueError as exc:
         raise InputError(f"--window {exc}") from None
-    frame = reads.series(read_only(db), queries.Filters(), seconds, group)
+    con = read_only(db, lake_config(lake, data_path))
+    frame = reads.series(con, queries.Filters(), seconds, group)
     if output == "json":
         click.echo(frame.write_json())
     else:
@@ -77,7 +89,8 @@ def series(db: str, window: str, group: str, output: str) -> None:
 
 
 @click.command()
-@click.option("--db", required=True, help="DuckDB file (no server may hold it).")
+@click.option("--db", default=None, help="DuckDB file (no server may hold it).")
+@lake_options
 @click.option(
     "--request",
     "request_id",
@@ -92,13 +105,20 @@ def series(db: str, window: str, group: str, output: str) -> None:
     "those without an explanation.",
 )
 @output_format
-def explain(db: str, request_id: str | None, everything: bool, output: str) -> None:
+def explain(
+    db: str | None,
+    lake: str | None,
+    data_path: str | None,
+    request_id: str | None,
+    everything: bool,
+    output: str,
+) -> None:
     """Explain stored requests: predecessor, cacheable tokens, cause and cost.
 
     Without --request, explains in time order the requests that have no
     explanation yet (all of them with --all) and prints the miss causes of the
     whole database with their missed tokens and dollars. With --request ID,
-    prints that request's explanation.
+    prints that request's explanation (from a lake too: its collectors explain it).
     """
     from rich.progress import Progress
 
@@ -106,6 +126,15 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
     from collector.service import explaining
     from collector.store.database import EXPLAIN_MEMORY_MIB
 
+    shared = lake_config(lake, data_path)
+    if shared is not None:  # the collectors explain what they store; this shows one
+        if not request_id:
+            raise InputError("with --lake, pass --request ID: the collectors explain the lake")
+        con = read_only(None, shared)
+        _show_explanation(explaining.diff(con, request_id), request_id, "FILE", output)
+        return
+    if db is None:
+        raise InputError("give --db FILE, or --lake CATALOG with --data-path PATH")
     store = _writable(db, EXPLAIN_MEMORY_MIB)  # a pass on its own: under 2 GB in all
     try:
         if request_id:
@@ -127,6 +156,7 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
 @click.command()
 @click.option("--db", default=None, help="DuckDB file to evaluate (no server may hold it).")
 @click.option("--server", default=None, help="Or: a cachediag server URL to ask.")
+@lake_options
 @token_option
 @click.option("--rules", default=None, help="TOML file with an [alerts] table of thresholds.")
 @click.option(
@@ -138,6 +168,8 @@ def explain(db: str, request_id: str | None, everything: bool, output: str) -> N
 def alerts(
     db: str | None,
     server: str | None,
+    lake: str | None,
+    data_path: str | None,
     token: str | None,
     rules: str | None,
     webhook: str | None,
@@ -146,7 +178,8 @@ def alerts(
     """Cached-token drops, p95 TTFT rises, prefix breaks and TTL lapses, per route and
     model, with their causes.
 
-    With --db, evaluates the rules over the stored requests (and stores the alerts);
+    With --db (or --lake), evaluates the rules over the stored requests (and stores the
+    alerts);
     with --server, lists the server's alerts. Exit status 1 while any alert fires,
     for cron and CI.
     """
@@ -155,10 +188,15 @@ def alerts(
     from analysis import alerts as rules_mod
     from dashboard.client import ServerError
 
-    if bool(db) == bool(server):
-        raise InputError("give exactly one of --db FILE or --server URL")
+    shared = lake_config(lake, data_path)
+    if bool(db) + bool(server) + bool(shared) != 1:
+        raise InputError("give exactly one of --db FILE, --server URL or --lake CATALOG")
     try:
-        if server:
+        if shared:
+            from cachediag.lake import lake_alerts
+
+            found = lake_alerts(shared, rules_mod.Rules.load(rules))
+        elif server:
             found = _server_alerts(server, server_token(token))
         else:
             found = _db_alerts(db, rules_mod.Rules.load(rules))

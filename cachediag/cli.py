@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cachediag import analyze, collect, insight, loading
+from cachediag import analyze, collect, insight, lake, loading
 from cachediag.options import (
     encoding_option,
     output_format,
@@ -172,5 +172,6 @@ for _command in (
     analyze.alerts,
     analyze.simulate,
     insight.insights,
+    lake.lake,
 ):
     main.add_command(_command)

@@ -11,6 +11,8 @@ import click
 from cachediag.options import (
     InputError,
     check_database,
+    lake_config,
+    lake_options,
     server_token,
     token_option,
 )
@@ -18,6 +20,7 @@ from cachediag.options import (
 
 @click.command()
 @click.option("--db", default="cachediag.duckdb", show_default=True, help="DuckDB file to write.")
+@lake_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port",
@@ -118,6 +121,8 @@ from cachediag.options import (
 @click.option("-v", "--verbose", is_flag=True, help="Log every request.")
 def serve(
     db: str,
+    lake: str | None,
+    data_path: str | None,
     host: str,
     port: int,
     grpc_port: int,
@@ -144,14 +149,9 @@ def serve(
     The query API is under /api/v1 (spec at /api/v1/openapi.json). SIGTERM or
     Ctrl-C commits everything acknowledged and exits.
     """
-    import logging
-
     from collector.receiver.intake import Config
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
+    _log(verbose)
     config = Config(
         db=db,
         host=host,
@@ -166,6 +166,7 @@ def serve(
         alert_every_s=alert_every,
         webhook=webhook,
         content=content,
+        lake=lake_config(lake, data_path),
     )
     for name, value in (
         ("read_timeout_s", read_timeout),
@@ -178,17 +179,27 @@ def serve(
     _run_server(config)
 
 
+def _log(verbose: bool) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+
+
 def _run_server(config) -> None:
     """Serve until stopped; what the user can fix becomes a one-line InputError."""
     import tomllib
 
     from collector.receiver.server import serve as run
     from collector.store.database import StoreLocked
+    from collector.store.lake import LakeError
 
     check_database(config.db)
     try:
         run(config)
-    except StoreLocked as exc:
+    except (StoreLocked, LakeError) as exc:
         raise InputError(str(exc)) from None
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         raise InputError(f"--alert-rules {config.alert_rules}: {exc}") from None

@@ -159,3 +159,41 @@ output_format = click.option(
     show_default=True,
     help="Output format.",
 )
+
+
+def lake_options(command):
+    """--lake and --data-path: read (or write) a DuckLake instead of one DuckDB file."""
+    command = click.option(
+        "--data-path",
+        default=None,
+        help="Where the lake's Parquet files are (a shared directory or an object-store "
+        "URL); with --lake.",
+    )(command)
+    return click.option(
+        "--lake",
+        default=None,
+        metavar="CATALOG",
+        help="A DuckLake catalog shared by many collectors and readers, e.g. "
+        "'postgres:host=db dbname=lake' (docs/scale-out.md); with --data-path.",
+    )(command)
+
+
+def lake_config(lake: str | None, data_path: str | None):
+    """The LakeConfig of --lake/--data-path (None without them), or a one-line InputError."""
+    if lake is None and data_path is None:
+        return None
+    if lake is None or data_path is None:
+        raise InputError("--lake and --data-path go together: pass both, or neither")
+    from collector.store.lake import LakeConfig
+
+    return LakeConfig(lake, data_path)
+
+
+def open_lake(config, read_only: bool = True):
+    """A connection with the lake attached as the default catalog, or a one-line error."""
+    from collector.store.lake import LakeError, connect
+
+    try:
+        return connect(config, read_only=read_only)
+    except LakeError as exc:
+        raise InputError(str(exc)) from None

@@ -34,14 +34,14 @@ class AlertLoop:
         self.evaluations = 0
         self._posted: set[str] = set()
         self._stop = threading.Event()
-        self._cursor = store.cursor()  # the loop's reads; close() interrupts them
+        self._cursor = store.reader()  # the loop's reads; close() interrupts them
         self._storing = threading.Lock()  # held while the loop reads or writes the store
         self._thread = threading.Thread(target=self._run, name="cachediag-alerts", daemon=True)
         self._thread.start()
 
     def evaluate(self) -> list[alerts.Alert]:
         """One evaluation: store every alert, post the newly firing ones."""
-        cur = self.store.cursor()
+        cur = self.store.reader()
         try:
             found = self._store_evaluation(cur)
         finally:

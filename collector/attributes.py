@@ -60,6 +60,11 @@ ROUTE = _a("cachediag.route", "string", "logical route / endpoint of the service
 REPLICA = _a("cachediag.replica", "string", "serving replica or deployment the call hit")
 SESSION_KEY = _a("cachediag.session_key", "string", "prompt_cache_key or sticky-routing key")
 PREFIX_HASH = _a("cachediag.prefix_hash", "string", "hash of the tools + system part")
+ROUTING_KEY = _a(
+    "cachediag.routing_key",
+    "string",
+    "the first block hash in hex: a gateway routes a prefix family to one collector by it",
+)
 TOOLS_HASH = _a("cachediag.tools_hash", "string", "hash of the tool declarations")
 TOOLS_COUNT = _a("cachediag.tools_count", "int", "number of tools declared")
 SCHEMA_VERSION = _a("cachediag.schema_version", "string", "version of the tool/output schemas")
@@ -219,6 +224,24 @@ INPUT_INCLUDES_CACHE: tuple[tuple[str, str | None, bool], ...] = (
 ALL: tuple[Attribute, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Attribute))
 
 
+def routing_key(block_hashes: Any) -> str:
+    """What a scaled-out gateway routes by (docs/scale-out.md): the first block's hash, so
+    requests that share a prefix, the only ones that can read each other's cache, reach
+    the one collector whose index explains them."""
+    return f"{block_hashes[0] & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def choose_routing_key(attrs: dict[str, Any]) -> None:
+    """Set what a gateway routes by: the request's route when it names one (the explainer
+    relates requests across sessions of a route: a shared system prompt is cached for every
+    user), else its session or conversation (its requests meet even when a change at the
+    top of the prompt moves its first block); else the first block's hash stays, as the
+    fingerprint set it."""
+    key = attrs.get(ROUTE.name) or attrs.get(SESSION_KEY.name) or attrs.get(CONVERSATION_ID.name)
+    if key:
+        attrs[ROUTING_KEY.name] = str(key)
+
+
 def fingerprint_attributes(fp: Any) -> dict[str, Any]:
     """The cachediag.* attributes of an ``analysis.fingerprint.Fingerprint``."""
     segments = [
@@ -227,6 +250,7 @@ def fingerprint_attributes(fp: Any) -> dict[str, Any]:
     ]
     return {
         PREFIX_HASH.name: fp.prefix_hash,
+        **({ROUTING_KEY.name: routing_key(fp.block_hashes)} if fp.block_hashes else {}),
         TOOLS_HASH.name: fp.tools_hash,
         TOOLS_COUNT.name: fp.tools_count,
         ENCODING.name: fp.encoding,

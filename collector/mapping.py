@@ -335,6 +335,7 @@ def map_record(
     content = _str(attrs.pop(A.CONTENT.name, None))
     if keep_content and record.signal == "log":
         _keep_message_event(record, attrs)
+    attrs.pop(A.ROUTING_KEY.name, None)  # for a gateway's routing; the hashes hold it
     row = {
         "id": record_id(record),
         "trace_id": record.trace_id or None,

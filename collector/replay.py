@@ -73,6 +73,7 @@ def emit(inst: Instrumentation, record: dict, shift: float = 0.0) -> None:
     attrs = A.record_attributes(record, _provider(body), str(model))
     attrs.update({A.TTFT_MS.name: ttft, A.TIME_TO_FIRST_CHUNK.name: ttft / 1000})
     attrs.update(inst.attributes(body, model))
+    A.choose_routing_key(attrs)
     span = inst.tracer.start_span(
         f"chat {model}", kind=SpanKind.CLIENT, attributes=attrs, start_time=int(start * 1e9)
     )

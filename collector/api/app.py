@@ -38,7 +38,7 @@ def _collector(request: Request) -> Any:
 
 
 def _cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
-    cur = request.app.state.collector.store.cursor()
+    cur = request.app.state.collector.store.reader()
     try:
         yield cur
     finally:

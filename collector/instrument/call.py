@@ -126,6 +126,8 @@ class Call:
     def fingerprinted(self, attrs: dict[str, Any]) -> None:
         """The fingerprint is done (or dropped: no attributes); end the span if the call
         is over."""
+        if attrs and A.ROUTING_KEY.name in (getattr(self.span, "attributes", None) or ()):
+            attrs = {k: v for k, v in attrs.items() if k != A.ROUTING_KEY.name}  # chosen at start
         if attrs:
             self.safely(lambda: self.span.set_attributes(attrs))
         with self._lock:

@@ -212,6 +212,7 @@ class Instrumentation:
             ):
                 attrs[A.SESSION_KEY.name] = str(body["prompt_cache_key"])
             attrs.update({k: v for k, v in extra.items() if v is not None})
+            A.choose_routing_key(attrs)
             span = self.tracer.start_span(
                 f"{operation} {model or 'unknown'}", kind=SpanKind.CLIENT, attributes=attrs
             )

@@ -21,6 +21,7 @@ from collector.receiver.reply import Reply
 from collector.receiver.workers import DecodePool, WorkerCrashed
 from collector.store import metric_series
 from collector.store.database import MEMORY_LIMIT_MIB, Store, Writer
+from collector.store.lake import LAKE_BATCH_S, LakeConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class Config:
     alert_rules: str | None = None  # TOML file with an [alerts] table
     webhook: str | None = None  # POST newly firing alerts here
     content: bool = True  # keep captured prompts; False keeps only hashes (collector.captured)
+    lake: LakeConfig | None = None  # also commit to this DuckLake (collector.store.lake)
     # a request whose headers or body stall this long is dropped (its budget released);
     # its whole body must arrive within receiver.BODY_DEADLINE_READS times as long
     read_timeout_s: float = field(default_factory=_env(READ_TIMEOUT_ENV, 5.0))
@@ -131,12 +133,14 @@ class Collector:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.store = Store(config.db, memory_mib=config.db_memory_mib)
+        self.store = Store(config.db, memory_mib=config.db_memory_mib, lake=config.lake)
         self._decoding = 0  # exports being decoded right now (the writer waits for them)
         self.writer = Writer(
             self.store,
             max_pending_rows=config.max_pending_rows,
-            more_coming=lambda: self._decoding > 0,
+            # A lake takes tens of commits a second from all collectors together: batch.
+            linger_s=LAKE_BATCH_S if config.lake else 0.05,
+            more_coming=(lambda: True) if config.lake else lambda: self._decoding > 0,
         )
         self.stats = Stats()
         self._inflight = 0

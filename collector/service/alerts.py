@@ -47,7 +47,7 @@ def evaluate(
     """Evaluate every rule over the stored requests (reading through ``cursor`` when
     given, e.g. one a loop can interrupt) and replace the alerts table with the result;
     the incidents, oldest first."""
-    cur = cursor or store.cursor()
+    cur = cursor or store.reader()
     try:
         found = find(cur, rules)
     finally:

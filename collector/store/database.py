@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from collector.store import linking, migrations
+from collector.store.lake import LakeConfig, LakeWriter, replace_alerts
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,11 @@ class Store:
     """One read-write DuckDB connection, plus cursors for readers in this process."""
 
     def __init__(
-        self, path: str, read_only: bool = False, memory_mib: int = MEMORY_LIMIT_MIB
+        self,
+        path: str,
+        read_only: bool = False,
+        memory_mib: int = MEMORY_LIMIT_MIB,
+        lake: LakeConfig | None = None,
     ) -> None:
         try:
             self.con = duckdb.connect(path, read_only=read_only)
@@ -106,10 +111,17 @@ class Store:
         self.recent = linking.Recent()
         if not read_only:
             self.recent.load(self.con)
+        # With a lake, each commit also goes there before this file's (collector.store.lake).
+        self.lake = LakeWriter(lake) if lake is not None and not read_only else None
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for reading from another thread."""
         return self.con.cursor()
+
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for what the query API and alerts read: the lake's every collector's
+        rows when there is one, else this file's."""
+        return self.lake.cursor() if self.lake is not None else self.con.cursor()
 
     @staticmethod
     def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -135,6 +147,8 @@ class Store:
                 frame, stale, moved = linking.link(self.con, frame, parts, self.recent)
                 linking.forget(self.con, stale, moved)
                 inserted = self._insert(frame, contents, moved)
+                if self.lake is not None:
+                    self.lake.ship(self.con, frame["id"].to_list(), stale)
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
@@ -176,6 +190,8 @@ class Store:
             return
         columns = ", ".join(frame.columns)
         with self._lock:
+            if self.lake is not None:  # first: a row explained here is never explained again
+                self.lake.save_explanations(frame)
             self.con.register("incoming_explanations", frame)
             try:
                 self.con.execute(
@@ -188,6 +204,8 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+            if self.lake is not None:
+                self.lake.close()
 
 
 @dataclass
@@ -303,7 +321,27 @@ class Writer:
 
 def save_alerts(store: Store, rows: list[dict]) -> None:
     """Replace the alerts table with a fresh evaluation."""
-    frame = pl.DataFrame(
+    frame = alert_frame(rows)
+    with store._lock:
+        if store.lake is not None:  # evaluated over the lake: stored there
+            replace_alerts(store.lake.con, frame)
+            return
+        store.con.execute("BEGIN TRANSACTION")
+        try:
+            store.con.execute("DELETE FROM alerts")
+            if len(frame):
+                store.con.register("incoming_alerts", frame)
+                store.con.execute("INSERT INTO alerts BY NAME SELECT * FROM incoming_alerts")
+                store.con.unregister("incoming_alerts")
+            store.con.execute("COMMIT")
+        except Exception:
+            store.con.execute("ROLLBACK")
+            raise
+
+
+def alert_frame(rows: list[dict]) -> pl.DataFrame:
+    """Alert rows as the alerts table's frame."""
+    return pl.DataFrame(
         rows,
         schema={
             "id": pl.String,
@@ -323,15 +361,3 @@ def save_alerts(store: Store, rows: list[dict]) -> None:
             "sparkline": pl.String,
         },
     )
-    with store._lock:
-        store.con.execute("BEGIN TRANSACTION")
-        try:
-            store.con.execute("DELETE FROM alerts")
-            if len(frame):
-                store.con.register("incoming_alerts", frame)
-                store.con.execute("INSERT INTO alerts BY NAME SELECT * FROM incoming_alerts")
-                store.con.unregister("incoming_alerts")
-            store.con.execute("COMMIT")
-        except Exception:
-            store.con.execute("ROLLBACK")
-            raise

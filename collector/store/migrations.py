@@ -214,4 +214,8 @@ def apply(con: duckdb.DuckDBPyConnection) -> list[str]:
             raise
         log.info("applied migration %s", migration.__name__)
         applied.append(migration.__name__.lstrip("_"))
+    if applied:
+        # Schema changes go to the file at once, never left in the WAL: duckdb 1.5.5 cannot
+        # replay an ALTER ... SET DEFAULT current_timestamp (002) after a crash.
+        con.execute("CHECKPOINT")
     return applied
