@@ -58,7 +58,7 @@ class Router:
     def __init__(self, ports: list[int]) -> None:
         self.ports = ports
         self.acked: dict[int, set[str]] = defaultdict(set)
-        self._lock = threading.Lock()
+        self._acked = threading.Condition()
         router = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,11 +99,17 @@ class Router:
             except OSError:
                 status = 503
             if status == 200:
-                with self._lock:
+                with self._acked:
                     self.acked[index].update(span_ids(part))
+                    self._acked.notify_all()
             else:
                 worst = 503
         return worst
+
+    def wait_acked(self, index: int, count: int, timeout_s: float) -> None:
+        """Return once backend ``index`` acknowledged ``count`` spans (or at the timeout)."""
+        with self._acked:
+            self._acked.wait_for(lambda: len(self.acked[index]) >= count, timeout_s)
 
     def close(self) -> None:
         self.server.shutdown()

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -173,9 +172,7 @@ def test_a_killed_collector_loses_nothing_it_acknowledged(postgres, tmp_path):
     router = Router([collector.port])
     replay = _replay(path, router.url)
     try:
-        deadline = time.monotonic() + 120
-        while len(router.acked[0]) < len(records) // 4 and time.monotonic() < deadline:
-            time.sleep(0.05)  # the load, not background work: kill once a quarter is in
+        router.wait_acked(0, len(records) // 4, timeout_s=120)  # kill once a quarter is in
         collector.proc.send_signal(signal.SIGKILL)
         collector.proc.wait(30)
         acked = set(router.acked[0])
