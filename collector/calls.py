@@ -26,8 +26,8 @@ records, parts; the unclaimed attributes are the union (same order wins); ``is_e
 any record says so. Parts that find no call are no row: they wait for it
 (``collector.store.linking`` keeps them a while). A call whose prompt came only as message
 events (openai-v2's event mode) is fingerprinted here, from all its events
-(``collector.captured.fingerprint_events``); its rendering is not stored (explained from
-hashes).
+(``collector.captured.fingerprint_events``), and its rendering goes with the row (under
+``CONTENT``, for the store to keep beside it, as captured content).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ IDENTITY = ("id", "trace_id", "span_id", "parent_span_id", "name", "start_ns", "
 _RANK = {"span": 0, "record": 1, "log": 2}
 _TAIL_TEMPLATE = "streaming response from"
 _RESPONSE_ID = "gen_ai.response.id"
+CONTENT = "content"  # a merged row's key for the rendering rebuilt from its events, if any
 
 
 def _models_agree(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -230,6 +231,7 @@ def _rebuild_from_events(out: dict[str, Any], attributes: dict[str, Any]) -> Non
     found = captured.fingerprint_events(events, out["provider"], model)
     if found is not None:
         attributes[A.REBUILT_FROM.name] = found.pop(A.REBUILT_FROM.name)
+        out[CONTENT] = found.pop(A.CONTENT.name)
         out.update(mapping.fingerprint_columns(found))
 
 

@@ -39,17 +39,18 @@ def fingerprint_events(
     events: list[tuple[str, Any]], provider: str | None, model: str | None
 ) -> dict[str, Any] | None:
     """Our fingerprint attributes of a call whose prompt came as message events (in
-    order: (event name, body)); None when they do not make a request."""
+    order: (event name, body)), with its rendering (``cachediag.content``: the events
+    are kept only where content is); None when they do not make a request."""
     body = rebuild.from_message_events(events, provider, model)
     if body is None:
         return None
     try:
-        _, found = fingerprint_body(body, memo=_MEMO)
+        parsed, found = fingerprint_body(body, memo=_MEMO)
     except (prompt.PromptError, RecursionError):
         return None
     if _markers_lost(body, EVENTS, rebuild.is_anthropic(provider, model)):
         del found[A.BREAKPOINTS.name]
-    return {**found, A.REBUILT_FROM.name: EVENTS}
+    return {**found, A.REBUILT_FROM.name: EVENTS, A.CONTENT.name: parsed.text}
 
 
 def _markers_lost(body: dict, source: str, anthropic: bool) -> bool:

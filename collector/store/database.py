@@ -144,16 +144,17 @@ class Store:
         with self._lock:
             self.con.execute("BEGIN TRANSACTION")
             try:
-                frame, stale, moved = linking.link(self.con, frame, parts, self.recent)
-                linking.forget(self.con, stale, moved)
-                inserted = self._insert(frame, contents, moved)
+                linked = linking.link(self.con, frame, parts, self.recent)
+                linking.forget(self.con, linked)
+                kept = linking.renderings(linked.frame, contents) + linked.rebuilt
+                inserted = self._insert(linked.frame, kept, linked.moved)
                 if self.lake is not None:
-                    self.lake.ship(self.con, frame["id"].to_list(), stale)
+                    self.lake.ship(self.con, linked.frame["id"].to_list(), linked.stale)
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
                 raise
-            return inserted - len(stale)
+            return inserted - len(linked.stale)
 
     def _insert(
         self, frame: pl.DataFrame, contents: list[tuple[str, str]], moved: dict[str, str]

@@ -17,11 +17,12 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import duckdb
 import polars as pl
 
+from analysis.segmaps import captured_prompt
 from collector import calls
 
 # How far back a commit looks for other records of its traces: the newest LINK_ROWS stored
@@ -113,20 +114,32 @@ def _attrs(row: dict[str, Any]) -> Any:
         return row["attributes"]
 
 
+class Linked(NamedTuple):
+    """What a batch becomes once linked: the rows to insert, the ids of stored rows to
+    delete first (``forget``), which ids became which (a nested span's into its parent's),
+    the renderings rebuilt from merged message events (id, content), and the ids whose
+    stored rendering no longer matches the row's fingerprint (another record's won)."""
+
+    frame: pl.DataFrame
+    stale: list[str]
+    moved: dict[str, str]
+    rebuilt: list[tuple[str, str]]
+    outdated: list[str]
+
+
 def link(
     con: duckdb.DuckDBPyConnection,
     frame: pl.DataFrame,
     parts: pl.DataFrame | None,
     recent: Recent,
-) -> tuple[pl.DataFrame, list[str], dict[str, str]]:
-    """The rows to insert for an incoming batch (calls ``frame``, ``parts``), and the ids of
-    stored rows to delete first (``forget``), and which ids became which (a nested span's
-    into its parent's); waiting parts are updated here (inside the caller's transaction)."""
+) -> Linked:
+    """Link an incoming batch (calls ``frame``, ``parts``) with the stored rows and waiting
+    parts of its traces; waiting parts are updated here (inside the caller's transaction)."""
     columns = frame.columns
     recent.prune(con)
     traces = _linked(frame, parts, recent)
     if not traces:
-        return frame, [], {}
+        return Linked(frame, [], {}, [], [])
     incoming = pl.concat(
         [
             frame.with_columns(part=pl.lit(False)),
@@ -146,10 +159,15 @@ def link(
     part = [False] * len(stored) + [True] * len(waiting) + mine["part"].to_list()
     merged, unmatched = calls.resolve(rows, part)
     before = {row["id"]: row for row in stored}
-    out, stale, moved = [], [], {}
+    out, stale, moved, rebuilt, outdated = [], [], {}, [], []
     for row, absorbed in merged:
         moved.update((i, row["id"]) for i in absorbed if i != row["id"])
+        content = row.pop(calls.CONTENT, None)
+        if content is not None:
+            rebuilt.append((row["id"], content))
         old = before.get(row["id"])
+        if old is not None and old["prefix_hash"] != row["prefix_hash"]:
+            outdated.append(row["id"])  # a log's rendering, then the span's fingerprint
         if (
             old is not None
             and _same(old, row)
@@ -163,7 +181,37 @@ def link(
     rest = frame.filter(
         ~pl.col("trace_id").is_in(linked["trace_id"].implode()) | pl.col("trace_id").is_null()
     )
-    return pl.concat([rest, pl.DataFrame(out, schema=frame.schema)]), stale, moved
+    frame = pl.concat([rest, pl.DataFrame(out, schema=frame.schema)])
+    return Linked(frame, stale, moved, rebuilt, outdated)
+
+
+def renderings(frame: pl.DataFrame, contents: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """One captured rendering per id: where the records of one call brought several in one
+    commit (a span's and its log record's), the one that agrees with the segment map of the
+    row to insert (``frame``): the record the row's fingerprint came from."""
+    by_id: dict[str, list[str]] = {}
+    for key, content in contents:
+        by_id.setdefault(key, []).append(content)
+    several = [key for key, found in by_id.items() if len(found) > 1]
+    if not several:
+        return contents
+    rows = {
+        row["id"]: row
+        for row in frame.filter(pl.col("id").is_in(several))
+        .select("id", "segments", "request_model")
+        .to_dicts()
+    }
+    kept = []
+    for key, found in by_id.items():
+        row = rows.get(key)
+        agree = [
+            c
+            for c in found
+            if row is not None
+            and captured_prompt(c, row["segments"], row["request_model"]) is not None
+        ]
+        kept.append((key, (agree or found)[0]))
+    return kept
 
 
 def _wait(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame) -> None:
@@ -178,9 +226,19 @@ def _wait(con: duckdb.DuckDBPyConnection, parts: pl.DataFrame) -> None:
         con.unregister("incoming_parts")
 
 
-def forget(con: duckdb.DuckDBPyConnection, stale: list[str], moved: dict[str, str]) -> None:
-    """Delete the stored rows a merge replaces, with their explanations; the captured
+def forget(con: duckdb.DuckDBPyConnection, linked: Linked) -> None:
+    """Delete the stored rows a merge replaces, with their explanations, and the renderings
+    that no longer match their row (the incoming records' are stored instead); the captured
     content of a record merged into another call row goes with it."""
+    stale, moved = linked.stale, linked.moved
+    outdated = linked.outdated + [i for i, _ in linked.rebuilt]
+    if outdated:
+        ids = pl.DataFrame({"id": outdated}, schema={"id": pl.String})
+        con.register("rebuilt_ids", ids)
+        try:
+            con.execute("DELETE FROM request_content WHERE id IN (SELECT id FROM rebuilt_ids)")
+        finally:
+            con.unregister("rebuilt_ids")
     if stale:
         con.register("stale_ids", pl.DataFrame({"id": stale}, schema={"id": pl.String}))
         try:
