@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean browser postgres
+.PHONY: demo test lint bench clean browser postgres screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,13 +45,21 @@ postgres:
 test: lint browser postgres
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+# The README's screenshots, as the browser tests take them on the sample day.
+screenshots: $(STAMP) browser
+	$(BIN)/python -m pytest -p no:randomly tests/test_browser.py
+	cp test-artifacts/overview.png test-artifacts/alerts.png test-artifacts/diff.png docs/
+
+bench: $(STAMP) browser postgres
 	$(BIN)/python benchmarks/bench_diff.py
 	$(BIN)/python benchmarks/bench_instrument.py
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_explain.py
 	$(BIN)/python benchmarks/eval_explain.py
 	$(BIN)/python benchmarks/eval_alerts.py
+	$(BIN)/python benchmarks/bench_alerts.py
+	$(BIN)/python benchmarks/bench_dashboard.py
+	$(BIN)/python benchmarks/bench_lake.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
