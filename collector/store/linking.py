@@ -234,11 +234,11 @@ def forget(con: duckdb.DuckDBPyConnection, linked: Linked) -> None:
     outdated = linked.outdated + [i for i, _ in linked.rebuilt]
     if outdated:
         ids = pl.DataFrame({"id": outdated}, schema={"id": pl.String})
-        con.register("rebuilt_ids", ids)
+        con.register("outdated_ids", ids)
         try:
-            con.execute("DELETE FROM request_content WHERE id IN (SELECT id FROM rebuilt_ids)")
+            con.execute("DELETE FROM request_content WHERE id IN (SELECT id FROM outdated_ids)")
         finally:
-            con.unregister("rebuilt_ids")
+            con.unregister("outdated_ids")
     if stale:
         con.register("stale_ids", pl.DataFrame({"id": stale}, schema={"id": pl.String}))
         try:
