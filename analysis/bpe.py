@@ -97,6 +97,14 @@ class Encoding:
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
             return self._backend.encode(text)
 
+    def count(self, text: str) -> int:
+        """``len(encode_ordinary(text))`` without building the list of ids."""
+        try:
+            return self._backend.count(text)
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self._backend.count(text)
+
     def decode_bytes(self, tokens: list[int]) -> bytes:
         if not tokens:
             return b""
