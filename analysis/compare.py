@@ -95,22 +95,6 @@ def _marked(prompt: Prompt) -> bool:
     return prompt.cache_control_auto or any(s.cache_control for s in prompt.segments)
 
 
-def _middle(a: Prompt, b: Prompt) -> tuple[int, int, int, int]:
-    """Where the segments both prompts share from the start end, in characters (the
-    same in both), where those they share to the end begin in A and in B, and how many
-    of those there are."""
-    sa, sb = a.segments, b.segments
-    head = 0
-    while head < min(len(sa), len(sb)) and sa[head].text == sb[head].text:
-        head += 1
-    tail = 0
-    while tail < min(len(sa), len(sb)) - head and sa[-1 - tail].text == sb[-1 - tail].text:
-        tail += 1
-    cuts_a = (*a.starts(), len(a.text))
-    cuts_b = (*b.starts(), len(b.text))
-    return cuts_a[head], cuts_a[len(sa) - tail], cuts_b[len(sb) - tail], tail
-
-
 def _tokenize(
     a: Prompt, b: Prompt, tokenizer: Tokenizer, memo: fingerprint.TokenMemo | None
 ) -> tuple[Sequence[int], Sequence[int], list[tuple[int, int]], list[int]]:
@@ -126,7 +110,9 @@ def _tokenize(
         starts = list(zip((s.token_start for s in spans_a), a.starts(), strict=True))
         written, reading = fingerprint.breakpoints(a, spans_a), fingerprint.breakpoints(b, spans_b)
         return ids_a, ids_b, starts, list(written) if reading else []
-    mid, end_a, end_b, _ = _middle(a, b)
+    head, tail = split.shared_ends(a, b)
+    cuts_a = (*a.starts(), len(a.text))
+    mid, end_a, end_b = cuts_a[head], cuts_a[len(a.segments) - tail], split.tail_start(b, tail)
     shared, middle_b, middle_a, after = tokenizer.encode_chunks(
         [b.text[:mid], b.text[mid:end_b], a.text[mid:end_a], b.text[end_b:]]
     )
@@ -141,8 +127,7 @@ def _diverge(
     breakpoints or a memo, and unless one differing middle is all the other's start,
     only the middles' ids are built (``split.divergence``)."""
     if memo is None and not (_marked(a) or _marked(b)) and a.text != b.text:
-        mid, end_a, end_b, tail = _middle(a, b)
-        found = split.divergence(a, b, tokenizer, (mid, end_a, end_b), tail)
+        found = split.divergence(a, b, tokenizer, *split.shared_ends(a, b))
         if found is not None:
             return (*found, [])
     ids_a, ids_b, starts, points = _tokenize(a, b, tokenizer, memo)
