@@ -256,3 +256,23 @@ def test_modern_openai_requests_are_diffed_and_fingerprinted_exactly(model):
     )
     fp = fingerprint.fingerprint(parse(body), tokens.resolve(model), memo=fingerprint.TokenMemo())
     assert fp.encoding == "o200k_base" and fp.total_tokens == result.tokens_b
+
+
+def test_token_bytes_from_the_rank_file_inflated_only_as_far_as_needed():
+    """A token's bytes come from the shipped rank file, inflated up to its rank: the
+    first, the last and ranks in between, asked for in any order, match the whole file."""
+    import binascii
+    import gzip
+    import os
+    import random
+
+    path = os.path.join(bpe._folder(), "data", "o200k_base.tiktoken.gz")
+    with open(path, "rb") as f:
+        lines = gzip.decompress(f.read()).split()
+    whole = {int(r): binascii.a2b_base64(e) for e, r in zip(lines[::2], lines[1::2], strict=True)}
+    bpe._RANKS.pop("o200k_base", None)
+    asked = [241, 0, 67345, *random.Random(5).sample(sorted(whole), 200), max(whole), 1]
+    for token in asked:
+        assert bpe._token("o200k_base", token) == whole[token]
+    with pytest.raises(KeyError):
+        bpe._token("o200k_base", max(whole) + 10)
