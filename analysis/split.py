@@ -41,7 +41,7 @@ def tail_start(prompt: Prompt, tail: int) -> int:
 
 
 def _utf8_length(texts: Sequence[str]) -> int:
-    return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
+    return sum(len(t) if t.isascii() else len(t.encode("utf-8", "surrogatepass")) for t in texts)
 
 
 def _pieces(
