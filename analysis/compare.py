@@ -144,9 +144,11 @@ def compare_prompts(
     table: dict | None = None,
     memo: fingerprint.TokenMemo | None = None,
 ) -> Comparison:
-    """Compare two parsed requests (A earlier, B later). B is tokenized once, segment
-    by segment; A then only in the segments B lacks, so a shared prefix or tail is
-    never tokenized twice (``memo``: a fingerprint memo to read and fill too)."""
+    """Compare two parsed requests (A earlier, B later). B is tokenized once: the
+    segments both share from the start and to the end only counted, those between
+    encoded; A only in those between, so a shared prefix or tail is never tokenized
+    twice (``memo``: a fingerprint memo to read and fill too; then, and with cache
+    breakpoints, every segment's ids are built)."""
     table = table or _builtin_table()
     div, count_a, count_b, points = _diverge(a, b, tokenizer, memo)
     cause = causes.classify(a, b, div.first_diff_char)
