@@ -8,8 +8,9 @@ each cause per group and hour of day outside incidents (``recurring``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import contextlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -38,7 +39,8 @@ def alert_causes(
     cur: duckdb.DuckDBPyConnection, window_s: int, group_by: tuple[str, ...]
 ) -> pl.DataFrame:
     """Per window, group and miss cause: the requests it explains and their missed
-    dollars and tokens."""
+    dollars and tokens (``priced``: the dollars summed exactly, as a decimal, null where
+    none was priced: sums of sums round as the sum of all)."""
     keys = ", ".join(f"r.{k}" for k in group_by)
     marks = ", ".join("?" for _ in NOT_MISSES)
     return cur.sql(
@@ -47,7 +49,8 @@ def alert_causes(
                    WHERE cause NOT IN ({marks}))
         SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
                count(*) AS requests, sum(coalesce(e.missed_cost_usd, 0)) AS usd,
-               sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens
+               sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens,
+               sum(e.missed_cost_usd::DECIMAL(38, 18)) AS priced
         FROM e JOIN requests r USING (id) GROUP BY ALL ORDER BY 1""",
         params=[*NOT_MISSES, window_s],
     ).pl()
@@ -110,6 +113,87 @@ def alert_evidence(
         [*params, start, end],
     ).fetchall()[0]
     return values, causes, missed
+
+
+@contextlib.contextmanager
+def _registered(cur: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
+    """``frame`` readable as the view ``name`` on ``cur`` for the block."""
+    cur.register(name, frame)
+    try:
+        yield
+    finally:
+        cur.unregister(name)
+
+
+def _same_group(group_by: tuple[str, ...], left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM {right}.{k}" for k in group_by)
+
+
+def evidence_dimensions(
+    cur: duckdb.DuckDBPyConnection,
+    windows: pl.DataFrame,
+    group_by: tuple[str, ...],
+    dimensions: tuple[str, ...],
+    window_s: int,
+) -> list[tuple]:
+    """``alert_evidence``'s dimensions and missed tokens for many incidents in one scan.
+    ``windows``: per incident ``k`` (its group, ``start``, its ``cause`` or null) one row
+    per window from its baseline's start to its first window (``window``). Per incident
+    and grouping set (``grouped``: ``grouping()`` over the dimensions; all set: the whole
+    incident): k, each dimension's value, ``grouped``, the missed tokens counted for the
+    value and those of the first window (null without requests)."""
+    dims = ", ".join(f"r.{d} AS value_{i}" for i, d in enumerate(dimensions))
+    flags = ", ".join(f"value_{i}" for i in range(len(dimensions)))
+    sets = ", ".join(f"(k, value_{i})" for i in range(len(dimensions)))
+    missed = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
+    since, until = windows["window"].min(), windows["window"].max()
+    with _registered(cur, "alert_evidence_windows", windows):
+        return cur.execute(
+            f"""
+            WITH picked AS (
+                SELECT w.k, w.start, w.cause AS wanted, r.id, r.ts, {dims},
+                       {missed} AS missed
+                FROM (SELECT *, time_bucket(to_seconds(?::BIGINT), ts) AS bucket
+                      FROM requests WHERE ts >= ? AND ts < ?) r
+                JOIN alert_evidence_windows w
+                  ON {_same_group(group_by, "r", "w")} AND r.bucket = w.window)
+            SELECT k, {flags}, grouping({flags}) AS grouped,
+                   sum(CASE WHEN ts >= start AND (wanted IS NULL OR e.cause = wanted)
+                            THEN missed ELSE 0 END) AS dim_missed,
+                   sum(CASE WHEN ts >= start THEN missed END) AS missed
+            FROM picked LEFT JOIN explanations e USING (id)
+            GROUP BY GROUPING SETS ({sets}, (k))""",
+            [window_s, since, until + timedelta(seconds=window_s)],
+        ).fetchall()
+
+
+def evidence_causes(
+    cur: duckdb.DuckDBPyConnection,
+    incidents: pl.DataFrame,
+    by_cause: pl.DataFrame,
+    group_by: tuple[str, ...],
+) -> list[tuple]:
+    """``alert_evidence``'s top three miss causes for many incidents at once, from
+    ``alert_causes``' per-window counts: per incident ``k`` (its group, ``start``, and
+    ``resolved_at``, null while open), (k, cause, requests, missed dollars) most dollars
+    first."""
+    with (
+        _registered(cur, "alert_evidence_incidents", incidents),
+        _registered(cur, "alert_evidence_causes", by_cause),
+    ):
+        return cur.execute(
+            f"""
+            WITH summed AS (
+                SELECT a.k, c.cause, sum(c.requests)::BIGINT AS n,
+                       round(sum(c.priced), 6)::DOUBLE AS usd
+                FROM alert_evidence_causes c JOIN alert_evidence_incidents a
+                  ON {_same_group(group_by, "c", "a")} AND c.window >= a.start
+                     AND c.window < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
+                GROUP BY a.k, c.cause)
+            SELECT k, cause, n, usd FROM summed
+            QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST) <= 3
+            ORDER BY k, usd DESC NULLS LAST"""
+        ).fetchall()
 
 
 def listed(
