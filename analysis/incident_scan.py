@@ -61,8 +61,9 @@ def _span_sums(
     return tuple(totals)
 
 
-def _tail_floor(k: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """A lower bound of P(X >= k), X ~ Poisson(mean), per element (k >= 1)."""
+def _tail_floor(k: np.ndarray, mean: np.ndarray, lgamma: np.ndarray) -> np.ndarray:
+    """A lower bound of P(X >= k), X ~ Poisson(mean), per element (k >= 1); ``lgamma``:
+    log(n!) for n up to max(k) at least."""
     floor = np.zeros(len(k))
     low = k <= mean - 1
     floor[low] = 0.5
@@ -70,8 +71,7 @@ def _tail_floor(k: np.ndarray, mean: np.ndarray) -> np.ndarray:
     kk, mm = k[upper].astype(np.float64), mean[upper]
     steps = np.ceil(np.sqrt(mm)) + 2
     ratio = mm / (kk + steps)
-    lgam = np.array([math.lgamma(x + 1) for x in kk.tolist()])
-    pmf = np.exp(-mm + kk * np.log(mm) - lgam)
+    pmf = np.exp(-mm + kk * np.log(mm) - lgamma[k[upper]])
     floor[upper] = pmf * (1 - ratio ** (steps + 1)) / (1 - ratio)
     return floor
 
@@ -82,6 +82,13 @@ class Scan:
     def __init__(self, rules: Any, size: int) -> None:
         self.rules, self.size = rules, size
         self.dense: dict[int, tuple[dict, Dense]] = {}
+        self.lgamma = np.zeros(0)  # log(n!) by n
+
+    def _log_factorials(self, most: int) -> np.ndarray:
+        if most >= len(self.lgamma):
+            more = [math.lgamma(n + 1) for n in range(len(self.lgamma), 2 * most + 1)]
+            self.lgamma = np.concatenate((self.lgamma, more))
+        return self.lgamma
 
     def _of(self, values: dict) -> Dense:
         found = self.dense.get(id(values))
@@ -104,7 +111,9 @@ class Scan:
             prior = (all_n + 0.5) / (all_base + rules.prior_requests)
             rate = (n + rules.prior_requests * prior) / (base + rules.prior_requests)
             mean = rate * req.sum(lo, hi)
-            floor = _tail_floor(observed, np.where(np.isfinite(mean), mean, 0.0))
+            most = int(observed.max(initial=0))
+            finite = np.where(np.isfinite(mean), mean, 0.0)
+            floor = _tail_floor(observed, finite, self._log_factorials(most))
         enough = observed >= max(rules.min_count, rules.min_breaks)
         unsure = ~np.isfinite(mean)  # the exact test meets (and raises on) what this cannot
         return enough & ((floor <= rules.alpha * (1 + MARGIN)) | unsure)

@@ -176,7 +176,7 @@ def evidence_causes(
     """``alert_evidence``'s top three miss causes for many incidents at once, from
     ``alert_causes``' per-window counts: per incident ``k`` (its group, ``start``, and
     ``resolved_at``, null while open), (k, cause, requests, missed dollars) most dollars
-    first."""
+    first (ties by cause: one order every time)."""
     with (
         _registered(cur, "alert_evidence_incidents", incidents),
         _registered(cur, "alert_evidence_causes", by_cause),
@@ -191,8 +191,8 @@ def evidence_causes(
                      AND c.window < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
                 GROUP BY a.k, c.cause)
             SELECT k, cause, n, usd FROM summed
-            QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST) <= 3
-            ORDER BY k, usd DESC NULLS LAST"""
+            QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST, cause) <= 3
+            ORDER BY k, usd DESC NULLS LAST, cause"""
         ).fetchall()
 
 
