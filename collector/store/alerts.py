@@ -39,8 +39,8 @@ def alert_causes(
     cur: duckdb.DuckDBPyConnection, window_s: int, group_by: tuple[str, ...]
 ) -> pl.DataFrame:
     """Per window, group and miss cause: the requests it explains and their missed
-    dollars and tokens (``priced``: the dollars summed exactly, as a decimal, null where
-    none was priced: sums of sums round as the sum of all)."""
+    dollars and tokens (``priced``: the dollars in whole picodollars, summed exactly,
+    null where none was priced: sums of them round as the sum of all would)."""
     keys = ", ".join(f"r.{k}" for k in group_by)
     marks = ", ".join("?" for _ in NOT_MISSES)
     return cur.sql(
@@ -50,7 +50,7 @@ def alert_causes(
         SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
                count(*) AS requests, sum(coalesce(e.missed_cost_usd, 0)) AS usd,
                sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens,
-               sum(e.missed_cost_usd::DECIMAL(38, 18)) AS priced
+               sum(round(e.missed_cost_usd * 1e12)::BIGINT) AS priced
         FROM e JOIN requests r USING (id) GROUP BY ALL ORDER BY 1""",
         params=[*NOT_MISSES, window_s],
     ).pl()
@@ -176,7 +176,8 @@ def evidence_causes(
     """``alert_evidence``'s top three miss causes for many incidents at once, from
     ``alert_causes``' per-window counts: per incident ``k`` (its group, ``start``, and
     ``resolved_at``, null while open), (k, cause, requests, missed dollars) most dollars
-    first (ties by cause: one order every time)."""
+    first (ties by cause: one order every time), rounded to the micro-dollar half away
+    from zero as DuckDB's ``round`` does, but exactly."""
     with (
         _registered(cur, "alert_evidence_incidents", incidents),
         _registered(cur, "alert_evidence_causes", by_cause),
@@ -185,12 +186,16 @@ def evidence_causes(
             f"""
             WITH summed AS (
                 SELECT a.k, c.cause, sum(c.requests)::BIGINT AS n,
-                       round(sum(c.priced), 6)::DOUBLE AS usd
+                       sum(c.priced)::HUGEINT AS pico
                 FROM alert_evidence_causes c JOIN alert_evidence_incidents a
                   ON {_same_group(group_by, "c", "a")} AND c.window >= a.start
                      AND c.window < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
-                GROUP BY a.k, c.cause)
-            SELECT k, cause, n, usd FROM summed
+                GROUP BY a.k, c.cause),
+            rounded AS (
+                SELECT k, cause, n,
+                       (sign(pico) * ((abs(pico) + 500000) // 1000000))::DOUBLE / 1e6 AS usd
+                FROM summed)
+            SELECT k, cause, n, usd FROM rounded
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST, cause) <= 3
             ORDER BY k, usd DESC NULLS LAST, cause"""
         ).fetchall()
