@@ -146,7 +146,9 @@ def evidence_dimensions(
     flags = ", ".join(f"value_{i}" for i in range(len(dimensions)))
     sets = ", ".join(f"(k, value_{i})" for i in range(len(dimensions)))
     missed = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
-    since, until = windows["window"].min(), windows["window"].max()
+    ranges = _ranges(windows["window"].unique().sort().to_list(), timedelta(seconds=window_s))
+    # one range scan each (zonemaps skip the rest; an OR of ranges would scan it all)
+    scans = " UNION ALL ".join("SELECT * FROM requests WHERE ts >= ? AND ts < ?" for _ in ranges)
     with _registered(cur, "alert_evidence_windows", windows):
         return cur.execute(
             f"""
@@ -154,7 +156,7 @@ def evidence_dimensions(
                 SELECT w.k, w.start, w.cause AS wanted, r.id, r.ts, {dims},
                        {missed} AS missed
                 FROM (SELECT *, time_bucket(to_seconds(?::BIGINT), ts) AS bucket
-                      FROM requests WHERE ts >= ? AND ts < ?) r
+                      FROM ({scans})) r
                 JOIN alert_evidence_windows w
                   ON {_same_group(group_by, "r", "w")} AND r.bucket = w.window)
             SELECT k, {flags}, grouping({flags}) AS grouped,
@@ -163,8 +165,19 @@ def evidence_dimensions(
                    sum(CASE WHEN ts >= start THEN missed END) AS missed
             FROM picked LEFT JOIN explanations e USING (id)
             GROUP BY GROUPING SETS ({sets}, (k))""",
-            [window_s, since, until + timedelta(seconds=window_s)],
+            [window_s, *(t for span in ranges for t in span)],
         ).fetchall()
+
+
+def _ranges(windows: list[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted window starts as the fewest [start, end) ranges that cover them."""
+    out: list[tuple[datetime, datetime]] = []
+    for window in windows:
+        if out and out[-1][1] == window:
+            out[-1] = (out[-1][0], window + step)
+        else:
+            out.append((window, window + step))
+    return out
 
 
 def evidence_causes(
