@@ -66,7 +66,7 @@ def evidences(
         i = len(dims) - (whole ^ grouped).bit_length()  # grouping(): first is the top bit
         values[k][dims[i]].append((dim_values[i], dim_missed))
     causes: list[list[tuple]] = [[] for _ in found]
-    for k, *cause in queries.evidence_causes(cur, incidents_frame, by_cause, keys):
+    for k, *cause in queries.evidence_causes(cur, incidents_frame, keys):
         causes[k].append(tuple(cause))
     for per_dim in values:
         for listed_values in per_dim.values():

@@ -39,8 +39,7 @@ def alert_causes(
     cur: duckdb.DuckDBPyConnection, window_s: int, group_by: tuple[str, ...]
 ) -> pl.DataFrame:
     """Per window, group and miss cause: the requests it explains and their missed
-    dollars and tokens (``priced``: the dollars in whole picodollars, summed exactly,
-    null where none was priced: sums of them round as the sum of all would)."""
+    dollars and tokens."""
     keys = ", ".join(f"r.{k}" for k in group_by)
     marks = ", ".join("?" for _ in NOT_MISSES)
     return cur.sql(
@@ -49,8 +48,7 @@ def alert_causes(
                    WHERE cause NOT IN ({marks}))
         SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
                count(*) AS requests, sum(coalesce(e.missed_cost_usd, 0)) AS usd,
-               sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens,
-               sum(round(e.missed_cost_usd * 1e12)::BIGINT) AS priced
+               sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens
         FROM e JOIN requests r USING (id) GROUP BY ALL ORDER BY 1""",
         params=[*NOT_MISSES, window_s],
     ).pl()
@@ -181,36 +179,45 @@ def _ranges(windows: list[datetime], step: timedelta) -> list[tuple[datetime, da
 
 
 def evidence_causes(
-    cur: duckdb.DuckDBPyConnection,
-    incidents: pl.DataFrame,
-    by_cause: pl.DataFrame,
-    group_by: tuple[str, ...],
+    cur: duckdb.DuckDBPyConnection, incidents: pl.DataFrame, group_by: tuple[str, ...]
 ) -> list[tuple]:
-    """``alert_evidence``'s top three miss causes for many incidents at once, from
-    ``alert_causes``' per-window counts: per incident ``k`` (its group, ``start``, and
-    ``resolved_at``, null while open), (k, cause, requests, missed dollars) most dollars
-    first (ties by cause: one order every time), rounded to the micro-dollar half away
-    from zero as DuckDB's ``round`` does, but exactly."""
-    with (
-        _registered(cur, "alert_evidence_incidents", incidents),
-        _registered(cur, "alert_evidence_causes", by_cause),
-    ):
+    """``alert_evidence``'s top three miss causes for many incidents at once: per
+    incident ``k`` (its group, ``start`` and ``resolved_at``, null while open), (k,
+    cause, requests, missed dollars) most dollars first (ties by cause: one order every
+    time). The dollars are summed exactly (whole picodollars) and rounded to the
+    micro-dollar half away from zero, as DuckDB's ``round`` does."""
+    spans = sorted(incidents.select("start", "resolved_at").rows(), key=lambda s: s[0])
+    merged: list[list] = []
+    for start, end in spans:  # overlapping spans as one range scan (end None: open)
+        if merged and (merged[-1][1] is None or start <= merged[-1][1]):
+            if merged[-1][1] is not None:
+                merged[-1][1] = None if end is None else max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    scans = " UNION ALL ".join(
+        "SELECT * FROM requests WHERE ts >= ?" + (" AND ts < ?" if end else "") for _, end in merged
+    )
+    marks = ", ".join("?" for _ in NOT_MISSES)
+    with _registered(cur, "alert_evidence_incidents", incidents):
         return cur.execute(
             f"""
             WITH summed AS (
-                SELECT a.k, c.cause, sum(c.requests)::BIGINT AS n,
-                       sum(c.priced)::HUGEINT AS pico
-                FROM alert_evidence_causes c JOIN alert_evidence_incidents a
-                  ON {_same_group(group_by, "c", "a")} AND c.window >= a.start
-                     AND c.window < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
-                GROUP BY a.k, c.cause),
+                SELECT a.k, e.cause, count(*) AS n,
+                       sum(round(e.missed_cost_usd * 1e12)::BIGINT)::HUGEINT AS pico
+                FROM ({scans}) r JOIN alert_evidence_incidents a
+                  ON {_same_group(group_by, "r", "a")} AND r.ts >= a.start
+                     AND r.ts < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
+                JOIN explanations e ON e.id = r.id
+                WHERE e.cause NOT IN ({marks})
+                GROUP BY a.k, e.cause),
             rounded AS (
                 SELECT k, cause, n,
                        (sign(pico) * ((abs(pico) + 500000) // 1000000))::DOUBLE / 1e6 AS usd
                 FROM summed)
             SELECT k, cause, n, usd FROM rounded
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST, cause) <= 3
-            ORDER BY k, usd DESC NULLS LAST, cause"""
+            ORDER BY k, usd DESC NULLS LAST, cause""",
+            [t for span in merged for t in span if t is not None] + list(NOT_MISSES),
         ).fetchall()
 
 
