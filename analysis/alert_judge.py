@@ -24,27 +24,63 @@ from analysis import providers
 from analysis.alerts import NOT_MISSES, ONSETS, UNEXPLAINED, Alert, Rules
 
 
+def _indexed(frame: pl.DataFrame, index: ir.Index) -> pl.DataFrame:
+    """``frame`` with ``i``: its window's index (``index.of``, for every row at once)."""
+    step = index.step * 1_000_000
+    since = (pl.col("window") - pl.lit(index.t0)).dt.total_microseconds()
+    return frame.with_columns(i=since // step)
+
+
+def _by_window(frame: pl.DataFrame, column: str) -> dict[int, Any]:
+    return dict(zip(frame["i"].to_list(), frame[column].to_list(), strict=True))
+
+
 def _series(
     counted: pl.DataFrame, by_cause: pl.DataFrame, keys: list[str], index: ir.Index
 ) -> tuple[dict[tuple, ir.Series], ir.Series]:
     """Per group, and over all groups, the requests and each cause's misses per window."""
     groups: dict[tuple, ir.Series] = defaultdict(ir.Series)
     every = ir.Series()
-    for row in counted.select("window", *keys, "requests").iter_rows():
-        i, group, n = index.of(row[0]), tuple(row[1:-1]), row[-1]
-        groups[group].requests[i] = n
-        every.requests[i] = every.requests.get(i, 0) + n
-    if len(by_cause):
-        cols = by_cause.select("window", *keys, "cause", "requests", "usd")
-        for row in cols.iter_rows():
-            i, group, (cause, n, usd) = index.of(row[0]), tuple(row[1:-3]), row[-3:]
-            if cause in NOT_MISSES:
-                continue
-            series = groups[group]
-            series.counts[cause][i] = n
-            series.usd[cause][i] = usd or 0.0
-            every.counts[cause][i] = every.counts[cause].get(i, 0) + n
+    counted = _indexed(counted.select("window", *keys, "requests"), index)
+    for group, part in counted.partition_by(keys, as_dict=True).items():
+        groups[group].requests = _by_window(part, "requests")
+    total = counted.group_by("i").agg(pl.col("requests").sum())
+    every.requests = _by_window(total, "requests")
+    if not len(by_cause):
+        return groups, every
+    cols = by_cause.select("window", *keys, "cause", "requests", pl.col("usd").fill_null(0.0))
+    cols = _indexed(cols.filter(~pl.col("cause").is_in(NOT_MISSES)), index)
+    for (*group, cause), part in cols.partition_by([*keys, "cause"], as_dict=True).items():
+        series = groups[tuple(group)]
+        series.counts[cause] = _by_window(part, "requests")
+        series.usd[cause] = _by_window(part, "usd")
+    total = cols.group_by("cause", "i").agg(pl.col("requests").sum())
+    for (cause,), part in total.partition_by("cause", as_dict=True).items():
+        every.counts[cause] = _by_window(part, "requests")
     return groups, every
+
+
+class _Stats:
+    """Per group and window index, the window statistics of ``_windows``, read as a dict
+    only when asked for."""
+
+    def __init__(self, frame: pl.DataFrame, keys: list[str], index: ir.Index) -> None:
+        frame = _indexed(frame, index)
+        self.cols = {c: frame[c].to_list() for c in frame.columns}
+        self.at: dict[tuple, dict[int, int]] = defaultdict(dict)
+        groups = zip(*(self.cols[k] for k in keys), strict=True) if keys else iter(())
+        for pos, (group, i) in enumerate(zip(groups, self.cols["i"], strict=False)):
+            self.at[group][i] = pos
+        # in the frame's order (by group, then window): the order the signals are met in
+        flagged = frame.filter(pl.col("cached_drop") | pl.col("ttft_p95_rise"))
+        self.flagged = flagged.select(*keys, "i", *_SIGNAL).rows()
+
+    def row(self, group: tuple, i: int) -> dict[str, Any] | None:
+        pos = self.at.get(group, {}).get(i)
+        return None if pos is None else {c: v[pos] for c, v in self.cols.items()}
+
+    def later(self, group: tuple, i: int) -> list[int]:
+        return sorted(w for w in self.at.get(group, {}) if w > i)
 
 
 def _windows(frame: pl.DataFrame, rules: Rules) -> pl.DataFrame:
@@ -98,10 +134,7 @@ class _Judge:
         self.index = ir.Index(counted["window"].min(), rules.window_s)
         self.last = self.index.of(counted["window"].max())
         self.groups, self.every = _series(counted, by_cause, self.keys, self.index)
-        self.stats: dict[tuple, dict[int, dict]] = defaultdict(dict)
-        for row in _windows(counted, rules).iter_rows(named=True):
-            group = tuple(row[k] for k in self.keys)
-            self.stats[group][self.index.of(row["window"])] = row
+        self.stats = _Stats(_windows(counted, rules), self.keys, self.index)
         self.found: dict[tuple, list[ir.Found]] = defaultdict(list)
 
     def run(self) -> list[Alert]:
@@ -109,11 +142,12 @@ class _Judge:
         for found in ir.cause_incidents(self.groups, self.every, first, self.last, self.rules):
             found.signals.append(self._cause_signal(found))
             self.found[found.group].append(found)
-        for group, windows in self.stats.items():
-            for i in sorted(windows):
-                for rule in _SIGNAL:
-                    if windows[i][rule] and i >= first:
-                        self._window_signal(group, i, rule)
+        n = len(self.keys)
+        for row in self.stats.flagged:
+            i, flags = row[n], row[n + 1 :]
+            for rule, flag in zip(_SIGNAL, flags, strict=True):
+                if flag and i >= first:
+                    self._window_signal(row[:n], i, rule)
         return sorted(
             (self._alert(f) for fs in self.found.values() for f in fs),
             key=lambda a: (a.started_at, a.cause),
@@ -126,14 +160,14 @@ class _Judge:
     def _cause_signal(self, found: ir.Found) -> dict[str, Any]:
         rule = ONSETS.get(found.cause, "cached_drop")
         if rule == "cached_drop":
-            row = self.stats[found.group].get(found.onset, {})
+            row = self.stats.row(found.group, found.onset) or {}
             return self._signal(
                 rule, found.onset, row.get("ratio") or 0.0, row.get("base_ratio") or 0.0
             )
         return self._signal(rule, found.onset, found.observed, round(found.expected, 2))
 
     def _window_signal(self, group: tuple, i: int, rule: str) -> None:
-        row = self.stats[group][i]
+        row = self.stats.row(group, i)
         value, base = (row[c] for c in _SIGNAL[rule])
         signal = self._signal(rule, i, value, base)
         for found in self.found[group]:
@@ -199,7 +233,7 @@ class _Judge:
     def _missed_excess(self, group: tuple, i: int) -> float:
         """Missed prompt tokens of window i above the baseline's share, in dollars an
         hour at the group's model's price (for traffic that was not explained)."""
-        row = self.stats[group][i]
+        row = self.stats.row(group, i)
         base = (row["base_prompt"] or 0) - (row["base_cached"] or 0)
         share = base / row["base_requests"] if row["base_requests"] else 0.0
         tokens = row["prompt"] - row["cached"] - share * row["requests"]
@@ -209,9 +243,9 @@ class _Judge:
 
     def _settles(self, group: tuple, i: int, rule: str) -> int:
         """The first later window that does not breach ``rule`` with enough requests."""
-        windows = self.stats[group]
-        for j in sorted(w for w in windows if w > i):
-            if not windows[j][rule] and windows[j]["requests"] >= self.rules.min_requests:
+        cols, at = self.stats.cols, self.stats.at.get(group, {})
+        for j in self.stats.later(group, i):
+            if not cols[rule][at[j]] and cols["requests"][at[j]] >= self.rules.min_requests:
                 return j
         return -1
 

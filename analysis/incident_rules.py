@@ -36,6 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
+from analysis import incident_scan
+
 DAY_S = 86_400
 SPARK_BEFORE, SPARK_AFTER = 4, 2  # sparkline windows around an incident
 MIN_SPREAD_EVIDENCE = 5  # baseline occurrences a cause needs before its spread is measured
@@ -234,32 +238,63 @@ def cause_incidents(
     for group, series in groups.items():
         seen = min(series.requests, default=0)
         born[group[:1]] = min(born.get(group[:1], seen), seen)
+    scan = incident_scan.Scan(rules, last + 1)
     out = []
     for group, series in groups.items():
         history = born[group[:1]]
         for cause in list(series.counts):
-            out += _incidents_of(group, series, every, cause, (first, history, last), rules)
+            bounds = (first, history, last)
+            out += _incidents_of(group, series, every, cause, bounds, rules, scan)
     return sorted(out, key=lambda f: (f.start, f.group, f.cause))
 
 
+def _candidates(
+    series: Series, every: Series, cause: str, bounds: tuple, rules: Any, scan: Any
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """The windows a cause's evidence could start at, in order; per such window i and
+    span length d+1, whether ``_test`` could find i..i+d regressing (from ``max(i,
+    first)``) and whether it could find i+1..i+d regressing (``incident_scan``: a span
+    marked False surely fails ``_test``)."""
+    first, busy_until, last = bounds
+    starts = np.array(sorted(series.counts[cause]), dtype=np.int64)
+    starts = starts[starts > busy_until]
+    ends = starts[:, None] + np.arange(rules.span_windows, dtype=np.int64)[None, :]
+    shape = ends.shape
+    lo = np.broadcast_to(np.maximum(starts, first)[:, None], shape)
+    could = scan.could_regress(series, every, cause, lo.ravel(), ends.ravel()).reshape(shape)
+    could &= (ends <= last) & (lo <= ends)
+    later = np.broadcast_to(starts[:, None] + 1, shape)
+    rest = scan.could_regress(series, every, cause, later.ravel(), ends.ravel()).reshape(shape)
+    keep = could.any(axis=1)
+    return starts[keep].tolist(), could[keep], rest[keep]
+
+
 def _incidents_of(
-    group: tuple, series: Series, every: Series, cause: str, bounds: tuple, rules: Any
+    group: tuple,
+    series: Series,
+    every: Series,
+    cause: str,
+    bounds: tuple,
+    rules: Any,
+    scan: incident_scan.Scan,
 ) -> list[Found]:
     """One cause's incidents on one group; ``bounds``: the first window judged, the
     first window of the group's route (its history: a route never seen has no normal
     yet; a new model on a known route is judged from its first request), the last."""
     first, busy_until, last = bounds  # windows up to busy_until are not judged
     out: list[Found] = []
-    for i in sorted(series.counts[cause]):
+    starts, could, rest = _candidates(series, every, cause, bounds, rules, scan)
+    for row, i in enumerate(starts):
         if i <= busy_until:
             continue
-        for j in range(i, i + rules.span_windows):  # the window alone, then with the next
-            if j > last or max(i, first) > j:
+        for d in range(rules.span_windows):  # the window alone, then with the next
+            if not could[row, d]:
                 continue
+            j = i + d
             found = _test(series, every, cause, max(i, first), j, rules)
             if found is None:
                 continue
-            if j > i and _test(series, every, cause, i + 1, j, rules) is not None:
+            if j > i and rest[row, d] and _test(series, every, cause, i + 1, j, rules) is not None:
                 break  # the evidence holds without window i: the onset is later
             found.group = group
             end = follow(series, found, last, rules)

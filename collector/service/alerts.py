@@ -5,7 +5,7 @@ that the CLI, the API and the webhook all show."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -27,18 +27,51 @@ def find(
     counted = queries.alert_windows(cur, rules.window_s, rules.group_by)
     by_cause = queries.alert_causes(cur, rules.window_s, rules.group_by)
     found = alert_judge.judge(counted, by_cause, rules, table)
-    for alert in found:
-        evidence = queries.alert_evidence(
-            cur,
-            alert.group,
-            rules.group_by,
-            rules_mod.ATTRIBUTION,
-            rules_mod.bounds(alert, rules),
-            alert.resolved_at,
-            None if alert.cause == rules_mod.UNEXPLAINED else alert.cause,
-        )
-        rules_mod.attribute(alert, rules_mod.Evidence(*evidence), rules, table)
+    for alert, evidence in zip(found, evidences(cur, found, by_cause, rules), strict=True):
+        rules_mod.attribute(alert, evidence, rules, table)
     return found
+
+
+def evidences(
+    cur: duckdb.DuckDBPyConnection,
+    found: list[rules_mod.Alert],
+    by_cause: pl.DataFrame,
+    rules: rules_mod.Rules,
+) -> list[rules_mod.Evidence]:
+    """What each incident's group did (``queries.alert_evidence`` for each, in two
+    queries for all): over its baseline and first window, and to its resolution."""
+    if not found:
+        return []
+    keys, step = rules.group_by, timedelta(seconds=rules.window_s)
+    schema = {k: by_cause.schema.get(k, pl.String) for k in keys}
+    schema |= {"k": pl.Int64, "start": pl.Datetime("us"), "cause": pl.String}
+    incidents, windows = [], []
+    for k, alert in enumerate(found):
+        since, start, _ = rules_mod.bounds(alert, rules)
+        cause = None if alert.cause == rules_mod.UNEXPLAINED else alert.cause
+        row = {**{g: alert.group.get(g) for g in keys}, "k": k, "start": start, "cause": cause}
+        incidents.append({**row, "resolved_at": alert.resolved_at})
+        windows += [{**row, "window": since + i * step} for i in range(rules.baseline_windows + 1)]
+    windows_frame = pl.DataFrame(windows, schema=schema | {"window": pl.Datetime("us")})
+    incidents_frame = pl.DataFrame(incidents, schema=schema | {"resolved_at": pl.Datetime("us")})
+    dims = rules_mod.ATTRIBUTION
+    rows = queries.evidence_dimensions(cur, windows_frame, keys, dims, rules.window_s)
+    values: list[dict[str, list]] = [{d: [] for d in dims} for _ in found]
+    missed: list[int | None] = [None] * len(found)
+    whole = (1 << len(dims)) - 1
+    for k, *dim_values, grouped, dim_missed, first_missed in rows:
+        if grouped == whole:
+            missed[k] = first_missed
+            continue
+        i = len(dims) - (whole ^ grouped).bit_length()  # grouping(): first is the top bit
+        values[k][dims[i]].append((dim_values[i], dim_missed))
+    causes: list[list[tuple]] = [[] for _ in found]
+    for k, *cause in queries.evidence_causes(cur, incidents_frame, keys):
+        causes[k].append(tuple(cause))
+    for per_dim in values:
+        for listed_values in per_dim.values():
+            listed_values.sort(key=lambda v: (v[1] is None, -(v[1] or 0)))  # DESC NULLS LAST
+    return [rules_mod.Evidence(*parts) for parts in zip(values, causes, missed, strict=True)]
 
 
 def evaluate(

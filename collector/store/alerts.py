@@ -8,8 +8,9 @@ each cause per group and hour of day outside incidents (``recurring``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import contextlib
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -110,6 +111,114 @@ def alert_evidence(
         [*params, start, end],
     ).fetchall()[0]
     return values, causes, missed
+
+
+@contextlib.contextmanager
+def _registered(cur: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> Iterator[None]:
+    """``frame`` readable as the view ``name`` on ``cur`` for the block."""
+    cur.register(name, frame)
+    try:
+        yield
+    finally:
+        cur.unregister(name)
+
+
+def _same_group(group_by: tuple[str, ...], left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{k} IS NOT DISTINCT FROM {right}.{k}" for k in group_by)
+
+
+def evidence_dimensions(
+    cur: duckdb.DuckDBPyConnection,
+    windows: pl.DataFrame,
+    group_by: tuple[str, ...],
+    dimensions: tuple[str, ...],
+    window_s: int,
+) -> list[tuple]:
+    """``alert_evidence``'s dimensions and missed tokens for many incidents in one scan.
+    ``windows``: per incident ``k`` (its group, ``start``, its ``cause`` or null) one row
+    per window from its baseline's start to its first window (``window``). Per incident
+    and grouping set (``grouped``: ``grouping()`` over the dimensions; all set: the whole
+    incident): k, each dimension's value, ``grouped``, the missed tokens counted for the
+    value and those of the first window (null without requests)."""
+    dims = ", ".join(f"r.{d} AS value_{i}" for i, d in enumerate(dimensions))
+    flags = ", ".join(f"value_{i}" for i in range(len(dimensions)))
+    sets = ", ".join(f"(k, value_{i})" for i in range(len(dimensions)))
+    missed = "coalesce(r.prompt_tokens, 0) - coalesce(r.cached_tokens, 0)"
+    ranges = _ranges(windows["window"].unique().sort().to_list(), timedelta(seconds=window_s))
+    # one range scan each (zonemaps skip the rest; an OR of ranges would scan it all)
+    scans = " UNION ALL ".join("SELECT * FROM requests WHERE ts >= ? AND ts < ?" for _ in ranges)
+    with _registered(cur, "alert_evidence_windows", windows):
+        return cur.execute(
+            f"""
+            WITH picked AS (
+                SELECT w.k, w.start, w.cause AS wanted, r.id, r.ts, {dims},
+                       {missed} AS missed
+                FROM (SELECT *, time_bucket(to_seconds(?::BIGINT), ts) AS bucket
+                      FROM ({scans})) r
+                JOIN alert_evidence_windows w
+                  ON {_same_group(group_by, "r", "w")} AND r.bucket = w.window)
+            SELECT k, {flags}, grouping({flags}) AS grouped,
+                   sum(CASE WHEN ts >= start AND (wanted IS NULL OR e.cause = wanted)
+                            THEN missed ELSE 0 END) AS dim_missed,
+                   sum(CASE WHEN ts >= start THEN missed END) AS missed
+            FROM picked LEFT JOIN explanations e USING (id)
+            GROUP BY GROUPING SETS ({sets}, (k))""",
+            [window_s, *(t for span in ranges for t in span)],
+        ).fetchall()
+
+
+def _ranges(windows: list[datetime], step: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted window starts as the fewest [start, end) ranges that cover them."""
+    out: list[tuple[datetime, datetime]] = []
+    for window in windows:
+        if out and out[-1][1] == window:
+            out[-1] = (out[-1][0], window + step)
+        else:
+            out.append((window, window + step))
+    return out
+
+
+def evidence_causes(
+    cur: duckdb.DuckDBPyConnection, incidents: pl.DataFrame, group_by: tuple[str, ...]
+) -> list[tuple]:
+    """``alert_evidence``'s top three miss causes for many incidents at once: per
+    incident ``k`` (its group, ``start`` and ``resolved_at``, null while open), (k,
+    cause, requests, missed dollars) most dollars first (ties by cause: one order every
+    time). The dollars are summed exactly (whole picodollars) and rounded to the
+    micro-dollar half away from zero, as DuckDB's ``round`` does."""
+    spans = sorted(incidents.select("start", "resolved_at").rows(), key=lambda s: s[0])
+    merged: list[list] = []
+    for start, end in spans:  # overlapping spans as one range scan (end None: open)
+        if merged and (merged[-1][1] is None or start <= merged[-1][1]):
+            if merged[-1][1] is not None:
+                merged[-1][1] = None if end is None else max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    scans = " UNION ALL ".join(
+        "SELECT * FROM requests WHERE ts >= ?" + (" AND ts < ?" if end else "") for _, end in merged
+    )
+    marks = ", ".join("?" for _ in NOT_MISSES)
+    with _registered(cur, "alert_evidence_incidents", incidents):
+        return cur.execute(
+            f"""
+            WITH summed AS (
+                SELECT a.k, e.cause, count(*) AS n,
+                       sum(round(e.missed_cost_usd * 1e12)::BIGINT)::HUGEINT AS pico
+                FROM ({scans}) r JOIN alert_evidence_incidents a
+                  ON {_same_group(group_by, "r", "a")} AND r.ts >= a.start
+                     AND r.ts < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
+                JOIN explanations e ON e.id = r.id
+                WHERE e.cause NOT IN ({marks})
+                GROUP BY a.k, e.cause),
+            rounded AS (
+                SELECT k, cause, n,
+                       (sign(pico) * ((abs(pico) + 500000) // 1000000))::DOUBLE / 1e6 AS usd
+                FROM summed)
+            SELECT k, cause, n, usd FROM rounded
+            QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST, cause) <= 3
+            ORDER BY k, usd DESC NULLS LAST, cause""",
+            [t for span in merged for t in span if t is not None] + list(NOT_MISSES),
+        ).fetchall()
 
 
 def listed(
