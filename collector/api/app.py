@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from collector.api import encode, params
-from collector.service import alerts, explaining, insights, reads, whatif
+from collector.service import alerts, explaining, insights, reads, rollups, whatif
 from collector.store.queries import Filters
 
 PREFIX = "/api/v1"
@@ -37,6 +37,16 @@ def _collector(request: Request) -> Any:
     return request.app.state.collector
 
 
+def _rollups(request: Request) -> rollups.Rollups:
+    """The server's kept series (nothing kept when it reads a lake others write)."""
+    state = request.app.state
+    if getattr(state, "rollups", None) is None:
+        store = state.collector.store
+        local = getattr(store, "lake", None) is None
+        state.rollups = rollups.Rollups(getattr(store, "changes", None) if local else None)
+    return state.rollups
+
+
 def _cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
     cur = request.app.state.collector.store.reader()
     try:
@@ -47,6 +57,7 @@ def _cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
 
 Cursor = Annotated[duckdb.DuckDBPyConnection, Depends(_cursor)]
 Rows = Annotated[Filters, Depends(params.filters)]
+Kept = Annotated[rollups.Rollups, Depends(_rollups)]
 Arrow = Annotated[bool, Depends(params.arrow)]
 router = APIRouter(prefix=PREFIX)
 
@@ -124,6 +135,7 @@ def diff(cur: Cursor, request_id: Annotated[str, Path()]) -> Response:
 @router.get("/timeseries", responses=encode.ARROW_DOC)
 def timeseries(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 300,
@@ -131,7 +143,7 @@ def timeseries(
 ) -> Response:
     """Per window and group: requests, token-weighted hit ratio, cached tokens,
     p50/p95/p99 TTFT, missed tokens and cost."""
-    return encode.frame(reads.series(cur, rows, window, group), arrow, window_s=window)
+    return encode.frame(kept.series(cur, rows, window, group), arrow, window_s=window)
 
 
 @router.get("/explanations", responses=encode.ARROW_DOC)
@@ -155,31 +167,33 @@ def explanations(
 @router.get("/causes", responses=encode.ARROW_DOC)
 def causes(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 3600,
 ) -> Response:
     """Per window and miss cause (no_miss and cold_start left out): misses, missed
     tokens and missed dollars."""
-    return encode.frame(reads.causes(cur, rows, window), arrow, window_s=window)
+    return encode.frame(kept.causes(cur, rows, window), arrow, window_s=window)
 
 
 @router.get("/prefixes", responses=encode.ARROW_DOC)
 def prefixes(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 3600,
 ) -> Response:
     """Per window and route: distinct and new prefix hashes, tools count, schema and
     prompt versions."""
-    return encode.frame(reads.prefixes(cur, rows, window), arrow, window_s=window)
+    return encode.frame(kept.prefixes(cur, rows, window), arrow, window_s=window)
 
 
 @router.get("/routing", responses=encode.ARROW_DOC)
-def routing(cur: Cursor, rows: Rows, arrow: Arrow) -> Response:
+def routing(cur: Cursor, kept: Kept, rows: Rows, arrow: Arrow) -> Response:
     """Per route: replicas, session stickiness, requests without a session key."""
-    return encode.frame(reads.routing(cur, rows), arrow)
+    return encode.frame(kept.routing(cur, rows), arrow)
 
 
 @router.get("/metrics", responses=encode.ARROW_DOC)

@@ -6,7 +6,15 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboard.common import GROUPS, WINDOW_SECONDS, WINDOWS, empty_note, fetch, optional
+from dashboard.common import (
+    GROUPS,
+    WINDOW_SECONDS,
+    WINDOWS,
+    empty_note,
+    fetch,
+    optional,
+    prefetch,
+)
 from dashboard.incidents import incidents
 
 BAND_COLOURS = {"firing": "#d62728", "resolved": "#ff9f40"}
@@ -114,7 +122,14 @@ def insights() -> None:
 @st.fragment(run_every="30s")
 def charts() -> None:
     window_s = WINDOW_SECONDS[window]
-    series = fetch("timeseries", window=window, group=None if group == "(none)" else group)
+    grouped = None if group == "(none)" else group
+    prefetch(  # every call of the page at once; each is then read where it is drawn
+        ("timeseries", {"window": window, "group": grouped}),
+        ("alerts", {"limit": MAX_BANDS}),
+        ("causes", {"window": window_s}),
+        ("insights", {"limit": 5}),
+    )
+    series = fetch("timeseries", window=window, group=grouped)
     if empty_note(series, "requests"):
         return
     totals = series.select("prompt_tokens", "cached_tokens", "missed_cost_usd", "requests").sum()
