@@ -67,11 +67,11 @@ def get(path: str, **params) -> dict:
         st.stop()
 
 
-def optional(path: str, **params):
-    """A frame from an endpoint this server may not have yet (None when it answers 404),
-    else as ``fetch``."""
+def optional(path: str, **params) -> dict | None:
+    """The answer of an endpoint this server may not have yet (None when it answers
+    404), else as ``get``."""
     try:
-        return rows_frame(answer(path, **params).get("data", []))
+        return answer(path, **params)
     except ServerError as exc:
         if exc.status == 404:
             return None

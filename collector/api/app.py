@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from collector.api import encode, params
 from collector.service import alerts, explaining, insights, reads, rollups, whatif
+from collector.service.kept_insights import FIRST_WAIT_S, KeptInsights
 from collector.store.queries import Filters
 
 PREFIX = "/api/v1"
@@ -290,12 +291,28 @@ def alerts_(
 
 @router.get("/insights", responses=encode.ARROW_DOC)
 def insights_(
-    cur: Cursor, arrow: Arrow, collector: Annotated[Any, Depends(_collector)]
+    request: Request,
+    arrow: Arrow,
+    collector: Annotated[Any, Depends(_collector)],
+    wait: Annotated[bool, Query(description="wait for insights being computed")] = False,
 ) -> Response:
     """Recurring costs that are a route's normal, not regressions: per group and cause,
-    its cost per day, the fix and what the what-if simulator says it would save."""
+    its cost per day, the fix and what the what-if simulator says it would save.
+    Computed in the background and kept: while the first are being computed the answer
+    is empty with ``computing`` true (``wait=1`` waits for them)."""
     rules = alerts.server_rules(collector)
-    return encode.frame(insights.frame(insights.find(cur, rules)), arrow)
+    rows, computing = _insights(request).get(rules, None if wait else FIRST_WAIT_S)
+    return encode.frame(insights.frame(rows or []), arrow, computing=computing)
+
+
+def _insights(request: Request) -> KeptInsights:
+    state = request.app.state
+    if getattr(state, "insights", None) is None:
+        store = state.collector.store
+        local = getattr(store, "lake", None) is None
+        changes = getattr(store, "changes", None) if local else None
+        state.insights = KeptInsights(store.reader, changes)
+    return state.insights
 
 
 @router.post("/alerts/evaluate", responses=encode.PAGE_DOC)

@@ -6,6 +6,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
+from dashboard.client import rows_frame
 from dashboard.common import (
     GROUPS,
     WINDOW_SECONDS,
@@ -102,12 +103,17 @@ def cost_by_cause(window_s: int) -> None:
 def insights() -> None:
     """What keeps costing, and what would fix it (the server's insights, when it has them)."""
     st.subheader("Insights")
-    found = optional("insights", limit=5)
-    if found is None:
+    answered = optional("insights", limit=5)
+    if answered is None:
         st.caption("This server does not compute insights yet.")
         return
+    found = rows_frame(answered.get("data", []))
     if found.is_empty():
-        st.caption("No recurring cost found.")
+        st.caption(
+            "The server is finding them (a replay of the traffic); they show on the next refresh."
+            if answered.get("computing")
+            else "No recurring cost found."
+        )
         return
     for row in found.head(5).iter_rows(named=True):
         saving = row.get("saving_per_day")
