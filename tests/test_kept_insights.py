@@ -27,6 +27,7 @@ def test_first_ask_does_not_wait_then_the_kept_answer_until_a_write(monkeypatch)
     changes = Changes()
     kept = kept_insights.KeptInsights(_Cursor, changes)
     assert kept.get("rules", wait=0) == (None, True)  # being found: answered at once
+    assert kept.get("rules", wait=30) == (None, True)  # only the ask that started it waits
     release.set()
     assert kept.get("rules", wait=None) == ([{"cause": "ttl_expired", "n": 1}], False)
     assert kept.get("rules") == ([{"cause": "ttl_expired", "n": 1}], False)  # kept

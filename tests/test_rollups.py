@@ -64,6 +64,9 @@ def _same(kept: Rollups, cur, filters: queries.Filters) -> None:
         direct = queries.prefixes(cur, filters, window)
         assert_frame_equal(kept.prefixes(cur, filters, window), direct)
     assert_frame_equal(kept.routing(cur, filters), queries.routing(cur, filters))
+    for cause in (None, "ttl_expired", "no_miss"):
+        for only in (True, False):
+            assert kept.count(cur, filters, cause, only) == misses.count(cur, filters, cause, only)
 
 
 FILTERS = (

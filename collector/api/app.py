@@ -150,6 +150,7 @@ def timeseries(
 @router.get("/explanations", responses=encode.ARROW_DOC)
 def explanations(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     cause: params.Text = None,
@@ -161,7 +162,7 @@ def explanations(
 ) -> Response:
     """Explained requests, newest first, one page; ``total``: how many match."""
     page = reads.explanations(cur, rows, cause, limit, offset, misses)
-    total = reads.explanations_count(cur, rows, cause, misses)
+    total = kept.count(cur, rows, cause, misses)
     return encode.frame(page, arrow, limit=limit, offset=offset, total=total)
 
 

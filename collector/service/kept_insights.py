@@ -44,14 +44,15 @@ class KeptInsights:
 
     def get(self, rules: Any, wait: float | None = FIRST_WAIT_S) -> tuple[list[dict] | None, bool]:
         """The kept insights for ``rules`` (None while none are computed yet), and whether
-        a computation is under way; ``wait``: seconds to wait for a first answer (None:
-        until it is there)."""
+        a computation is under way; ``wait``: seconds the ask that starts the first
+        computation waits for it (None: any ask waits until it is there)."""
         with self._lock:
             kept = self._kept if self._kept is not None and self._kept[0] == rules else None
-            if self._running is None and self._stale(kept):
+            started = self._running is None and self._stale(kept)
+            if started:
                 self._running = self._pool.submit(self._compute, rules)
             running = self._running
-        if kept is None and running is not None:
+        if kept is None and running is not None and (started or wait is None):
             try:
                 running.result(wait)
             except Pending:

@@ -26,6 +26,7 @@ from collector.store import misses, queries
 from collector.store.changes import EVERYTHING, Changes
 
 ORIGIN = datetime(2000, 1, 3)  # DuckDB's time_bucket origin for intervals under a month
+COUNT_WINDOW_S = 3600  # the kept causes a count of misses is summed from
 KEPT = 64  # answers kept (filters and windows asked for), least recently used dropped
 Compute = Callable[[queries.Filters], pl.DataFrame]
 
@@ -85,6 +86,21 @@ class Rollups:
             lambda f: queries.prefixes(cur, f, window_s),
             ("window", "route"),
         )
+
+    def count(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        filters: queries.Filters,
+        cause: str | None = None,
+        misses_only: bool = False,
+    ) -> int:
+        """``misses.count``: for misses, summed from the kept misses per hour and cause."""
+        if not misses_only or self.changes is None:
+            return misses.count(cur, filters, cause, misses_only)
+        frame = self.causes(cur, filters, COUNT_WINDOW_S)
+        if cause is not None:
+            frame = frame.filter(pl.col("cause") == cause)
+        return int(frame["misses"].sum()) if len(frame) else 0
 
     def routing(self, cur: duckdb.DuckDBPyConnection, filters: queries.Filters) -> pl.DataFrame:
         """``queries.routing``, kept until any write (it is not per bucket)."""
