@@ -67,6 +67,9 @@ def _same(kept: Rollups, cur, filters: queries.Filters) -> None:
     for cause in (None, "ttl_expired", "no_miss"):
         for only in (True, False):
             assert kept.count(cur, filters, cause, only) == misses.count(cur, filters, cause, only)
+            for offset in (0, 7, 40):
+                direct = misses.page(cur, filters, cause, 5, offset, only)
+                assert_frame_equal(kept.page(cur, filters, cause, 5, offset, only), direct)
 
 
 FILTERS = (

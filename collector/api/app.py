@@ -161,7 +161,7 @@ def explanations(
     offset: params.Offset = 0,
 ) -> Response:
     """Explained requests, newest first, one page; ``total``: how many match."""
-    page = reads.explanations(cur, rows, cause, limit, offset, misses)
+    page = kept.page(cur, rows, cause, limit, offset, misses)
     total = kept.count(cur, rows, cause, misses)
     return encode.frame(page, arrow, limit=limit, offset=offset, total=total)
 

@@ -102,6 +102,29 @@ class Rollups:
             frame = frame.filter(pl.col("cause") == cause)
         return int(frame["misses"].sum()) if len(frame) else 0
 
+    def page(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        filters: queries.Filters,
+        cause: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        misses_only: bool = False,
+    ) -> pl.DataFrame:
+        """``misses.page``: for misses, searched from the hour the kept misses per hour
+        say holds the page (one query instead of ever longer spans)."""
+        holds = None
+        if misses_only and self.changes is not None:
+            frame = self.causes(cur, filters, COUNT_WINDOW_S)
+            if cause is not None:
+                frame = frame.filter(pl.col("cause") == cause)
+            hours = (
+                frame.group_by("window").agg(pl.col("misses").sum()).sort("window", descending=True)
+            )
+            enough = hours.filter(pl.col("misses").cum_sum() >= offset + limit)
+            holds = enough["window"][0] if len(enough) else None
+        return misses.page(cur, filters, cause, limit, offset, misses_only, holds)
+
     def routing(self, cur: duckdb.DuckDBPyConnection, filters: queries.Filters) -> pl.DataFrame:
         """``queries.routing``, kept until any write (it is not per bucket)."""
         key = ("routing", filters)
