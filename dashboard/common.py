@@ -103,6 +103,24 @@ def pager(key: str, total: int, pages: int, what: str) -> None:
     right.caption(f"{total:,} {what} in all · {PAGE_ROWS} a page · {pages:,} pages")
 
 
+def lines(frame, index: str, on: str, values: str, title: str):
+    """One line per ``on`` value of ``values`` over ``index``: a plain Altair chart (as the
+    Overview draws, which the browser draws faster than ``st.line_chart``'s)."""
+    import altair as alt
+
+    data = frame.select(index, on, values).sort(index).to_pandas()
+    return (
+        alt.Chart(data)
+        .mark_line()
+        .encode(
+            x=alt.X(f"{index}:T", title=None),
+            y=alt.Y(f"{values}:Q", title=None),
+            color=alt.Color(f"{on}:N", title=title),
+            tooltip=[f"{index}:T", f"{on}:N", f"{values}:Q"],
+        )
+    )
+
+
 def empty_note(frame, what: str) -> bool:
     """Say so when there is nothing to show; True if empty."""
     if frame.is_empty():
