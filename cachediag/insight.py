@@ -8,6 +8,8 @@ import click
 
 from cachediag.options import InputError, output_format, server_token, token_option
 
+INSIGHTS_WAIT_S = 900.0  # a server finds insights by replaying traffic: minutes at scale
+
 
 @click.command()
 @click.option("--db", default=None, help="DuckDB file to read (opened read-only).")
@@ -45,7 +47,8 @@ def insights(
         if server:
             from dashboard.client import Client
 
-            found = Client(server, token=server_token(token) or "").get("insights")["data"]
+            reader = Client(server, timeout=INSIGHTS_WAIT_S, token=server_token(token) or "")
+            found = reader.get("insights", wait=1)["data"]
             for row in found:
                 row["group_key"] = json.loads(row["group_key"] or "{}")
                 row["hours"] = json.loads(row["hours"] or "[]")

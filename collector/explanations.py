@@ -24,12 +24,14 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import duckdb
 import polars as pl
 
 from analysis.explain import MAX_REQUESTS, Explainer
 from collector.store import explaining as reads
+from collector.store.changes import from_ns
 from collector.store.database import Store
 
 log = logging.getLogger(__name__)
@@ -205,14 +207,15 @@ def _explain(
     try:
         with _collector_paused() if how.pause_gc else contextlib.nullcontext():
             for chunk in chunks:
-                out = []
+                out, first = [], None
                 for row in chunk:
                     if how.stop.is_set():
                         break
                     last = max(last, row["rowid"])
+                    first = row["ts"] if first is None else min(first, row["ts"])
                     out.append(explainer.explain(row))
                 counts.update(e.cause for e in out)
-                saver.save(pl.DataFrame(out, schema=SCHEMA, orient="row"))
+                saver.save(pl.DataFrame(out, schema=SCHEMA, orient="row"), first)
                 if how.pause_gc:  # the chunk's cycles (not the explainer's state: see below)
                     gc.collect(1)
                 how.progress(len(out))
@@ -233,16 +236,18 @@ class _Saver:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
-    def save(self, frame: pl.DataFrame) -> None:
+    def save(self, frame: pl.DataFrame, first: float | None = None) -> None:
+        """Write ``frame`` (``first``: its earliest request's epoch(ts), if known)."""
         self.wait()
+        since = None if first is None else from_ns(int((first - 1) * 1e9))  # a second early
         self._thread = threading.Thread(
-            target=self._write, args=(frame,), name="cachediag-save", daemon=True
+            target=self._write, args=(frame, since), name="cachediag-save", daemon=True
         )
         self._thread.start()
 
-    def _write(self, frame: pl.DataFrame) -> None:
+    def _write(self, frame: pl.DataFrame, since: datetime | None) -> None:
         try:
-            self.store.save_explanations(frame)
+            self.store.save_explanations(frame, since)
         except Exception as exc:  # raised in the pass, by the next save or wait
             self._error = exc
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import ThreadPoolExecutor
+
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from dashboard.client import Client, ServerError, rows_frame
 
@@ -10,6 +14,7 @@ GROUPS = ("route", "model", "replica", "prompt_version", "schema_version", "serv
 WINDOWS = ("5m", "15m", "1h", "1d")
 WINDOW_SECONDS = {"5m": 300, "15m": 900, "1h": 3600, "1d": 86400}
 PAGE_ROWS = 50  # rows a list shows at once; the server pages the rest
+FRESH_S = 10  # how long an answer is reused across reruns and sessions: data is per minute
 
 
 def client() -> Client:
@@ -18,29 +23,55 @@ def client() -> Client:
     return st.session_state["client"]
 
 
+@st.cache_data(ttl=FRESH_S, max_entries=256, show_spinner=False)
+def _answer(base: str, headers: tuple, path: str, params: tuple) -> dict:
+    """One GET's answer, kept FRESH_S seconds per server, token, endpoint and parameters
+    (errors are not kept)."""
+    reader = Client(base, token="")
+    reader.headers = dict(headers)
+    return reader.get(path, **dict(params))
+
+
+def answer(path: str, **params) -> dict:
+    """An endpoint's JSON answer (reused for FRESH_S seconds); ServerError on failure."""
+    reader = client()
+    kept = tuple(sorted((k, v) for k, v in params.items() if v not in (None, "")))
+    return _answer(reader.base, tuple(sorted(reader.headers.items())), path, kept)
+
+
+def prefetch(*calls: tuple[str, dict]) -> None:
+    """Ask for several endpoints at once (``(path, params)`` each) so that the page's
+    ``fetch``/``get`` calls that follow find their answers kept; errors surface there."""
+    ctx = get_script_run_ctx()
+
+    def one(call: tuple[str, dict]) -> None:
+        add_script_run_ctx(ctx=ctx)
+        with contextlib.suppress(ServerError):  # asked again by the page, which shows it
+            answer(call[0], **call[1])
+
+    with ThreadPoolExecutor(max_workers=len(calls) or 1) as pool:
+        list(pool.map(one, calls))
+
+
 def fetch(path: str, **params):
     """A frame from the API, or a visible error and a stop (never a traceback)."""
-    try:
-        return client().frame(path, **params)
-    except ServerError as exc:
-        st.error(str(exc))
-        st.stop()
+    return rows_frame(get(path, **params).get("data", []))
 
 
 def get(path: str, **params) -> dict:
     """An endpoint's JSON answer, or a visible error and a stop (never a traceback)."""
     try:
-        return client().get(path, **params)
+        return answer(path, **params)
     except ServerError as exc:
         st.error(str(exc))
         st.stop()
 
 
-def optional(path: str, **params):
-    """A frame from an endpoint this server may not have yet (None when it answers 404),
-    else as ``fetch``."""
+def optional(path: str, **params) -> dict | None:
+    """The answer of an endpoint this server may not have yet (None when it answers
+    404), else as ``get``."""
     try:
-        return client().frame(path, **params)
+        return answer(path, **params)
     except ServerError as exc:
         if exc.status == 404:
             return None
@@ -70,6 +101,24 @@ def pager(key: str, total: int, pages: int, what: str) -> None:
     left, right = st.columns([1, 3])
     left.number_input("Page", 1, pages, key=key, step=1)
     right.caption(f"{total:,} {what} in all · {PAGE_ROWS} a page · {pages:,} pages")
+
+
+def lines(frame, index: str, on: str, values: str, title: str):
+    """One line per ``on`` value of ``values`` over ``index``: a plain Altair chart (as the
+    Overview draws, which the browser draws faster than ``st.line_chart``'s)."""
+    import altair as alt
+
+    data = frame.select(index, on, values).sort(index).to_pandas()
+    return (
+        alt.Chart(data)
+        .mark_line()
+        .encode(
+            x=alt.X(f"{index}:T", title=None),
+            y=alt.Y(f"{values}:Q", title=None),
+            color=alt.Color(f"{on}:N", title=title),
+            tooltip=[f"{index}:T", f"{on}:N", f"{values}:Q"],
+        )
+    )
 
 
 def empty_note(frame, what: str) -> bool:

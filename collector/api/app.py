@@ -16,7 +16,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from collector.api import encode, params
-from collector.service import alerts, explaining, insights, reads, whatif
+from collector.service import alerts, explaining, insights, reads, rollups, whatif
+from collector.service.kept_insights import FIRST_WAIT_S, KeptInsights
 from collector.store.queries import Filters
 
 PREFIX = "/api/v1"
@@ -37,6 +38,16 @@ def _collector(request: Request) -> Any:
     return request.app.state.collector
 
 
+def _rollups(request: Request) -> rollups.Rollups:
+    """The server's kept series (nothing kept when it reads a lake others write)."""
+    state = request.app.state
+    if getattr(state, "rollups", None) is None:
+        store = state.collector.store
+        local = getattr(store, "lake", None) is None
+        state.rollups = rollups.Rollups(getattr(store, "changes", None) if local else None)
+    return state.rollups
+
+
 def _cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
     cur = request.app.state.collector.store.reader()
     try:
@@ -47,6 +58,7 @@ def _cursor(request: Request) -> Iterator[duckdb.DuckDBPyConnection]:
 
 Cursor = Annotated[duckdb.DuckDBPyConnection, Depends(_cursor)]
 Rows = Annotated[Filters, Depends(params.filters)]
+Kept = Annotated[rollups.Rollups, Depends(_rollups)]
 Arrow = Annotated[bool, Depends(params.arrow)]
 router = APIRouter(prefix=PREFIX)
 
@@ -124,6 +136,7 @@ def diff(cur: Cursor, request_id: Annotated[str, Path()]) -> Response:
 @router.get("/timeseries", responses=encode.ARROW_DOC)
 def timeseries(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 300,
@@ -131,12 +144,13 @@ def timeseries(
 ) -> Response:
     """Per window and group: requests, token-weighted hit ratio, cached tokens,
     p50/p95/p99 TTFT, missed tokens and cost."""
-    return encode.frame(reads.series(cur, rows, window, group), arrow, window_s=window)
+    return encode.frame(kept.series(cur, rows, window, group), arrow, window_s=window)
 
 
 @router.get("/explanations", responses=encode.ARROW_DOC)
 def explanations(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     cause: params.Text = None,
@@ -147,39 +161,41 @@ def explanations(
     offset: params.Offset = 0,
 ) -> Response:
     """Explained requests, newest first, one page; ``total``: how many match."""
-    page = reads.explanations(cur, rows, cause, limit, offset, misses)
-    total = reads.explanations_count(cur, rows, cause, misses)
+    page = kept.page(cur, rows, cause, limit, offset, misses)
+    total = kept.count(cur, rows, cause, misses)
     return encode.frame(page, arrow, limit=limit, offset=offset, total=total)
 
 
 @router.get("/causes", responses=encode.ARROW_DOC)
 def causes(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 3600,
 ) -> Response:
     """Per window and miss cause (no_miss and cold_start left out): misses, missed
     tokens and missed dollars."""
-    return encode.frame(reads.causes(cur, rows, window), arrow, window_s=window)
+    return encode.frame(kept.causes(cur, rows, window), arrow, window_s=window)
 
 
 @router.get("/prefixes", responses=encode.ARROW_DOC)
 def prefixes(
     cur: Cursor,
+    kept: Kept,
     rows: Rows,
     arrow: Arrow,
     window: Annotated[params.Duration, Query(description="60, 5m, 1h, 1d")] = 3600,
 ) -> Response:
     """Per window and route: distinct and new prefix hashes, tools count, schema and
     prompt versions."""
-    return encode.frame(reads.prefixes(cur, rows, window), arrow, window_s=window)
+    return encode.frame(kept.prefixes(cur, rows, window), arrow, window_s=window)
 
 
 @router.get("/routing", responses=encode.ARROW_DOC)
-def routing(cur: Cursor, rows: Rows, arrow: Arrow) -> Response:
+def routing(cur: Cursor, kept: Kept, rows: Rows, arrow: Arrow) -> Response:
     """Per route: replicas, session stickiness, requests without a session key."""
-    return encode.frame(reads.routing(cur, rows), arrow)
+    return encode.frame(kept.routing(cur, rows), arrow)
 
 
 @router.get("/metrics", responses=encode.ARROW_DOC)
@@ -276,12 +292,28 @@ def alerts_(
 
 @router.get("/insights", responses=encode.ARROW_DOC)
 def insights_(
-    cur: Cursor, arrow: Arrow, collector: Annotated[Any, Depends(_collector)]
+    request: Request,
+    arrow: Arrow,
+    collector: Annotated[Any, Depends(_collector)],
+    wait: Annotated[bool, Query(description="wait for insights being computed")] = False,
 ) -> Response:
     """Recurring costs that are a route's normal, not regressions: per group and cause,
-    its cost per day, the fix and what the what-if simulator says it would save."""
+    its cost per day, the fix and what the what-if simulator says it would save.
+    Computed in the background and kept: while the first are being computed the answer
+    is empty with ``computing`` true (``wait=1`` waits for them)."""
     rules = alerts.server_rules(collector)
-    return encode.frame(insights.frame(insights.find(cur, rules)), arrow)
+    rows, computing = _insights(request).get(rules, None if wait else FIRST_WAIT_S)
+    return encode.frame(insights.frame(rows or []), arrow, computing=computing)
+
+
+def _insights(request: Request) -> KeptInsights:
+    state = request.app.state
+    if getattr(state, "insights", None) is None:
+        store = state.collector.store
+        local = getattr(store, "lake", None) is None
+        changes = getattr(store, "changes", None) if local else None
+        state.insights = KeptInsights(store.reader, changes)
+    return state.insights
 
 
 @router.post("/alerts/evaluate", responses=encode.PAGE_DOC)

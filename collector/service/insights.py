@@ -4,6 +4,8 @@ its fix and what the what-if simulator says the fix would save; reads only."""
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -12,7 +14,12 @@ import polars as pl
 from analysis import alert_judge, insights, providers
 from analysis import alerts as rules_mod
 from analysis.simulate import ProviderModel
+from collector.service import whatif
 from collector.store import alerts as queries
+
+# Newest requests of a group a saving is replayed over: the simulator serves a few
+# thousand a second, and a server finds insights while it answers everything else.
+SAVING_ROWS = 5_000
 
 
 def _model(provider: str | None, model: str | None, replicas: int, cause: str) -> ProviderModel:
@@ -54,8 +61,29 @@ def find(
             continue
         rows, provider, replicas = queries.group_traffic(cur, item.group, rules.group_by)
         model = _model(provider, item.group.get("request_model"), replicas, item.cause)
-        insights.saving(item, rows, model, days)
+        sample, span = _newest(rows, days)
+        insights.saving(item, sample, model, span)
     return [item.row() for item in out]
+
+
+class _Paced(list):
+    """Rows that, replayed, pause every YIELD_EVERY of them as the what-if worker does,
+    so a server's other threads get the interpreter while insights are found."""
+
+    def __iter__(self) -> Iterator[dict]:
+        for n, row in enumerate(super().__iter__(), 1):
+            if n % whatif.YIELD_EVERY == 0:
+                time.sleep(whatif.YIELD_S)
+            yield row
+
+
+def _newest(rows: list[dict], days: float) -> tuple[list[dict], float]:
+    """The newest SAVING_ROWS of a group's traffic in time order (a whole stretch, so
+    caches warm as they did) and the days they span: what a saving is replayed over."""
+    if len(rows) <= SAVING_ROWS:
+        return _Paced(rows), days
+    rows = rows[-SAVING_ROWS:]
+    return _Paced(rows), max((rows[-1]["ts"] - rows[0]["ts"]).total_seconds() / 86400, 1 / 24)
 
 
 def frame(rows: list[dict[str, Any]]) -> pl.DataFrame:

@@ -14,12 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from collector.store import linking, migrations
+from collector.store import changes, linking, migrations
 from collector.store.lake import LakeConfig, LakeWriter, replace_alerts
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ class Store:
             self.con.execute(f"SET memory_limit = '{int(memory_mib)}MiB'")
             migrations.apply(self.con)
         self.recent = linking.Recent()
+        self.changes = changes.Changes()  # what each write touched, for kept answers
         if not read_only:
             self.recent.load(self.con)
         # With a lake, each commit also goes there before this file's (collector.store.lake).
@@ -154,7 +156,11 @@ class Store:
             except Exception:
                 self.con.execute("ROLLBACK")
                 raise
-            return inserted - len(linked.stale)
+            frame, stale = linked.frame, linked.stale
+            first = frame["start_ns"].min() if len(frame) else None
+            if len(frame) or stale:  # a stale row's time is not known here: everything
+                self.changes.touch(None if stale else changes.from_ns(first))
+            return inserted - len(stale)
 
     def _insert(
         self, frame: pl.DataFrame, contents: list[tuple[str, str]], moved: dict[str, str]
@@ -185,8 +191,9 @@ class Store:
             self.con.unregister("incoming_content")
         return inserted
 
-    def save_explanations(self, frame: pl.DataFrame) -> None:
-        """Write explanations (one per request id; a new one replaces the old)."""
+    def save_explanations(self, frame: pl.DataFrame, since: datetime | None = None) -> None:
+        """Write explanations (one per request id; a new one replaces the old); ``since``:
+        the earliest time of their requests, when the caller knows it."""
         if not len(frame):
             return
         columns = ", ".join(frame.columns)
@@ -201,6 +208,7 @@ class Store:
                 )
             finally:
                 self.con.unregister("incoming_explanations")
+            self.changes.touch(since)
 
     def close(self) -> None:
         with self._lock:

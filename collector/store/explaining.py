@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import duckdb
 
+from collector.store.changes import from_ns
 from collector.store.database import Store
 
 _COLUMNS = (
@@ -186,7 +187,9 @@ def unexplain_from(store: Store, key: tuple[float, str]) -> int:
     sql = f"DELETE FROM explanations WHERE id IN (SELECT r.id FROM requests r WHERE {_FROM})"
     with store._lock:  # the one writing connection, as the other writes take it
         # fetchall: a result left unfinished on the shared connection blocks later writes
-        return store.con.execute(sql, _key_params(key)).fetchall()[0][0]
+        dropped = store.con.execute(sql, _key_params(key)).fetchall()[0][0]
+    store.changes.touch(from_ns(int((key[0] - 1) * 1e9)))  # a second early: float times
+    return dropped
 
 
 def unexplained(cur: duckdb.DuckDBPyConnection, rows: int) -> Iterator[Iterator[dict]]:

@@ -10,7 +10,7 @@ only the page's rows are then read whole, through the primary keys. Misses leave
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import duckdb
 import polars as pl
@@ -43,10 +43,12 @@ def page(
     limit: int = 100,
     offset: int = 0,
     misses: bool = False,
+    holds: datetime | None = None,
 ) -> pl.DataFrame:
     """Explained requests, newest first, one page (``misses``: leave out no_miss and
-    cold_start)."""
-    chosen = _chosen(cur, filters, cause, limit, offset, misses)
+    cold_start; ``holds``: a time from which on the matching rows are known to fill the
+    page, where the search for it starts)."""
+    chosen = _chosen(cur, filters, cause, limit, offset, misses, holds)
     if not chosen:
         ids: list[str] = []
         marks = "NULL"
@@ -71,6 +73,7 @@ def _chosen(
     limit: int,
     offset: int,
     misses: bool,
+    holds: datetime | None = None,
 ) -> list[tuple[str, object]]:
     """The page's (id, ts): searched in the newest hour of requests first, then in
     eight times as long a span each time, until the span holds the page or everything
@@ -90,6 +93,8 @@ def _chosen(
         "ORDER BY r.ts DESC, r.id LIMIT ? OFFSET ?"
     )
     span = timedelta(hours=1)
+    if holds is not None and last - holds > span:
+        span = last - holds
     while True:
         start = last - span
         if start <= first:

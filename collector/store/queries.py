@@ -229,8 +229,10 @@ def prefixes(cur: duckdb.DuckDBPyConnection, filters: Filters, window_s: int) ->
                count(DISTINCT r.prefix_hash) FILTER (
                    f.first_seen >= time_bucket(to_seconds(?::BIGINT), r.ts)) AS new_prefixes,
                max(r.tools_count) AS tools_count,
-               string_agg(DISTINCT r.schema_version, ', ') AS schema_versions,
-               string_agg(DISTINCT r.prompt_version, ', ') AS prompt_versions
+               string_agg(DISTINCT r.schema_version, ', ' ORDER BY r.schema_version)
+                   AS schema_versions,
+               string_agg(DISTINCT r.prompt_version, ', ' ORDER BY r.prompt_version)
+                   AS prompt_versions
         FROM requests r LEFT JOIN firsts f USING (prefix_hash, route)
         WHERE {where} GROUP BY ALL ORDER BY 1, 2""",
         params=[window_s, window_s, *params],

@@ -49,17 +49,15 @@ if not empty_note(frame, "alerts"):
                 f"`{incident['state']}` since {since:%Y-%m-%d %H:%M}"
                 + (f", resolved {until:%Y-%m-%d %H:%M}" if until is not None else "")
             )
-            st.dataframe(
-                pd.DataFrame(
-                    {
-                        "signal": [s.get("rule") for s in incident["signals"]],
-                        "now": [unit(s.get("rule"), s.get("value")) for s in incident["signals"]],
-                        "baseline": [
-                            unit(s.get("rule"), s.get("baseline")) for s in incident["signals"]
-                        ],
-                    }
-                ),
-                hide_index=True,
+            # A markdown table, not a data grid: a page holds up to 50 of these, and
+            # each grid is a canvas of its own for the browser to draw.
+            st.markdown(
+                "| signal | now | baseline |\n| --- | --- | --- |\n"
+                + "\n".join(
+                    f"| {s.get('rule')} | {unit(s.get('rule'), s.get('value'))} | "
+                    f"{unit(s.get('rule'), s.get('baseline'))} |"
+                    for s in incident["signals"]
+                )
             )
             where = incident["attribution"]
             st.markdown(

@@ -6,7 +6,16 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from dashboard.common import GROUPS, WINDOW_SECONDS, WINDOWS, empty_note, fetch, optional
+from dashboard.client import rows_frame
+from dashboard.common import (
+    GROUPS,
+    WINDOW_SECONDS,
+    WINDOWS,
+    empty_note,
+    fetch,
+    optional,
+    prefetch,
+)
 from dashboard.incidents import incidents
 
 BAND_COLOURS = {"firing": "#d62728", "resolved": "#ff9f40"}
@@ -94,12 +103,17 @@ def cost_by_cause(window_s: int) -> None:
 def insights() -> None:
     """What keeps costing, and what would fix it (the server's insights, when it has them)."""
     st.subheader("Insights")
-    found = optional("insights", limit=5)
-    if found is None:
+    answered = optional("insights", limit=5)
+    if answered is None:
         st.caption("This server does not compute insights yet.")
         return
+    found = rows_frame(answered.get("data", []))
     if found.is_empty():
-        st.caption("No recurring cost found.")
+        st.caption(
+            "The server is finding them (a replay of the traffic); they show on the next refresh."
+            if answered.get("computing")
+            else "No recurring cost found."
+        )
         return
     for row in found.head(5).iter_rows(named=True):
         saving = row.get("saving_per_day")
@@ -114,7 +128,14 @@ def insights() -> None:
 @st.fragment(run_every="30s")
 def charts() -> None:
     window_s = WINDOW_SECONDS[window]
-    series = fetch("timeseries", window=window, group=None if group == "(none)" else group)
+    grouped = None if group == "(none)" else group
+    prefetch(  # every call of the page at once; each is then read where it is drawn
+        ("timeseries", {"window": window, "group": grouped}),
+        ("alerts", {"limit": MAX_BANDS}),
+        ("causes", {"window": window_s}),
+        ("insights", {"limit": 5}),
+    )
+    series = fetch("timeseries", window=window, group=grouped)
     if empty_note(series, "requests"):
         return
     totals = series.select("prompt_tokens", "cached_tokens", "missed_cost_usd", "requests").sum()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard.common import WINDOWS, empty_note, fetch
+from dashboard.common import WINDOWS, empty_note, fetch, lines
 
 st.title("Prefixes")
 window = st.selectbox("Window", WINDOWS, index=2)
@@ -14,8 +14,7 @@ if not empty_note(frame, "prefixes"):
         ("tools_count", "Tools declared"),
     ):
         st.subheader(title)
-        data = frame.pivot(on="route", index="window", values=column).sort("window")
-        st.line_chart(data.to_pandas(), x="window")
+        st.altair_chart(lines(frame, "window", "route", column, "route"), width="stretch")
     st.subheader("Versions")
     st.dataframe(
         frame.select("window", "route", "prompt_versions", "schema_versions").to_pandas(),

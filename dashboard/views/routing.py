@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.client import ServerError
-from dashboard.common import WINDOWS, client, empty_note, fetch
+from dashboard.common import WINDOWS, client, empty_note, fetch, lines, prefetch
 
 SAMPLES = {"newest 20,000 requests": 20_000, "newest 100,000 requests": 100_000, "all": 0}
 POLL_S = 0.25
@@ -37,11 +37,11 @@ def run_whatif(**asked) -> dict | None:
 
 st.title("Routing")
 window = st.selectbox("Window", WINDOWS, index=2)
+prefetch(("timeseries", {"window": window, "group": "replica"}), ("routing", {}))
 series = fetch("timeseries", window=window, group="replica")
 if not empty_note(series, "requests"):
     st.subheader("Hit ratio by replica")
-    data = series.pivot(on="group", index="window", values="hit_ratio").sort("window")
-    st.line_chart(data.to_pandas(), x="window")
+    st.altair_chart(lines(series, "window", "group", "hit_ratio", "replica"), width="stretch")
     st.subheader("Stickiness")
     st.dataframe(fetch("routing").to_pandas(), hide_index=True)
     st.subheader("What if")
