@@ -100,7 +100,8 @@ def pager(key: str, total: int, pages: int, what: str) -> None:
     """The page picker of ``paged``, with how many rows there are in all."""
     left, right = st.columns([1, 3])
     left.number_input("Page", 1, pages, key=key, step=1)
-    right.caption(f"{total:,} {what} in all · {PAGE_ROWS} a page · {pages:,} pages")
+    plural = "page" if pages == 1 else "pages"
+    right.caption(f"{total:,} {what} in all · {PAGE_ROWS} a page · {pages:,} {plural}")
 
 
 def lines(frame, index: str, on: str, values: str, title: str):

@@ -132,7 +132,7 @@ def _clean(driver) -> None:
 
 MARKERS = {  # what each page draws last
     "Overview": "Insights",
-    "Alerts": "alerts in all",
+    "Alerts": "incidents in all",
     "Misses": "Segment maps",
     "Prefixes": "Versions",
     "Routing": "What if",
@@ -181,7 +181,7 @@ def test_overview_bands_incidents_and_stacks_cost_by_cause(dashboard, browser):
 
 def test_alerts_are_one_row_per_incident(dashboard, browser):
     browser.get(f"{dashboard}/alerts")
-    _wait_for(browser, "alerts in all")
+    _wait_for(browser, "incidents in all")
     rows = browser.find_elements("css selector", '[data-testid="stExpander"]')
     labels = [r.find_element("tag name", "summary").text for r in rows]
     assert labels and len(labels) == len(set(labels))  # one group and onset, one row
@@ -192,7 +192,7 @@ def test_alerts_are_one_row_per_incident(dashboard, browser):
 
 def test_from_an_incident_to_the_side_by_side_diff(dashboard, browser):
     browser.get(f"{dashboard}/alerts")
-    _wait_for(browser, "alerts in all")
+    _wait_for(browser, "incidents in all")
     # The deploy's incident: the support route, a timestamp in the system prompt.
     rows = browser.find_elements("css selector", '[data-testid="stExpander"]')
     row = next((r for r in rows if "/support" in r.text and "dynamic_value" in r.text), rows[0])

@@ -34,7 +34,7 @@ if not empty_note(frame, "alerts"):
             "trend": st.column_config.LineChartColumn("trend", width="small"),
         },
     )
-    pager("alerts_page", total, pages, "alerts")
+    pager("alerts_page", total, pages, "incidents")
     for n, incident in enumerate(found):
         since = incident["started_at"]
         head = (
