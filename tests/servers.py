@@ -6,13 +6,11 @@ import contextlib
 import http.client
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,34 +47,25 @@ class Server:
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
-        selector = selectors.DefaultSelector()
-        selector.register(self.proc.stderr, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        seen = []
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                break
-            line = self.proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if "cachediag serving" in line:
-                selector.close()
-                self._drain(seen)
-                return self
+        # Read stderr on a thread from the start, and keep reading it: a select() on the
+        # pipe misses lines a buffered readline already holds (the ready line among them),
+        # and a server logging many refusals would otherwise fill the pipe and block.
+        seen, ready, proc = [], threading.Event(), self.proc
+        self._stderr = seen
+
+        def read() -> None:
+            for line in iter(proc.stderr.readline, ""):
+                seen.append(line)
+                if "cachediag serving" in line:
+                    ready.set()
+            ready.set()  # the server ended
+
+        self._reader = threading.Thread(target=read, daemon=True)
+        self._reader.start()
+        if ready.wait(timeout) and any("cachediag serving" in line for line in seen):
+            return self
         self.stop()
         raise RuntimeError("server did not start:\n" + "".join(seen))
-
-    def _drain(self, seen: list[str]) -> None:
-        """Keep reading stderr: a server logging many refusals would otherwise fill the
-        pipe, block in its logger and stop answering."""
-        self._stderr = seen
-        proc = self.proc
-        assert proc is not None and proc.stderr is not None
-        self._reader = threading.Thread(
-            target=lambda: seen.extend(iter(proc.stderr.readline, "")), daemon=True
-        )
-        self._reader.start()
 
     @property
     def url(self) -> str:
@@ -108,14 +97,6 @@ class Server:
             return ""
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.proc.pid, sig)
-        if self._reader is None:  # never served: nothing reads stderr yet
-            try:
-                _, err = self.proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                _, err = self.proc.communicate()
-            self.proc = None
-            return err or ""
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:

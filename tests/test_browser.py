@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import selectors
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from cachediag.demo import start
 from tests.cli_run import cachediag
 from tests.servers import Server, free_port
 
@@ -34,31 +32,16 @@ def served(db: Path):
     server.api("stats?wait=1")
     assert server.request("POST", "/api/v1/alerts/evaluate")[0] == 200
     port = free_port()
-    proc = subprocess.Popen(
-        [  # a real process: the dashboard execs Streamlit, which serves the browser
-            sys.executable,
-            "-m",
-            "cachediag",
-            "dashboard",
-            "--server",
-            server.url,
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    try:  # a real process: the dashboard execs Streamlit, which serves the browser
+        proc = start(
+            [sys.executable, "-m", "cachediag", "dashboard", "--server", server.url]
+            + ["--port", str(port)],
+            "You can now view",
+        )
+    except BaseException:
+        server.stop()
+        raise
     try:
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and selector.select(deadline - time.monotonic()):
-            line = proc.stdout.readline()
-            assert line, "the dashboard exited before it was ready"
-            if "You can now view" in line:
-                break
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
