@@ -17,6 +17,15 @@ import duckdb
 import polars as pl
 
 NOT_MISSES = ("no_miss", "below_minimum", "cold_start", "identical", "appended")
+# Written into the SQL, not bound: a bound window width or cause list keeps DuckDB from
+# folding the bucket and pushing the filter down (10 M rows: 0.64 s against 0.42 s for the
+# windows, 1.28 s against 0.48 s for the causes).
+_NOT_MISSES_SQL = ", ".join(f"'{cause}'" for cause in NOT_MISSES)
+
+
+def _bucket(window_s: int, column: str) -> str:
+    """The window a request time falls in, the width written as a constant."""
+    return f"time_bucket(INTERVAL {int(window_s)} SECOND, {column})"
 
 
 def alert_windows(
@@ -26,12 +35,11 @@ def alert_windows(
     keys = ", ".join(group_by)
     return cur.sql(
         f"""
-        SELECT time_bucket(to_seconds(?::BIGINT), ts) AS window, {keys},
+        SELECT {_bucket(window_s, "ts")} AS window, {keys},
                count(*) AS requests, sum(coalesce(prompt_tokens, 0))::BIGINT AS prompt,
                sum(coalesce(cached_tokens, 0))::BIGINT AS cached,
                quantile_cont(ttft_ms, 0.95) AS p95, count(ttft_ms) AS samples
-        FROM requests GROUP BY ALL ORDER BY 1""",
-        params=[window_s],
+        FROM requests GROUP BY ALL ORDER BY 1"""
     ).pl()
 
 
@@ -41,16 +49,14 @@ def alert_causes(
     """Per window, group and miss cause: the requests it explains and their missed
     dollars and tokens."""
     keys = ", ".join(f"r.{k}" for k in group_by)
-    marks = ", ".join("?" for _ in NOT_MISSES)
     return cur.sql(
         f"""
         WITH e AS (SELECT id, cause, missed_cost_usd, missed_tokens FROM explanations
-                   WHERE cause NOT IN ({marks}))
-        SELECT time_bucket(to_seconds(?::BIGINT), r.ts) AS window, {keys}, e.cause,
+                   WHERE cause NOT IN ({_NOT_MISSES_SQL}))
+        SELECT {_bucket(window_s, "r.ts")} AS window, {keys}, e.cause,
                count(*) AS requests, sum(coalesce(e.missed_cost_usd, 0)) AS usd,
                sum(coalesce(e.missed_tokens, 0))::BIGINT AS tokens
-        FROM e JOIN requests r USING (id) GROUP BY ALL ORDER BY 1""",
-        params=[*NOT_MISSES, window_s],
+        FROM e JOIN requests r USING (id) GROUP BY ALL ORDER BY 1"""
     ).pl()
 
 
@@ -153,8 +159,7 @@ def evidence_dimensions(
             WITH picked AS (
                 SELECT w.k, w.start, w.cause AS wanted, r.id, r.ts, {dims},
                        {missed} AS missed
-                FROM (SELECT *, time_bucket(to_seconds(?::BIGINT), ts) AS bucket
-                      FROM ({scans})) r
+                FROM (SELECT *, {_bucket(window_s, "ts")} AS bucket FROM ({scans})) r
                 JOIN alert_evidence_windows w
                   ON {_same_group(group_by, "r", "w")} AND r.bucket = w.window)
             SELECT k, {flags}, grouping({flags}) AS grouped,
@@ -163,7 +168,7 @@ def evidence_dimensions(
                    sum(CASE WHEN ts >= start THEN missed END) AS missed
             FROM picked LEFT JOIN explanations e USING (id)
             GROUP BY GROUPING SETS ({sets}, (k))""",
-            [window_s, *(t for span in ranges for t in span)],
+            [t for span in ranges for t in span],
         ).fetchall()
 
 
