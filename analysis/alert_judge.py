@@ -158,13 +158,18 @@ class _Judge:
         return {"rule": rule, "value": value, "baseline": baseline, "at": at}
 
     def _cause_signal(self, found: ir.Found) -> dict[str, Any]:
+        """A shape or TTL cause's signal in requests; a traffic cause's in hit ratio
+        when the ratio dropped, else in its misses (``unit``): a route whose usual
+        misses ebbed can gain hits while one cause's misses rise."""
         rule = ONSETS.get(found.cause, "cached_drop")
-        if rule == "cached_drop":
-            row = self.stats.row(found.group, found.onset) or {}
-            return self._signal(
-                rule, found.onset, row.get("ratio") or 0.0, row.get("base_ratio") or 0.0
-            )
-        return self._signal(rule, found.onset, found.observed, round(found.expected, 2))
+        counted = self._signal(rule, found.onset, found.observed, round(found.expected, 2))
+        if rule != "cached_drop":
+            return counted
+        row = self.stats.row(found.group, found.onset) or {}
+        ratio, base = row.get("ratio"), row.get("base_ratio")
+        if ratio is not None and base is not None and ratio < base:
+            return self._signal(rule, found.onset, ratio, base)
+        return dict(counted, unit="misses")
 
     def _window_signal(self, group: tuple, i: int, rule: str) -> None:
         row = self.stats.row(group, i)

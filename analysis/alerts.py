@@ -198,13 +198,16 @@ _WHAT = {
     "ttft_p95_rise": "p95 TTFT {baseline:.0f} → {value:.0f} ms",
     "prefix_break": "{value:.0f} requests broke their prefix where {baseline:.1f} were usual",
     "ttl_lapse": "{value:.0f} requests found their prefix expired where {baseline:.1f} were usual",
+    # a traffic cause's incident whose hit ratio did not drop (its signal's ``unit``)
+    "misses": "{value:.0f} requests missed where {baseline:.1f} were usual",
 }
 
 
 def slack_text(alert: Alert) -> str:
     """One line a chat channel can show."""
     group = ", ".join(f"{k}={v}" for k, v in alert.group.items())
-    what = _WHAT[alert.rule].format(value=alert.value, baseline=alert.baseline)
+    first = alert.signals[0] if alert.signals else {}
+    what = _WHAT[first.get("unit", alert.rule)].format(value=alert.value, baseline=alert.baseline)
     more = sorted({s["rule"] for s in alert.signals} - {alert.rule})
     also = f" (also {', '.join(more)})" if more else ""
     return (

@@ -12,14 +12,18 @@ UNITS = {
     "ttft_p95_rise": lambda v: f"{v:,.0f} ms",
     "prefix_break": lambda v: f"{v:,.0f} broken",  # requests whose prefix broke
     "ttl_lapse": lambda v: f"{v:,.0f} expired",  # requests whose prefix expired
+    "misses": lambda v: f"{v:,.1f} missed",  # a cause's misses (a signal's own unit)
 }
 
 
-def unit(rule: str, value: float | None) -> str:
-    """A signal's value in its rule's unit."""
+def unit(signal: dict[str, Any], key: str) -> str:
+    """A signal's ``key`` ("value" or "baseline") in its unit: the signal's own, else
+    its rule's."""
+    value = signal.get(key)
     if value is None:
         return "–"
-    return UNITS.get(rule, lambda v: f"{v:,.2f}")(value)
+    name = signal.get("unit") or signal.get("rule") or ""
+    return UNITS.get(name, lambda v: f"{v:,.2f}")(value)
 
 
 def _json(value: Any, default: Any) -> Any:
@@ -35,7 +39,7 @@ def _json(value: Any, default: Any) -> Any:
 
 def incidents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Plain incidents, in the server's order (firing first, then newest first): id,
-    group (dict), label, state, started_at, resolved_at, signals [{rule, value,
+    group (dict), label, state, started_at, resolved_at, signals [{rule, value, unit?,
     baseline}], cause, top_causes [[cause, n, cost]], cost_per_hour, attribution
     (dict), sparkline [numbers]."""
     found = []
@@ -64,11 +68,7 @@ def incidents(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def signals_text(signals: list[dict[str, Any]]) -> str:
     """The signals on one line: rule value (baseline)."""
     return ", ".join(
-        f"{s.get('rule')} {unit(s.get('rule', ''), s.get('value'))}"
-        + (
-            f" (was {unit(s.get('rule', ''), s['baseline'])})"
-            if s.get("baseline") is not None
-            else ""
-        )
+        f"{s.get('rule')} {unit(s, 'value')}"
+        + (f" (was {unit(s, 'baseline')})" if s.get("baseline") is not None else "")
         for s in signals
     )

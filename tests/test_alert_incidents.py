@@ -173,3 +173,29 @@ def test_nightly_lapses_recur_quietly_a_new_lapse_pattern_fires(store):
     assert insight["cause"] == "ttl_expired" and insight["text"].startswith("nightly ")
     # the second night's lapses (the first was an incident) over the two days stored
     assert insight["cost_per_day"] == pytest.approx(16 * 3 * USD / 2, rel=0.01)
+
+
+def test_a_cause_regressing_while_the_hit_ratio_rises_is_told_in_misses(store):
+    """A route whose usual lapses stop as a router loses affinity gains hits while its
+    routing misses rise: the incident says how many requests missed, not "hit ratio
+    63% → 79%" under a rule named for a drop."""
+    windows = {w: (6, {"ttl_expired": 2}) for w in range(12)}
+    windows |= {w: (6, {"routing": 1}) for w in range(12, 16)}
+    _stream(store, windows)
+    (incident,) = [a for a in _incidents(store) if a.cause == "routing"]
+    signal = incident.signals[0]
+    assert (signal["rule"], signal["unit"]) == ("cached_drop", "misses")
+    assert signal["value"] >= 3 > signal["baseline"]
+    text = alerts.slack_text(incident)
+    assert "requests missed where" in text and "hit ratio" not in text
+
+
+def test_a_hit_ratio_drop_is_told_as_one(store):
+    """The sparse route of the affinity test: its ratio dropped, so its signal is one."""
+    windows = {w: (6, {}) for w in range(12)}
+    windows |= {w: (6, {"routing": 1}) for w in range(12, 16)}
+    _stream(store, windows)
+    (incident,) = _incidents(store)
+    signal = incident.signals[0]
+    assert "unit" not in signal and signal["value"] < signal["baseline"]
+    assert "hit ratio" in alerts.slack_text(incident)

@@ -101,6 +101,15 @@ def test_incident_rows_become_plain_values():
     assert inc["signals"] == [{"rule": "prefix_break", "value": 5, "baseline": 0}]
 
 
+def test_signals_are_told_in_their_own_unit():
+    from dashboard.incidents import signals_text
+
+    drop = {"rule": "cached_drop", "value": 0.5, "baseline": 0.9}
+    misses = {"rule": "cached_drop", "value": 5, "baseline": 0.6, "unit": "misses"}
+    assert signals_text([drop]) == "cached_drop 50.0% (was 90.0%)"
+    assert signals_text([misses]) == "cached_drop 5.0 missed (was 0.6 missed)"
+
+
 def test_misses_page_pages_in_the_server_and_draws_the_diff(server, monkeypatch):
     at = _app(server, monkeypatch).switch_page(str(PAGES / "misses.py")).run()
     assert not at.exception and at.title[0].value == "Misses"

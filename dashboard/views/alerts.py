@@ -54,8 +54,7 @@ if not empty_note(frame, "alerts"):
             st.markdown(
                 "| signal | now | baseline |\n| --- | --- | --- |\n"
                 + "\n".join(
-                    f"| {s.get('rule')} | {unit(s.get('rule'), s.get('value'))} | "
-                    f"{unit(s.get('rule'), s.get('baseline'))} |"
+                    f"| {s.get('rule')} | {unit(s, 'value')} | {unit(s, 'baseline')} |"
                     for s in incident["signals"]
                 )
             )
