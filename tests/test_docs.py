@@ -103,3 +103,29 @@ if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python -m tests.test_docs --write")
     write()
+
+
+def test_the_readme_documents_every_alert_threshold_with_its_default():
+    import dataclasses
+
+    from analysis.alerts import Rules
+
+    shown = {}
+    for line in README.read_text().splitlines():
+        if line.startswith("| `") and line.count("|") == 4:
+            names, defaults, _ = (cell.strip() for cell in line.strip("|").split("|"))
+            names = [n.strip("`") for n in names.split(", ")]
+            values = defaults.split(", ")
+            if len(names) == 1:
+                values = [values]
+            shown |= dict(zip(names, values, strict=True))
+    for field in dataclasses.fields(Rules):
+        default = field.default if isinstance(field.default, tuple) else (field.default,)
+        found = shown.get(field.name)
+        assert found is not None, f"{field.name} is not in the README's thresholds table"
+        found = found if isinstance(found, list) else [found]
+        as_text = [str(v) for v in default]
+        if isinstance(default[0], str):
+            assert found == as_text, field.name
+        else:
+            assert [float(v.replace(",", "")) for v in found] == list(default), field.name
