@@ -264,27 +264,27 @@ def _report(name: str, outcomes: list[dict], false: list) -> None:
         print(f"  FALSE ALARM  {alerts.slack_text(alert)}")
 
 
+SEED_SETS = {  # --seeds NAME: (the title printed, the seeds)
+    "tuning": ("tuning", TUNING_SEEDS),
+    "held-out": ("HELD OUT (never used for tuning; its first run informed one change)",
+                 HELD_OUT_SEEDS),
+    "fresh": ("FRESH HELD OUT (named before the last change, run once)", FRESH_SEEDS),
+    "latest": ("LATEST HELD OUT (named before this version was scored, run once)", LATEST_SEEDS),
+    "next": ("NEXT HELD OUT (named before the in-time scoring was run, run once)", NEXT_SEEDS),
+    "after": ("AFTER HELD OUT (named before the rules changed on 107-112, run once)",
+              AFTER_SEEDS),
+}  # fmt: skip
+
+
 def _seeds(text: str) -> tuple[str, tuple[int, ...]]:
-    if text == "tuning":
-        return "tuning", TUNING_SEEDS
-    if text == "held-out":
-        return "HELD OUT (never used for tuning; its first run informed one change)", HELD_OUT_SEEDS
-    if text == "fresh":
-        return "FRESH HELD OUT (named before the last change, run once)", FRESH_SEEDS
-    if text == "latest":
-        return "LATEST HELD OUT (named before this version was scored, run once)", LATEST_SEEDS
-    if text == "next":
-        return "NEXT HELD OUT (named before the in-time scoring was run, run once)", NEXT_SEEDS
-    if text == "after":
-        return "AFTER HELD OUT (named before the rules changed on 107-112, run once)", AFTER_SEEDS
+    if text in SEED_SETS:
+        return SEED_SETS[text]
     return "ad hoc", tuple(int(s) for s in text.split(",") if s.strip())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--seeds", default="tuning", help="tuning, held-out, fresh, latest, next, after or 1,2,..."
-    )
+    parser.add_argument("--seeds", default="tuning", help=f"{', '.join(SEED_SETS)} or 1,2,...")
     parser.add_argument("--cache", help="keep generated days and databases here")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--hashes-only", action="store_true")
