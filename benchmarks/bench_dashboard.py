@@ -40,7 +40,6 @@ from tests.servers import Server, free_port  # noqa: E402
 from tests.test_browser import MARKERS  # noqa: E402
 
 PAGE_S, CALL_MS, WHATIF_S = 1.5, 300.0, 3.0  # the targets at 1 M
-# Each page: its path, and the text that shows it rendered to its end.
 # Each page's path and what it draws last (the browser tests' markers: one source, so a
 # changed caption fails the tests instead of leaving this benchmark waiting on it).
 PATHS = {"Overview": "", "Alerts": "alerts", "Misses": "misses"}
@@ -195,8 +194,8 @@ def measure(db: Path, repeat: int, samples: tuple[int, ...] = (20_000, 0)) -> di
     try:
         took = waited(server, "POST", "alerts/evaluate")
         print(f"  {db.name}: alerts evaluated in {took:.1f} s", flush=True)
-        # Warm: the insights are found in the background once after a start (minutes at
-        # 1 M, replaying the traffic); the pages are timed after that, as the targets say.
+        # Warm: the insights are found in the background once after a start (22 s at 1 M,
+        # replaying the traffic); the pages are timed after that, as the targets say.
         found = {"insights found after start s": waited(server, "GET", "insights?wait=1")}
         print(f"  insights found in {found['insights found after start s']:.1f} s", flush=True)
         rows = server.api("explanations?limit=1&misses=1")
