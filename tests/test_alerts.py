@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -257,6 +257,29 @@ def test_labelled_sample_raises_the_right_alerts_and_no_others():
         None,
     ]
     assert false == [], [alerts.slack_text(a) for a in false]
+
+
+def test_eval_counts_an_incidents_true_misses_in_time_to_be_caught(tmp_path):
+    """In time: the incident's first window (that of its route's first request from its
+    start on) and the two after. Three lapses two hours in are no evidence in time."""
+    from benchmarks.eval_alerts import true_counts
+
+    start = 1_763_769_600  # a midnight, UTC
+
+    def record(minute: float, route: str = "/r", cause: str | None = "ttl_expired") -> str:
+        stamp = datetime.fromtimestamp(start + minute * 60, UTC).isoformat()
+        incident = "night" if cause else None
+        return json.dumps({"time": stamp, "route": route, "incident": incident, "cause": cause})
+
+    minutes = [(20, None), (35, "ttl_expired"), (50, "ttl_expired")]  # first request: 20
+    minutes += [(60 + k, "ttl_expired") for k in (1, 2, 3)]  # 01:01-01:03: late
+    lines = [record(m, cause=c) for m, c in minutes] + [record(40, "/other")]
+    path = tmp_path / "day.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    truth = {"start": start, "incidents": [{"name": "night", "route": "/r",
+                                            "cause": "ttl_expired", "start": 600}]}  # fmt: skip
+    # windows of 15 min from 00:15 (the first request's): 00:15, 00:30, 00:45
+    assert true_counts(str(path), truth, 900) == [(5, 2)]
 
 
 def test_server_evaluates_alerts_and_posts_new_ones_once(tmp_path, webhook):
