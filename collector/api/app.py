@@ -38,13 +38,17 @@ def _collector(request: Request) -> Any:
     return request.app.state.collector
 
 
+def _changes(store: Any) -> Any:
+    """The store's write log, or None when it reads a lake others write (its changes
+    are not all known here, so nothing is kept)."""
+    return getattr(store, "changes", None) if getattr(store, "lake", None) is None else None
+
+
 def _rollups(request: Request) -> rollups.Rollups:
-    """The server's kept series (nothing kept when it reads a lake others write)."""
+    """The server's kept series."""
     state = request.app.state
     if getattr(state, "rollups", None) is None:
-        store = state.collector.store
-        local = getattr(store, "lake", None) is None
-        state.rollups = rollups.Rollups(getattr(store, "changes", None) if local else None)
+        state.rollups = rollups.Rollups(_changes(state.collector.store))
     return state.rollups
 
 
@@ -310,9 +314,7 @@ def _insights(request: Request) -> KeptInsights:
     state = request.app.state
     if getattr(state, "insights", None) is None:
         store = state.collector.store
-        local = getattr(store, "lake", None) is None
-        changes = getattr(store, "changes", None) if local else None
-        state.insights = KeptInsights(store.reader, changes)
+        state.insights = KeptInsights(store.reader, _changes(store))
     return state.insights
 
 

@@ -97,9 +97,7 @@ class Rollups:
         """``misses.count``: for misses, summed from the kept misses per hour and cause."""
         if not misses_only or self.changes is None:
             return misses.count(cur, filters, cause, misses_only)
-        frame = self.causes(cur, filters, COUNT_WINDOW_S)
-        if cause is not None:
-            frame = frame.filter(pl.col("cause") == cause)
+        frame = self._hourly_misses(cur, filters, cause)
         return int(frame["misses"].sum()) if len(frame) else 0
 
     def page(
@@ -115,15 +113,20 @@ class Rollups:
         say holds the page (one query instead of ever longer spans)."""
         holds = None
         if misses_only and self.changes is not None:
-            frame = self.causes(cur, filters, COUNT_WINDOW_S)
-            if cause is not None:
-                frame = frame.filter(pl.col("cause") == cause)
+            frame = self._hourly_misses(cur, filters, cause)
             hours = (
                 frame.group_by("window").agg(pl.col("misses").sum()).sort("window", descending=True)
             )
             enough = hours.filter(pl.col("misses").cum_sum() >= offset + limit)
             holds = enough["window"][0] if len(enough) else None
         return misses.page(cur, filters, cause, limit, offset, misses_only, holds)
+
+    def _hourly_misses(
+        self, cur: duckdb.DuckDBPyConnection, filters: queries.Filters, cause: str | None
+    ) -> pl.DataFrame:
+        """The kept misses per hour and cause, of ``cause`` only when given."""
+        frame = self.causes(cur, filters, COUNT_WINDOW_S)
+        return frame if cause is None else frame.filter(pl.col("cause") == cause)
 
     def routing(self, cur: duckdb.DuckDBPyConnection, filters: queries.Filters) -> pl.DataFrame:
         """``queries.routing``, kept until any write (it is not per bucket)."""

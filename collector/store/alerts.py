@@ -202,7 +202,6 @@ def evidence_causes(
     scans = " UNION ALL ".join(
         "SELECT * FROM requests WHERE ts >= ?" + (" AND ts < ?" if end else "") for _, end in merged
     )
-    marks = ", ".join("?" for _ in NOT_MISSES)
     with _registered(cur, "alert_evidence_incidents", incidents):
         return cur.execute(
             f"""
@@ -213,7 +212,7 @@ def evidence_causes(
                   ON {_same_group(group_by, "r", "a")} AND r.ts >= a.start
                      AND r.ts < coalesce(a.resolved_at, 'infinity'::TIMESTAMP)
                 JOIN explanations e ON e.id = r.id
-                WHERE e.cause NOT IN ({marks})
+                WHERE e.cause NOT IN ({_NOT_MISSES_SQL})
                 GROUP BY a.k, e.cause),
             rounded AS (
                 SELECT k, cause, n,
@@ -222,7 +221,7 @@ def evidence_causes(
             SELECT k, cause, n, usd FROM rounded
             QUALIFY row_number() OVER (PARTITION BY k ORDER BY usd DESC NULLS LAST, cause) <= 3
             ORDER BY k, usd DESC NULLS LAST, cause""",
-            [t for span in merged for t in span if t is not None] + list(NOT_MISSES),
+            [t for span in merged for t in span if t is not None],
         ).fetchall()
 
 
