@@ -53,9 +53,27 @@ def modules(root: Path, dirs: Iterable[str]) -> dict[str, Module]:
                 parts.pop()
             text = path.read_text(encoding="utf-8")
             found[".".join(parts)] = Module(
-                ".".join(parts), rel, ast.parse(text, str(rel)), text.count("\n")
+                ".".join(parts), rel, parse(text, str(rel)), text.count("\n")
             )
     return found
+
+
+def parse(text: str, name: str, attempts: int = 3) -> ast.Module:
+    """``ast.parse``, again when CPython 3.11's spurious SystemError strikes.
+
+    Before 3.12, ast.parse counts its recursion depth in state every thread
+    shares, so a parse racing another thread's (pytest's own tracebacks parse
+    source) can fail with "AST constructor recursion depth mismatch"
+    (python/cpython#106905, pytest-dev/pytest#10763). The parse is
+    deterministic; only that error is tried again, and only ``attempts`` times.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return ast.parse(text, name)
+        except SystemError as error:
+            if "recursion depth mismatch" not in str(error):
+                raise
+    return ast.parse(text, name)
 
 
 def long_modules(mods: dict[str, Module]) -> list[str]:

@@ -5,6 +5,7 @@ Every check names all its offenders at once as path:line.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,30 @@ def test_heavy_imports_are_followed_through_project_modules_and_packages(tmp_pat
     assert "pkg/__init__.py:1: imports polars (via pkg)" in house.heavy_imports(
         mods, "pkg.room", {"polars"}
     )
+
+
+def _failing(first_n: int, message: str, calls: list, real=ast.parse):
+    def parse(text, name):
+        calls.append(name)
+        if len(calls) <= first_n:
+            raise SystemError(message)
+        return real(text, name)
+
+    return parse
+
+
+def test_a_spurious_ast_recursion_mismatch_is_parsed_again_but_not_forever(monkeypatch):
+    mismatch = "AST constructor recursion depth mismatch (before=141, after=172)"
+    calls: list = []
+    monkeypatch.setattr(ast, "parse", _failing(2, mismatch, calls))
+    assert isinstance(house.parse("x = 1\n", "m.py"), ast.Module)
+    assert calls == ["m.py"] * 3
+    calls.clear()
+    monkeypatch.setattr(ast, "parse", _failing(3, mismatch, calls))
+    with pytest.raises(SystemError, match="mismatch"):
+        house.parse("x = 1\n", "m.py")
+    calls.clear()
+    monkeypatch.setattr(ast, "parse", _failing(1, "another error", calls))
+    with pytest.raises(SystemError, match="another"):
+        house.parse("x = 1\n", "m.py")
+    assert len(calls) == 1
