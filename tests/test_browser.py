@@ -138,8 +138,11 @@ def test_every_page_loads_without_errors(dashboard, browser, path, heading):
     _wait_for(browser, MARKERS[heading])
     if heading in ("Overview", "Prefixes", "Routing"):  # charts drawn, not placeholders
         _wait_charts(browser)
-    if heading in ("Alerts", "Misses", "Prefixes", "Routing"):  # tables drawn too
+    if heading in ("Alerts", "Misses", "Prefixes"):  # tables drawn too
         _wait_tables(browser)
+    if heading == "Routing":
+        cells = browser.find_elements("css selector", '[data-testid="stTable"] td')
+        assert any(c.text.endswith("%") for c in cells)  # the hit ratio as a percentage
     _clean(browser)
     nav = browser.find_element("css selector", '[data-testid="stSidebarNav"]').text.split("\n")
     assert nav == ["Overview", "Alerts", "Misses", "Prefixes", "Routing"]  # titles, not files
@@ -162,11 +165,21 @@ def test_overview_bands_incidents_and_stacks_cost_by_cause(dashboard, browser):
     _clean(browser)
 
 
+def _incidents(driver) -> list:
+    """The Alerts page's incident picker opened: its options (one per incident)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_element("css selector", '[data-testid="stSelectbox"] [role="combobox"]').click()
+    return WebDriverWait(driver, 30).until(
+        lambda d: d.find_elements("css selector", '[role="option"]')
+    )
+
+
 def test_alerts_are_one_row_per_incident(dashboard, browser):
     browser.get(f"{dashboard}/alerts")
     _wait_for(browser, "incidents in all")
-    rows = browser.find_elements("css selector", '[data-testid="stExpander"]')
-    labels = [r.find_element("tag name", "summary").text for r in rows]
+    _wait_for(browser, "Top causes")  # the first incident's details, drawn below the table
+    labels = [option.text for option in _incidents(browser)]
     assert labels and len(labels) == len(set(labels))  # one group and onset, one row
     assert any("/support" in label for label in labels)
     assert browser.find_elements("css selector", '[data-testid="stDataFrame"]')
@@ -175,13 +188,17 @@ def test_alerts_are_one_row_per_incident(dashboard, browser):
 
 def test_from_an_incident_to_the_side_by_side_diff(dashboard, browser):
     browser.get(f"{dashboard}/alerts")
-    _wait_for(browser, "incidents in all")
-    # The deploy's incident: the support route, a timestamp in the system prompt.
-    rows = browser.find_elements("css selector", '[data-testid="stExpander"]')
-    row = next((r for r in rows if "/support" in r.text and "dynamic_value" in r.text), rows[0])
-    row.find_element("tag name", "summary").click()
     _wait_for(browser, "Show its misses")
-    button = next(b for b in row.find_elements("tag name", "button") if "Show its misses" in b.text)
+    # The deploy's incident: the support route, a timestamp in the system prompt.
+    options = _incidents(browser)
+    pick = next(o for o in options if "/support" in o.text and "dynamic_value" in o.text)
+    where, since = pick.text.split(" · ")[:2]  # "🔴 route=/support", "2026-01-01 10:00"
+    state = "firing" if where.startswith("🔴") else "resolved"
+    pick.click()
+    _wait_for(browser, f"{where.split(' ', 1)[1]} · {state} since {since}")  # its details
+    button = next(
+        b for b in browser.find_elements("tag name", "button") if "Show its misses" in b.text
+    )
     button.click()
     _wait_for(browser, "Segment maps")
     _wait_for(browser, "First differing token")

@@ -1,11 +1,62 @@
 """Alerts: one row per incident with its signals, cause, cost per hour and a sparkline;
-details (attribution, top causes, its misses) on expand."""
+the details (attribution, top causes, its misses) of the incident picked below it."""
 
 import pandas as pd
 import streamlit as st
 
 from dashboard.common import empty_note, paged, pager
 from dashboard.incidents import incidents, signals_text, unit
+
+
+def heading(incident: dict) -> str:
+    """One line for an incident: state, where, since, signals, cause, cost per hour."""
+    return (
+        f"{'🔴' if incident['state'] == 'firing' else '⚪'} {incident['label']} · "
+        f"{incident['started_at']:%Y-%m-%d %H:%M} · "
+        f"{', '.join(s['rule'] for s in incident['signals'])} · "
+        f"{incident['cause'] or 'no cause yet'} · ${incident['cost_per_hour']:,.2f}/h"
+    )
+
+
+def details(incident: dict) -> None:
+    """Its state and span, signals against baseline, where it concentrates, its top
+    causes, and a way to its misses."""
+    since, until = incident["started_at"], incident["resolved_at"]
+    st.markdown(
+        f"{incident['label']} · `{incident['state']}` since {since:%Y-%m-%d %H:%M}"
+        + (f", resolved {until:%Y-%m-%d %H:%M}" if until is not None else "")
+    )
+    st.markdown(
+        "| signal | now | baseline |\n| --- | --- | --- |\n"
+        + "\n".join(
+            f"| {s.get('rule')} | {unit(s, 'value')} | {unit(s, 'baseline')} |"
+            for s in incident["signals"]
+        )
+    )
+    where = incident["attribution"]
+    st.markdown(
+        "Concentrated in: "
+        + (
+            ", ".join(f"`{k}={v}`" for k, v in where.items())
+            or "no single replica, prefix or version"
+        )
+    )
+    causes = incident["top_causes"]
+    st.markdown(
+        "Top causes: "
+        + (
+            ", ".join(f"{c[0]} ({c[1]:,} request{'' if c[1] == 1 else 's'})" for c in causes)
+            or "none explained"
+        )
+    )
+    if st.button("Show its misses"):
+        st.session_state["miss_filter"] = {
+            "route": incident["group"].get("route"),
+            "since": since.isoformat(),
+            "cause": incident["cause"],
+        }
+        st.switch_page("views/misses.py")
+
 
 st.title("Alerts")
 state = st.radio("Show", ("all", "firing", "resolved"), horizontal=True)
@@ -35,46 +86,9 @@ if not empty_note(frame, "alerts"):
         },
     )
     pager("alerts_page", total, pages, "incidents")
-    for n, incident in enumerate(found):
-        since = incident["started_at"]
-        head = (
-            f"{'🔴' if incident['state'] == 'firing' else '⚪'} {incident['label']} · "
-            f"{since:%Y-%m-%d %H:%M} · "
-            f"{', '.join(s['rule'] for s in incident['signals'])} · "
-            f"{incident['cause'] or 'no cause yet'} · ${incident['cost_per_hour']:,.2f}/h"
-        )
-        with st.expander(head):
-            until = incident["resolved_at"]
-            st.markdown(
-                f"`{incident['state']}` since {since:%Y-%m-%d %H:%M}"
-                + (f", resolved {until:%Y-%m-%d %H:%M}" if until is not None else "")
-            )
-            # A markdown table, not a data grid: a page holds up to 50 of these, and
-            # each grid is a canvas of its own for the browser to draw.
-            st.markdown(
-                "| signal | now | baseline |\n| --- | --- | --- |\n"
-                + "\n".join(
-                    f"| {s.get('rule')} | {unit(s, 'value')} | {unit(s, 'baseline')} |"
-                    for s in incident["signals"]
-                )
-            )
-            where = incident["attribution"]
-            st.markdown(
-                "Concentrated in: "
-                + (
-                    ", ".join(f"`{k}={v}`" for k, v in where.items())
-                    or "no single replica, prefix or version"
-                )
-            )
-            causes = incident["top_causes"]
-            st.markdown(
-                "Top causes: "
-                + (", ".join(f"{c[0]} ({c[1]:,} requests)" for c in causes) or "none explained")
-            )
-            if st.button("Show its misses", key=f"misses-{n}"):
-                st.session_state["miss_filter"] = {
-                    "route": incident["group"].get("route"),
-                    "since": since.isoformat(),
-                    "cause": incident["cause"],
-                }
-                st.switch_page("views/misses.py")
+    st.subheader("Details")
+    # One incident's details at a time: drawing all fifty of a page (expanders with
+    # tables and buttons) cost the browser a quarter of a second at every load.
+    by_id = {incident["id"]: incident for incident in found}
+    chosen = st.selectbox("Incident", list(by_id), format_func=lambda i: heading(by_id[i]))
+    details(by_id[chosen])

@@ -1,5 +1,5 @@
-"""Overview: does the cache pay? Hit ratio, cached tokens and p95 TTFT over time with the
-incidents marked as bands, missed dollars per hour stacked by cause, and the insights:
+"""Overview: does the cache pay? Hit ratio (the incidents marked on it as bands), cached
+tokens and p95 TTFT over time, missed dollars per hour stacked by cause, and the insights:
 what keeps costing and what would fix it."""
 
 import altair as alt
@@ -156,13 +156,17 @@ def charts() -> None:
     marked = bands(series)
     if not marked.is_empty():
         st.caption(f"Shaded: {len(marked)} incidents (red firing, orange resolved).")
-    for column, title in (
-        ("hit_ratio", "Token-weighted hit ratio"),
-        ("cached_tokens", "Cached tokens"),
-        ("ttft_p95_ms", "p95 TTFT (ms)"),
+    # The bands go on the hit ratio, the series the incidents are about; the charts
+    # under it share its time axis. A banded (layered) chart takes headless Chromium
+    # about 0.2 s longer to draw than a plain line, so the other two stay lines.
+    plain = marked.clear()
+    for column, title, shaded in (
+        ("hit_ratio", "Token-weighted hit ratio", marked),
+        ("cached_tokens", "Cached tokens", plain),
+        ("ttft_p95_ms", "p95 TTFT (ms)", plain),
     ):
         st.subheader(title)
-        st.altair_chart(banded(series, column, marked, group != "(none)"), width="stretch")
+        st.altair_chart(banded(series, column, shaded, group != "(none)"), width="stretch")
     cost_by_cause(window_s)
     insights()
 
