@@ -81,8 +81,11 @@ class Rules:
     seasonal_days: tuple[int, ...] = (1, 7)
     seasonal_min_requests: int = 10
     # The route's normal cause mix: a cause's rate over this many windows before (a day)
-    # is its usual rate too; the higher of the two is the baseline.
+    # is its usual rate too; the higher of the two is the baseline. Only the windows with
+    # at least mix_density times the judged windows' requests a window count: the mix at
+    # this traffic level (lapses usual at night are news in a busy hour).
     mix_windows: int = 96
+    mix_density: float = 0.5
     warmup_windows: int = 2  # windows of stored traffic before the first judged
     # Resolution: the cause back at its baseline rate (Poisson tail above resolve_alpha)
     # for resolve_windows windows that had requests.

@@ -9,8 +9,9 @@ on a group and follows it until it returns to its baseline.
   stored (``seasonal_days``, ``seasonal_min_requests``), else with the
   ``baseline_windows`` windows before it. A cause that is part of that
   baseline at its usual rate (nightly TTL lapses, routine compaction) is normal,
-  and so is one at its usual rate over the ``mix_windows`` windows before (the
-  route's cause mix: sporadic lapses all day long);
+  and so is one at its usual rate over the ``mix_windows`` windows before that
+  were as busy (``mix_density``: the route's cause mix at this traffic level,
+  sporadic lapses all day long, not the night's lapses in a busy hour);
   one new to the group, or well above its usual rate, is a regression.
   The first window of a route is never judged: it has no normal yet.
 - **Counts, not only ratios.** The baseline gives each cause a rate per
@@ -170,6 +171,24 @@ def dispersion(series: Series, cause: str, spans: list, rate: float, most: float
     return min(max(chi / (windows - 1), 1.0), most)
 
 
+def usual_spans(series: Series, lo: int, hi: int, rules: Any) -> list[tuple[int, int]]:
+    """The windows of the ``mix_windows`` before ``lo`` that had requests, at least
+    ``mix_density`` times the requests per window of lo..hi (the route's cause mix at this
+    traffic level), as runs of consecutive windows."""
+    least = rules.mix_density * _window_sum(series.requests, lo, hi) / (hi - lo + 1)
+    runs: list[list[int]] = []
+    get = series.requests.get
+    for i in range(lo - rules.mix_windows, lo):
+        n = get(i, 0)
+        if not n or n < least:
+            continue
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return [(a, b) for a, b in runs]
+
+
 def _test(series: Series, every: Series, cause: str, lo: int, hi: int, rules: Any) -> Found | None:
     """Whether windows lo..hi show the cause regressing (see the module docstring)."""
     counts = series.counts[cause]
@@ -182,9 +201,11 @@ def _test(series: Series, every: Series, cause: str, lo: int, hi: int, rules: An
     # each check below only makes the test stricter: stop at the first that fails
     if poisson_tail(observed, rate * requests) > rules.alpha:
         return None
-    # the route's usual mix over the day before: a cause it always has is no news
-    day = [(lo - rules.mix_windows, lo - 1)]
-    usual = rate_of(series, every, cause, day, rules)
+    # the route's usual mix over the day before, at this traffic level: a cause it always
+    # has is no news, but a lapse usual at night (sparse traffic outlives the TTL) is
+    # news in a window as busy as the day
+    day = usual_spans(series, lo, hi, rules)
+    usual = rate_of(series, every, cause, day, rules) if day else 0.0
     if usual > rate:
         rate, spans = usual, day
     expected = rate * requests

@@ -175,6 +175,27 @@ def test_nightly_lapses_recur_quietly_a_new_lapse_pattern_fires(store):
     assert insight["cost_per_day"] == pytest.approx(16 * 3 * USD / 2, rel=0.01)
 
 
+@pytest.mark.parametrize("all_day", [False, True])
+def test_lapses_usual_at_night_are_news_in_a_busy_hour(store, all_day):
+    """A route's conversations outlive the TTL every night (3 of 4 requests lapse). At
+    15:15 a gateway outage ends: 60 backlogged requests, 3 lapsed. The night's rate is
+    no excuse in a window that busy: an incident. On a route whose busy windows lapse
+    that often all day long, the same window is its usual mix: none."""
+    windows = {}
+    for w in range(61):
+        night = 8 <= w < 24
+        lapsed = 3 if night else int(all_day)
+        windows[w] = (4 if night else 20, {"ttl_expired": lapsed} if lapsed else {})
+    windows[61] = (60, {"ttl_expired": 3})
+    _stream(store, windows)
+    found = [a for a in _incidents(store) if _started(a) > 24]  # the first night is new
+    if all_day:
+        assert found == []
+        return
+    (incident,) = found
+    assert (_started(incident), incident.rule, incident.cause) == (61, "ttl_lapse", "ttl_expired")
+
+
 def test_a_cause_regressing_while_the_hit_ratio_rises_is_told_in_misses(store):
     """A route whose usual lapses stop as a router loses affinity gains hits while its
     routing misses rise: the incident says how many requests missed, not "hit ratio
