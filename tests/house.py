@@ -62,8 +62,8 @@ def parse(text: str, name: str, attempts: int = 3) -> ast.Module:
     """``ast.parse``, again when CPython 3.11's spurious SystemError strikes.
 
     Before 3.12, ast.parse counts its recursion depth in state every thread
-    shares, so a parse racing another thread's (pytest's own tracebacks parse
-    source) can fail with "AST constructor recursion depth mismatch"
+    shares, so a parse racing one on another thread of the test process can
+    fail with "AST constructor recursion depth mismatch"
     (python/cpython#106905, pytest-dev/pytest#10763). The parse is
     deterministic; only that error is tried again, and only ``attempts`` times.
     """
