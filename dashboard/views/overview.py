@@ -69,7 +69,8 @@ def banded(series: pl.DataFrame, column: str, marked: pl.DataFrame, grouped: boo
             color=alt.Color(
                 "state:N",
                 scale=alt.Scale(domain=list(BAND_COLOURS), range=list(BAND_COLOURS.values())),
-                legend=alt.Legend(title="incident"),
+                # on top: the time axis as wide as the charts' below, which have no legend
+                legend=alt.Legend(title="incident", orient="top"),
             ),
             tooltip=["incident", "state", "start", "end"],
         )
