@@ -8,10 +8,15 @@ from dashboard.common import empty_note, paged, pager
 from dashboard.incidents import incidents, signals_text, unit
 
 
+def dot(incident: dict) -> str:
+    """Red while it fires, white once resolved."""
+    return "🔴" if incident["state"] == "firing" else "⚪"
+
+
 def heading(incident: dict) -> str:
     """One line for an incident: state, where, since, signals, cause, cost per hour."""
     return (
-        f"{'🔴' if incident['state'] == 'firing' else '⚪'} {incident['label']} · "
+        f"{dot(incident)} {incident['label']} · "
         f"{incident['started_at']:%Y-%m-%d %H:%M} · "
         f"{', '.join(s['rule'] for s in incident['signals'])} · "
         f"{incident['cause'] or 'no cause yet'} · ${incident['cost_per_hour']:,.2f}/h"
@@ -65,7 +70,7 @@ if not empty_note(frame, "alerts"):
     found = incidents(frame.to_dicts())
     table = pd.DataFrame(
         {
-            "state": [("🔴 " if i["state"] == "firing" else "⚪ ") + i["state"] for i in found],
+            "state": [f"{dot(i)} {i['state']}" for i in found],
             "where": [i["label"] for i in found],
             "since": [i["started_at"] for i in found],
             "cause": [i["cause"] or "" for i in found],
