@@ -1,5 +1,5 @@
 """``python -m cachediag`` runs the CLI."""
 
-from cachediag.cli import main
+from cachediag.cli import run
 
-main()
+run()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,31 @@ def test_diff_json_matches_golden(cause):
     data = json.loads(result.output)
     assert set(data) >= REQUIRED and data["cause"] == cause
     _golden(pair / "expected.json", result.output)
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["dynamic_value/a.json", "dynamic_value/b.json", "--format", "json"], 1),
+        (["identical/a.json", "identical/b.json", "--format", "json"], 0),
+        (["dynamic_value/a.json", "dynamic_value/b.json"], 1),
+        (["dynamic_value/a.json", "no/such.json"], 2),
+        (["--help"], 0),
+    ],
+)
+def test_a_diff_process_leaves_fast_with_its_whole_output_and_status(args, status):
+    """``cachediag diff`` skips the interpreter's teardown (``cli.run``): what it printed and
+    its exit status are still what the command gives in process."""
+    paths = [str(PAIRS / a) if a.endswith(".json") else a for a in args]
+    command = [sys.executable, "-m", "cachediag", "diff", *paths]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    inside = cachediag("diff", *paths)
+    assert done.returncode == inside.exit_code == status
+    if args == ["--help"]:  # its usage line names the program as it was called
+        assert "Usage:" in done.stdout and "first differing token" in done.stdout
+    else:
+        assert done.stdout == inside.stdout and (done.stdout.strip() or status == 2)
+    assert done.stderr.startswith("Error: ") == (status == 2)
 
 
 def test_text_report_matches_golden():
