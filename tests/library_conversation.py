@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))  # run by path, also from other venvs
 STREAMED = (2, 4)  # turns sent with stream=True
 SESSION = "conv-1"
 STAMP = "Now: 2026-11-30T16:00:00Z. "  # in the system prompt; turn 6 renews it
-# library: (sdk, venv it runs in (see the module docstring), extra environment)
+# library: (sdk, venv it is recorded in (tests/record_libraries.py), extra environment)
 CONVERSING = {
     "openinference-openai": ("openai", "main", {}),
     "openinference-anthropic": ("anthropic", "main", {}),

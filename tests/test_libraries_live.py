@@ -14,6 +14,7 @@ pinned in the ``test`` extra. OpenLIT, traceloop-sdk and openai-v2: recorded onl
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -51,8 +52,7 @@ def _converse(name: str, url: str, folder: Path) -> None:
 
 
 def _environ() -> dict[str, str]:
-    import os
-
+    """This process's environment without OTel or Traceloop settings of its own."""
     return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRACELOOP_"))}
 
 
