@@ -109,6 +109,18 @@ def _wait_tables(driver, timeout: float = 60) -> None:
     )
 
 
+def _wait_table_cell(driver, wanted, timeout: float = 60) -> None:
+    """Until a cell of an ``st.table`` holds text ``wanted`` accepts (a rerun may replace
+    the table while it is read)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    cells = '[data-testid="stTable"] td'
+    WebDriverWait(driver, timeout, ignored_exceptions=[StaleElementReferenceException]).until(
+        lambda d: any(wanted(c.text) for c in d.find_elements("css selector", cells))
+    )
+
+
 def _clean(driver) -> None:
     assert not driver.find_elements("css selector", '[data-testid="stException"]')
 
@@ -140,9 +152,8 @@ def test_every_page_loads_without_errors(dashboard, browser, path, heading):
         _wait_charts(browser)
     if heading in ("Alerts", "Misses", "Prefixes"):  # tables drawn too
         _wait_tables(browser)
-    if heading == "Routing":
-        cells = browser.find_elements("css selector", '[data-testid="stTable"] td')
-        assert any(c.text.endswith("%") for c in cells)  # the hit ratio as a percentage
+    if heading == "Routing":  # the hit ratio as a percentage (the table may come last)
+        _wait_table_cell(browser, lambda text: text.endswith("%"))
     _clean(browser)
     nav = browser.find_element("css selector", '[data-testid="stSidebarNav"]').text.split("\n")
     assert nav == ["Overview", "Alerts", "Misses", "Prefixes", "Routing"]  # titles, not files
@@ -187,6 +198,8 @@ def test_alerts_are_one_row_per_incident(dashboard, browser):
 
 
 def test_from_an_incident_to_the_side_by_side_diff(dashboard, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
     browser.get(f"{dashboard}/alerts")
     _wait_for(browser, "Show its misses")
     # The deploy's incident: the support route, a timestamp in the system prompt.
@@ -202,6 +215,9 @@ def test_from_an_incident_to_the_side_by_side_diff(dashboard, browser):
     button.click()
     _wait_for(browser, "Segment maps")
     _wait_for(browser, "First differing token")
+    WebDriverWait(browser, 60).until(  # the pictures may come after the text
+        lambda d: len(d.find_elements("css selector", ".cd-bar")) == 2
+    )
     sides = browser.find_elements("css selector", ".cd-pair .cd-side")
     assert len(sides) == 2  # the shared prefix collapsed to a count on both
     assert len(browser.find_elements("css selector", ".cd-side .cd-shared")) == 2
