@@ -177,13 +177,21 @@ def test_overview_bands_incidents_and_stacks_cost_by_cause(dashboard, browser):
 
 
 def _incidents(driver) -> list:
-    """The Alerts page's incident picker opened: its options (one per incident)."""
+    """The Alerts page's incident picker opened: its options (one per incident). The picker
+    may be drawn after the text around it and redrawn by a rerun: it is found and opened
+    again until its options show."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    driver.find_element("css selector", '[data-testid="stSelectbox"] [role="combobox"]').click()
-    return WebDriverWait(driver, 30).until(
-        lambda d: d.find_elements("css selector", '[role="option"]')
-    )
+    combobox, option = '[data-testid="stSelectbox"] [role="combobox"]', '[role="option"]'
+
+    def opened(d) -> list:
+        if not d.find_elements("css selector", option):
+            for box in d.find_elements("css selector", combobox)[:1]:
+                box.click()
+        return d.find_elements("css selector", option)
+
+    return WebDriverWait(driver, 60, ignored_exceptions=[WebDriverException]).until(opened)
 
 
 def test_alerts_are_one_row_per_incident(dashboard, browser):
