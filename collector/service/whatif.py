@@ -208,13 +208,16 @@ class Runner:
 
         cur = self._cursor()
         try:
-            job.result = whatif(cur, *job.params, progress=progress)
-            job.state = "done"
+            result, error = whatif(cur, *job.params, progress=progress), None
         except Exception as exc:  # a failed job says why to whoever reads it
-            job.error, job.state = f"{type(exc).__name__}: {exc}", "failed"
+            result, error = None, f"{type(exc).__name__}: {exc}"
         finally:
             cur.close()
-            job.seconds = time.monotonic() - job.started
+        # Its time and answer before its state: whoever reads the state finished reads them
+        # (the dashboard, polling, read "done" with no time yet and failed to print it).
+        job.seconds = time.monotonic() - job.started
+        job.result, job.error = result, error
+        job.state = "done" if error is None else "failed"
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
