@@ -17,7 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).resolve()  # what runs one library: python SCRIPT NAME PLAN [URL]
+ROOT = SCRIPT.parent.parent
 sys.path.insert(0, str(ROOT))  # run by path, also from other venvs
 
 STREAMED = (2, 4)  # turns sent with stream=True

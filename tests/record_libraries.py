@@ -26,9 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "sample_data" / "libraries"
 sys.path.insert(0, str(ROOT))
 
-from tests.library_conversation import CONVERSING, plan  # noqa: E402
+from tests.library_conversation import CONVERSING, SCRIPT, plan  # noqa: E402
 
-CHILD = ROOT / "tests" / "library_conversation.py"
 OLLM, OI = "opentelemetry.instrumentation.", "openinference.instrumentation."
 LIBRARIES = {
     "openinference-openai": ("openai", OI + "openai", "OpenAIInstrumentor", {}),
@@ -145,7 +144,7 @@ def record_conversations(venvs: dict[str, str], names: list[str]) -> None:
         with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
             handle.write(json.dumps(turns))
             handle.flush()
-            run = _child([venvs[venv], str(CHILD), name, handle.name], env)
+            run = _child([venvs[venv], str(SCRIPT), name, handle.name], env)
         if run.returncode:
             print(f"{name}: failed\n{run.stderr[-3000:]}", file=sys.stderr)
             continue

@@ -23,11 +23,9 @@ from pathlib import Path
 import pytest
 
 from tests.conversation_checks import RECORDS, check_rows, check_sixth, check_stats, collect, groups
-from tests.library_conversation import CONVERSING, plan
+from tests.library_conversation import CONVERSING, SCRIPT, plan
 from tests.servers import Server
 
-ROOT = Path(__file__).resolve().parent.parent
-CHILD = ROOT / "tests" / "library_conversation.py"
 LIVE = {
     name: RECORDS[name] - ({"session"} if name.startswith("openllmetry") else set())
     for name in (
@@ -43,7 +41,7 @@ def _converse(name: str, url: str, folder: Path) -> None:
     sdk, _, env = CONVERSING[name]
     turns = folder / f"{name}.json"
     turns.write_text(json.dumps(PLANS[sdk]))
-    command = [sys.executable, str(CHILD), name, str(turns), url]
+    command = [sys.executable, str(SCRIPT), name, str(turns), url]
     run = subprocess.run(command, env={**_environ(), **env}, capture_output=True, text=True,
                          timeout=180, check=False)  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
